@@ -1,0 +1,117 @@
+//! The CI pipeline: prerequisites, formatting, lints, tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+/// Debian packages the test suite uses, with the command whose presence shows the package is installed.
+/// Each entry says which tests need it.
+const APT_PACKAGES: &[(&str, &str)] = &[
+    // git interop tests of sbx-worktree and the branch-mode end-to-end tests.
+    ("git", "git"),
+    // end-to-end tests send requests from inside sandboxes with curl.
+    ("curl", "curl"),
+];
+
+/// Root of the workspace (the parent of `xtask/`).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// Installs missing apt packages (when root) and cargo-nextest (when missing).
+pub(crate) fn install_prerequisites() -> Result<()> {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .filter(|(_, cmd)| !have(cmd))
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if !missing.is_empty() {
+        if !is_root() || !have("apt-get") {
+            bail!(
+                "the tests need these Debian packages: {}; install them (e.g. `sudo apt-get install -y {}`) and run again",
+                missing.join(" "),
+                missing.join(" ")
+            );
+        }
+        eprintln!("xtask: installing {}", missing.join(" "));
+        exec(Command::new("apt-get").args(["update", "-q"]))?;
+        exec(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(&missing)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
+    if !have("cargo-nextest") {
+        eprintln!("xtask: installing cargo-nextest");
+        exec(cargo().args(["install", "--locked", "cargo-nextest"]))?;
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+fn exec(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+fn step(name: &str, cmd: &mut Command) -> Result<()> {
+    eprintln!("\n== xtask ci: {name}");
+    let start = Instant::now();
+    let result = exec(cmd);
+    eprintln!("== xtask ci: {name}: {:.0?}", start.elapsed());
+    result
+}
+
+/// The whole pipeline. Stops at the first failing step.
+pub(crate) fn pipeline() -> Result<()> {
+    install_prerequisites()?;
+    step("fmt", cargo().args(["fmt", "--all", "--check"]))?;
+    step(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    step(
+        "tests",
+        cargo().args(["nextest", "run", "--workspace", "--profile", "ci"]),
+    )?;
+    step("doc tests", cargo().args(["test", "--workspace", "--doc"]))?;
+    Ok(())
+}
