@@ -26,12 +26,14 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod client;
 mod codec;
 mod error;
 mod handshake;
 mod message;
 mod stream;
 
+pub use client::{Client, ClientError, Output, RemoteSession};
 pub use codec::{
     HEADER_AFTER_LEN, LEN_PREFIX, MAX_DATA_CHUNK, MAX_FRAME_LEN, decode, decode_body,
     decode_with_limit, encode, encode_to_vec, frame_len,
