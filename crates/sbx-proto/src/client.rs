@@ -63,6 +63,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Session ids are agent-wide, so they are unique per host process, not per connection.
+static NEXT_SESSION: AtomicU32 = AtomicU32::new(1);
+
 type Closer = Box<dyn Fn() + Send + Sync>;
 
 /// A connection to an agent. Dropping it closes the connection (sessions not detached are hung up by the agent).
@@ -71,7 +74,6 @@ pub struct Client {
     writer: Writer,
     routes: Routes,
     control: Mutex<Receiver<Message>>,
-    next_session: AtomicU32,
     ready: Ready,
     agent: String,
 }
@@ -184,7 +186,6 @@ impl Client {
             writer: Arc::new(Mutex::new(writer)),
             routes,
             control: Mutex::new(control_rx),
-            next_session: AtomicU32::new(1),
             ready,
             agent: ack.peer,
         })
@@ -208,7 +209,7 @@ impl Client {
 
     /// Starts a command; returns once the agent reports it running (or refuses it).
     pub fn exec(&self, request: ExecRequest) -> Result<RemoteSession, ClientError> {
-        let id = self.next_session.fetch_add(1, Ordering::SeqCst) | self.session_salt();
+        let id = (NEXT_SESSION.fetch_add(1, Ordering::SeqCst) & 0xffff) | self.session_salt();
         self.exec_as(id, request)
     }
 
