@@ -1,7 +1,7 @@
 //! The only unsafe part of the crate: `clone` into new namespaces and the child's setup, which may only make raw
 //! system calls (no allocation, no locks) because the host process can be multi-threaded.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
@@ -99,43 +99,114 @@ fn fail(report: RawFd, step: u32) -> ! {
     let mut msg = [0u8; 8];
     msg[..4].copy_from_slice(&step.to_ne_bytes());
     msg[4..].copy_from_slice(&errno().to_ne_bytes());
-    // SAFETY: writes 8 bytes from a live stack buffer; _exit never returns and runs no destructors.
-    unsafe {
-        libc::write(report, msg.as_ptr().cast(), msg.len());
-        libc::_exit(127)
-    }
+    // SAFETY: writes 8 bytes from a live stack buffer to a descriptor we own.
+    unsafe { libc::write(report, msg.as_ptr().cast(), msg.len()) };
+    // SAFETY: _exit ends the process at once, running no destructors or atexit handlers (none are safe here).
+    unsafe { libc::_exit(127) }
 }
 
 fn ptr(c: &Option<CString>) -> *const libc::c_char {
     c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())
 }
 
+// Thin wrappers, one system call each. Every string argument is a NUL-terminated CString owned by the plan, which
+// lives in the (copied) stack frame of `clone_init` for the whole life of the child; NULL where the call allows it.
+
+fn sys_mkdir(p: &CStr) -> libc::c_int {
+    // SAFETY: `p` is NUL-terminated (see above).
+    unsafe { libc::mkdir(p.as_ptr(), 0o755) }
+}
+
+fn sys_touch(p: &CStr) -> libc::c_int {
+    // SAFETY: `p` is NUL-terminated; the mode argument is required with O_CREAT.
+    let fd = unsafe {
+        libc::open(
+            p.as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+            0o644,
+        )
+    };
+    if fd < 0 {
+        return fd;
+    }
+    // SAFETY: `fd` was just opened by us and is closed once.
+    unsafe { libc::close(fd) }
+}
+
+fn sys_mount(
+    source: &Option<CString>,
+    target: &CStr,
+    fstype: &Option<CString>,
+    flags: libc::c_ulong,
+    data: &Option<CString>,
+) -> libc::c_int {
+    // SAFETY: all pointers are NUL-terminated strings or NULL, as mount(2) allows for source, fstype and data.
+    unsafe {
+        libc::mount(
+            ptr(source),
+            target.as_ptr(),
+            ptr(fstype),
+            flags,
+            ptr(data).cast(),
+        )
+    }
+}
+
+fn sys_symlink(target: &CStr, link: &CStr) -> libc::c_int {
+    // SAFETY: both are NUL-terminated.
+    unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) }
+}
+
+fn sys_sethostname(h: &CStr) -> libc::c_int {
+    // SAFETY: pointer and length describe the live string.
+    unsafe { libc::sethostname(h.as_ptr(), h.to_bytes().len()) }
+}
+
+fn sys_chdir(p: &CStr) -> libc::c_int {
+    // SAFETY: `p` is NUL-terminated.
+    unsafe { libc::chdir(p.as_ptr()) }
+}
+
+fn sys_pivot_root_dot() -> libc::c_long {
+    // SAFETY: static NUL-terminated strings; pivot_root(".", ".") stacks the old root on top of the new one.
+    unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) }
+}
+
+fn sys_detach_dot() -> libc::c_int {
+    // SAFETY: static NUL-terminated string; detaches the old root stacked on ".", so no host path stays reachable.
+    unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) }
+}
+
+fn sys_dup2(from: RawFd, to: RawFd) -> libc::c_int {
+    // SAFETY: plain descriptor numbers; `from` is owned by the child's fds.
+    unsafe { libc::dup2(from, to) }
+}
+
+fn sys_cloexec_from_3() {
+    // SAFETY: plain integers; marks every descriptor >= 3 close-on-exec (the report pipe included, so its EOF tells
+    // the host that exec succeeded).
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+}
+
 /// Runs one plan step; `Err(())` means it failed and errno says why.
 fn run_op(op: &Op) -> Result<(), ()> {
-    // SAFETY (for every block below): each call gets NUL-terminated strings owned by the plan, which lives on the
-    // (copied) stack frame of `clone_init` for the whole child run, or NULL where the syscall allows it.
     let rc = match op {
         Op::Mkdir(p) => {
-            let rc = unsafe { libc::mkdir(p.as_ptr(), 0o755) };
+            let rc = sys_mkdir(p);
             if rc != 0 && errno() == libc::EEXIST {
                 0
             } else {
                 rc
             }
         }
-        Op::Touch(p) => {
-            let fd = unsafe {
-                libc::open(
-                    p.as_ptr(),
-                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-                    0o644,
-                )
-            };
-            if fd < 0 {
-                return Err(());
-            }
-            unsafe { libc::close(fd) }
-        }
+        Op::Touch(p) => sys_touch(p),
         Op::Mount {
             source,
             target,
@@ -144,19 +215,11 @@ fn run_op(op: &Op) -> Result<(), ()> {
             data,
             optional,
         } => {
-            let rc = unsafe {
-                libc::mount(
-                    ptr(source),
-                    target.as_ptr(),
-                    ptr(fstype),
-                    *flags,
-                    ptr(data).cast(),
-                )
-            };
+            let rc = sys_mount(source, target, fstype, *flags, data);
             if rc != 0 && *optional { 0 } else { rc }
         }
         Op::Symlink(target, link) => {
-            let rc = unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) };
+            let rc = sys_symlink(target, link);
             if rc != 0 && errno() == libc::EEXIST {
                 0
             } else {
@@ -164,23 +227,18 @@ fn run_op(op: &Op) -> Result<(), ()> {
             }
         }
         Op::PivotRoot(root) => return pivot(root),
-        Op::Hostname(h) => unsafe { libc::sethostname(h.as_ptr(), h.as_bytes().len()) },
+        Op::Hostname(h) => sys_sethostname(h),
     };
     if rc == 0 { Ok(()) } else { Err(()) }
 }
 
-fn pivot(root: &CString) -> Result<(), ()> {
-    let dot = c".".as_ptr();
-    // SAFETY: NUL-terminated static and plan-owned strings; pivot_root(".", ".") stacks the old root on the new
-    // one, and the detach unmounts it, so no host path stays reachable.
-    unsafe {
-        if libc::chdir(root.as_ptr()) != 0
-            || libc::syscall(libc::SYS_pivot_root, dot, dot) != 0
-            || libc::umount2(dot, libc::MNT_DETACH) != 0
-            || libc::chdir(c"/".as_ptr()) != 0
-        {
-            return Err(());
-        }
+fn pivot(root: &CStr) -> Result<(), ()> {
+    if sys_chdir(root) != 0
+        || sys_pivot_root_dot() != 0
+        || sys_detach_dot() != 0
+        || sys_chdir(c"/") != 0
+    {
+        return Err(());
     }
     Ok(())
 }
@@ -208,22 +266,11 @@ fn child_main(
             fail(report, i as u32);
         }
     }
-    // SAFETY: dup2 on descriptors owned by `fds`; the originals are close-on-exec.
-    unsafe {
-        if libc::dup2(fds.null.as_raw_fd(), 0) < 0
-            || libc::dup2(fds.log.as_raw_fd(), 1) < 0
-            || libc::dup2(fds.log.as_raw_fd(), 2) < 0
-        {
-            fail(report, STEP_STDIO);
-        }
-        // Every other inherited descriptor is closed at exec (the report pipe included, which signals success).
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        );
+    let (null, log) = (fds.null.as_raw_fd(), fds.log.as_raw_fd());
+    if sys_dup2(null, 0) < 0 || sys_dup2(log, 1) < 0 || sys_dup2(log, 2) < 0 {
+        fail(report, STEP_STDIO);
     }
+    sys_cloexec_from_3();
     for (resource, value) in rlimits {
         let lim = libc::rlimit {
             rlim_cur: *value,
