@@ -17,15 +17,22 @@ fn startup(c: &mut Criterion) {
         return;
     }
     let mut group = c.benchmark_group("sandbox_startup");
-    group.sample_size(20).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(10));
     let (config, _guard) = common::config("bench");
     group.bench_function("sbx_jail_spawn_to_first_command", |b| {
         b.iter(|| {
             let mut sb = Jail::spawn(&config).expect("spawn");
             sb.set_kill_on_drop(true);
             let client = sb.connect().expect("connect");
-            let session = client.exec(ExecRequest { argv: vec!["true".into()], ..Default::default() }).expect("exec");
-            criterion::black_box(session.pid());
+            let session = client
+                .exec(ExecRequest {
+                    argv: vec!["true".into()],
+                    ..Default::default()
+                })
+                .expect("exec");
+            std::hint::black_box(session.pid());
             drop(client);
             sb.kill();
         });
@@ -33,7 +40,17 @@ fn startup(c: &mut Criterion) {
     group.bench_function("unshare_user_mount_pid_net_true", |b| {
         b.iter(|| {
             let ok = Command::new("unshare")
-                .args(["--user", "--map-root-user", "--mount", "--pid", "--fork", "--net", "--ipc", "--uts", "true"])
+                .args([
+                    "--user",
+                    "--map-root-user",
+                    "--mount",
+                    "--pid",
+                    "--fork",
+                    "--net",
+                    "--ipc",
+                    "--uts",
+                    "true",
+                ])
                 .status()
                 .expect("unshare");
             assert!(ok.success());

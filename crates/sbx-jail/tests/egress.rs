@@ -24,11 +24,19 @@ fn origin_server() -> (u16, Arc<Mutex<Vec<String>>>) {
             let mut reader = BufReader::new(conn.try_clone().unwrap());
             let mut line = String::new();
             reader.read_line(&mut line).unwrap();
-            while reader.read_line(&mut String::new()).map(|n| n > 2).unwrap_or(false) {}
+            while reader
+                .read_line(&mut String::new())
+                .map(|n| n > 2)
+                .unwrap_or(false)
+            {}
             log.lock().unwrap().push(line.trim().to_owned());
             let body = format!("origin saw: {}", line.trim());
             let mut conn = conn;
-            let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
         }
     });
     (port, seen)
@@ -52,10 +60,16 @@ fn relay(client: UnixStream, origin_port: u16) {
     let url = parts.get(1).copied().unwrap_or("");
     let Some(rest) = url.strip_prefix("http://allowed.test") else {
         let body = format!("blocked by test relay: no rule allows {url}\n");
-        let _ = write!(client, "HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        let _ = write!(
+            client,
+            "HTTP/1.1 403 Forbidden\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
         return;
     };
-    let path = rest.split_once('/').map_or("/".to_owned(), |(_, p)| format!("/{p}"));
+    let path = rest
+        .split_once('/')
+        .map_or("/".to_owned(), |(_, p)| format!("/{p}"));
     let mut upstream = TcpStream::connect(("127.0.0.1", origin_port)).unwrap();
     write!(upstream, "{} {path} HTTP/1.1\r\n", parts[0]).unwrap();
     for h in head {
@@ -84,16 +98,29 @@ fn curl_reaches_an_allowed_host_only_through_the_proxy_socket() {
     let (mut config, _g) = config("egress");
     config.proxy_socket = Some(proxy_sock);
     let sb = spawn(&config);
-    let (code, out, err) = sh(&sb, &format!("curl -sS -m 10 http://allowed.test:{origin_port}/hello"));
+    let (code, out, err) = sh(
+        &sb,
+        &format!("curl -sS -m 10 http://allowed.test:{origin_port}/hello"),
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "origin saw: GET /hello HTTP/1.1");
     assert_eq!(seen.lock().unwrap().as_slice(), ["GET /hello HTTP/1.1"]);
-    let (code, out, _) = sh(&sb, "curl -sS -m 10 -o /dev/stderr -w '%{http_code}' http://denied.test/");
+    let (code, out, _) = sh(
+        &sb,
+        "curl -sS -m 10 -o /dev/stderr -w '%{http_code}' http://denied.test/",
+    );
     assert_eq!((code, out.as_str()), (0, "403"));
     // Bypassing the proxy variables does not bypass the proxy: there is no other route.
-    let (code, _, _) = sh(&sb, &format!("curl --noproxy '*' -sS -m 3 http://127.0.0.1:{origin_port}/direct"));
+    let (code, _, _) = sh(
+        &sb,
+        &format!("curl --noproxy '*' -sS -m 3 http://127.0.0.1:{origin_port}/direct"),
+    );
     assert_ne!(code, 0);
-    assert_eq!(seen.lock().unwrap().len(), 1, "the origin was reached directly");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "the origin was reached directly"
+    );
     sb.stop(Duration::from_secs(5)).unwrap();
 }
 
@@ -104,7 +131,11 @@ fn the_sandbox_ca_is_trusted_and_named_in_the_environment() {
     }
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nc2J4LXRlc3QtY2E=\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nc2J4LXRlc3QtY2E=\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let (mut config, _g) = config("egress-ca");
     config.ca_file = Some(ca);
     let sb = spawn(&config);
@@ -116,6 +147,9 @@ fn the_sandbox_ca_is_trusted_and_named_in_the_environment() {
     assert_eq!(code, 0, "{err}");
     let bundle = "/etc/ssl/certs/sbx-ca-bundle.pem";
     let local = "/usr/local/share/ca-certificates/sbx-sandbox-ca.crt";
-    assert_eq!(out, format!("{local} {bundle} {bundle} {bundle} {bundle}\n{bundle}:1\n{local}:1\n"));
+    assert_eq!(
+        out,
+        format!("{local} {bundle} {bundle} {bundle} {bundle}\n{bundle}:1\n{local}:1\n")
+    );
     sb.stop(Duration::from_secs(5)).unwrap();
 }
