@@ -39,7 +39,15 @@ pub struct PolicyLogView {
     pub allowed: Vec<PolicyLogRow>,
 }
 
-type Key = (Decision, String, &'static str, String, String, String, String);
+type Key = (
+    Decision,
+    String,
+    &'static str,
+    String,
+    String,
+    String,
+    String,
+);
 
 /// Builds [`PolicyLogView`] from events one at a time.
 #[derive(Debug, Default)]
@@ -60,9 +68,15 @@ impl Aggregator {
         };
         let dash = || "-".to_owned();
         let (kind, host, proxy) = match &event.action {
-            Action::NetworkEgress { host, port, proxy } => ("network", format!("{host}:{port}"), proxy.as_str().to_owned()),
+            Action::NetworkEgress { host, port, proxy } => (
+                "network",
+                format!("{host}:{port}"),
+                proxy.as_str().to_owned(),
+            ),
             Action::HttpRequest { host, .. } => ("http", host.clone(), dash()),
-            Action::SecretInjected { host, .. } | Action::PlaceholderBlocked { host, .. } => ("secret", host.clone(), dash()),
+            Action::SecretInjected { host, .. } | Action::PlaceholderBlocked { host, .. } => {
+                ("secret", host.clone(), dash())
+            }
             Action::Mount { path, .. } => ("mount", path.clone(), dash()),
             Action::Exec { argv } => ("exec", argv.first().cloned().unwrap_or_else(dash), dash()),
             _ => ("other", dash(), dash()),
@@ -84,7 +98,8 @@ impl Aggregator {
     /// The finished view.
     pub fn finish(self) -> PolicyLogView {
         let mut view = PolicyLogView::default();
-        for ((decision, sandbox, kind, host, proxy, rule, reason), (last_seen, count)) in self.rows {
+        for ((decision, sandbox, kind, host, proxy, rule, reason), (last_seen, count)) in self.rows
+        {
             let row = PolicyLogRow {
                 sandbox,
                 kind: kind.to_owned(),
@@ -101,7 +116,11 @@ impl Aggregator {
             }
         }
         for table in [&mut view.blocked, &mut view.allowed] {
-            table.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then_with(|| a.host.cmp(&b.host)));
+            table.sort_by(|a, b| {
+                b.last_seen
+                    .cmp(&a.last_seen)
+                    .then_with(|| a.host.cmp(&b.host))
+            });
         }
         view
     }
@@ -123,7 +142,16 @@ impl PolicyLogView {
     }
 }
 
-const HEADERS: [&str; 8] = ["SANDBOX", "TYPE", "HOST", "PROXY", "RULE", "REASON", "LAST-SEEN", "COUNT"];
+const HEADERS: [&str; 8] = [
+    "SANDBOX",
+    "TYPE",
+    "HOST",
+    "PROXY",
+    "RULE",
+    "REASON",
+    "LAST-SEEN",
+    "COUNT",
+];
 
 fn write_table(f: &mut fmt::Formatter<'_>, title: &str, rows: &[PolicyLogRow]) -> fmt::Result {
     writeln!(f, "{title}")?;
@@ -140,7 +168,11 @@ fn write_table(f: &mut fmt::Formatter<'_>, title: &str, rows: &[PolicyLogRow]) -
                 r.proxy.clone(),
                 r.rule.clone(),
                 r.reason.clone(),
-                r.last_seen.to_rfc3339().get(..19).unwrap_or_default().replace('T', " "),
+                r.last_seen
+                    .to_rfc3339()
+                    .get(..19)
+                    .unwrap_or_default()
+                    .replace('T', " "),
                 r.count.to_string(),
             ]
         })

@@ -94,7 +94,10 @@ mod tests {
         let mut out = Vec::new();
         let h = seal_line(br#"{"a":1}"#, 7, &GENESIS, &mut out);
         let text = String::from_utf8(out.clone()).unwrap();
-        assert_eq!(text, format!(r#"{{"a":1,"seq":7,"prev_hash":"{}"}}"#, "0".repeat(64)));
+        assert_eq!(
+            text,
+            format!(r#"{{"a":1,"seq":7,"prev_hash":"{}"}}"#, "0".repeat(64))
+        );
         assert_eq!(h, line_hash(&out));
     }
 }

@@ -59,7 +59,8 @@ impl EventId {
         let mut b = [0u8; 16];
         b[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
         b[6..8].copy_from_slice(&(0x7000 | (hi as u16 & 0x0fff)).to_be_bytes());
-        b[8..].copy_from_slice(&((lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000).to_be_bytes());
+        b[8..]
+            .copy_from_slice(&((lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000).to_be_bytes());
         Self(b)
     }
 
@@ -163,7 +164,8 @@ mod tests {
         let id = EventId::new_v7(t);
         assert_eq!(id.version(), 7);
         assert_eq!(id.as_bytes()[8] >> 6, 0b10);
-        let millis = u64::from_be_bytes([0, 0, id.0[0], id.0[1], id.0[2], id.0[3], id.0[4], id.0[5]]);
+        let millis =
+            u64::from_be_bytes([0, 0, id.0[0], id.0[1], id.0[2], id.0[3], id.0[4], id.0[5]]);
         assert_eq!(millis, 1_795_436_087_123);
         let text = id.to_string();
         assert_eq!(EventId::parse(&text).unwrap(), id);
@@ -184,7 +186,12 @@ mod tests {
 
     #[test]
     fn rejects_malformed_ids() {
-        for bad in ["", "0193f1c2-7b4a-7c3e-9d2f-1a2b3c4d5e6", "0193f1c2x7b4a-7c3e-9d2f-1a2b3c4d5e6f", "g193f1c2-7b4a-7c3e-9d2f-1a2b3c4d5e6f"] {
+        for bad in [
+            "",
+            "0193f1c2-7b4a-7c3e-9d2f-1a2b3c4d5e6",
+            "0193f1c2x7b4a-7c3e-9d2f-1a2b3c4d5e6f",
+            "g193f1c2-7b4a-7c3e-9d2f-1a2b3c4d5e6f",
+        ] {
             assert!(EventId::parse(bad).is_err(), "{bad}");
         }
     }

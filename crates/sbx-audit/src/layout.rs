@@ -38,7 +38,10 @@ impl LogFile {
 
 /// The file name for a stream's file number `file_seq` opened at `start`.
 pub(crate) fn file_name(start: Timestamp, stream: u64, file_seq: u32) -> String {
-    format!("audit-{}-{stream:016x}-{file_seq:06}.jsonl", start.to_compact())
+    format!(
+        "audit-{}-{stream:016x}-{file_seq:06}.jsonl",
+        start.to_compact()
+    )
 }
 
 /// Parses a name written by [`file_name`]; `None` for anything else.

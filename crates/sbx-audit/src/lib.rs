@@ -63,7 +63,9 @@ pub mod verify;
 mod writer;
 
 pub use aggregate::{Aggregator, PolicyLogRow, PolicyLogView};
-pub use event::{Action, Category, Decision, Event, MountMode, Proxy, SCHEMA_VERSION, local_hostname};
+pub use event::{
+    Action, Category, Decision, Event, MountMode, Proxy, SCHEMA_VERSION, local_hostname,
+};
 pub use id::{EventId, EventIdError};
 pub use layout::LogFile;
 pub use lines::MAX_LINE;
@@ -71,8 +73,8 @@ pub use reader::{Events, Filter, Follow, FollowFrom, ReadError, ReadIssue, Reade
 pub use time::{Timestamp, TimestampError};
 pub use verify::{StreamReport, Tamper, TamperKind, TornTail, VerifyReport, verify};
 pub use writer::{
-    AuditHandle, AuditLog, CloseError, Durability, FullPolicy, OpenError, RecordError, WriterConfig, WriterGuard,
-    WriterStats,
+    AuditHandle, AuditLog, CloseError, Durability, FullPolicy, OpenError, RecordError,
+    WriterConfig, WriterGuard, WriterStats,
 };
 
 /// Reads bytes as if they were a log file — every line, the chain check of a single stream — without panicking on
@@ -104,3 +106,8 @@ pub fn check_bytes(data: &[u8]) -> usize {
     let _ = PolicyLogView::default().to_string();
     valid
 }
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

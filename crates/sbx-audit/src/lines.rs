@@ -168,14 +168,17 @@ impl std::fmt::Display for LineProblem {
                 f,
                 "schema_version {v} is newer than this reader understands ({SCHEMA_VERSION}); upgrade sbx"
             ),
-            LineProblem::MissingChain => f.write_str("missing or malformed seq/prev_hash chain fields"),
+            LineProblem::MissingChain => {
+                f.write_str("missing or malformed seq/prev_hash chain fields")
+            }
         }
     }
 }
 
 /// Parses one line into an event, insisting on the chain fields and a known schema version.
 pub(crate) fn parse_line(line: &[u8]) -> Result<Event, LineProblem> {
-    let event: Event = serde_json::from_slice(line).map_err(|e| LineProblem::NotJson(e.to_string()))?;
+    let event: Event =
+        serde_json::from_slice(line).map_err(|e| LineProblem::NotJson(e.to_string()))?;
     if event.schema_version == 0 || event.schema_version > SCHEMA_VERSION {
         return Err(LineProblem::UnsupportedVersion(event.schema_version));
     }
@@ -194,8 +197,14 @@ mod tests {
         let mut out = Vec::new();
         while let Some(p) = r.next_piece().unwrap() {
             out.push(match p {
-                Piece::Line { bytes, offset } => format!("L{offset}:{}", String::from_utf8_lossy(bytes)),
-                Piece::TooLong { offset, len, terminated } => format!("T{offset}:{len}:{terminated}"),
+                Piece::Line { bytes, offset } => {
+                    format!("L{offset}:{}", String::from_utf8_lossy(bytes))
+                }
+                Piece::TooLong {
+                    offset,
+                    len,
+                    terminated,
+                } => format!("T{offset}:{len}:{terminated}"),
                 Piece::Unterminated { offset, len } => format!("U{offset}:{len}"),
             });
         }
@@ -228,6 +237,9 @@ mod tests {
     fn lines_spanning_chunks_are_whole() {
         let line = "z".repeat(CHUNK - 3);
         let data = format!("{line}\n{line}\n");
-        assert_eq!(pieces(data.as_bytes()), [format!("L0:{line}"), format!("L{}:{line}", CHUNK - 2)]);
+        assert_eq!(
+            pieces(data.as_bytes()),
+            [format!("L0:{line}"), format!("L{}:{line}", CHUNK - 2)]
+        );
     }
 }

@@ -133,10 +133,16 @@ impl Filter {
 
     /// Whether `event` passes the filter.
     pub fn matches(&self, event: &Event) -> bool {
-        if self.since.is_some_and(|t| event.timestamp < t) || self.until.is_some_and(|t| event.timestamp >= t) {
+        if self.since.is_some_and(|t| event.timestamp < t)
+            || self.until.is_some_and(|t| event.timestamp >= t)
+        {
             return false;
         }
-        if self.sandbox.as_deref().is_some_and(|s| event.sandbox.as_deref() != Some(s)) {
+        if self
+            .sandbox
+            .as_deref()
+            .is_some_and(|s| event.sandbox.as_deref() != Some(s))
+        {
             return false;
         }
         if self.category.is_some_and(|c| event.category != c) {
@@ -156,7 +162,9 @@ fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(domain) => {
             let (h, d) = (host.as_bytes(), domain.as_bytes());
-            h.len() > d.len() + 1 && h[h.len() - d.len()..].eq_ignore_ascii_case(d) && h[h.len() - d.len() - 1] == b'.'
+            h.len() > d.len() + 1
+                && h[h.len() - d.len()..].eq_ignore_ascii_case(d)
+                && h[h.len() - d.len() - 1] == b'.'
         }
         None => pattern.eq_ignore_ascii_case(host),
     }
@@ -173,7 +181,10 @@ impl Reader {
     /// Lists the log files in `dir` (files added later are not seen; use [`Follow`] for that).
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, ReadError> {
         let dir = dir.as_ref().to_path_buf();
-        let files = layout::list(&dir).map_err(|source| ReadError::ListDir { dir: dir.clone(), source })?;
+        let files = layout::list(&dir).map_err(|source| ReadError::ListDir {
+            dir: dir.clone(),
+            source,
+        })?;
         Ok(Self { dir, files })
     }
 
@@ -331,6 +342,8 @@ impl StreamCursor {
     }
 }
 
+// Boxing the event would add an allocation per line on the hot read path.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Next {
     Event(Event),
     Issue(ReadIssue),
@@ -365,7 +378,10 @@ pub(crate) fn classify<R: io::Read>(file: &LogFile, lines: &mut LineReader<R>) -
             file: file.path.clone(),
             line,
             offset,
-            problem: format!("line of {len} bytes is longer than the {} limit", crate::lines::MAX_LINE),
+            problem: format!(
+                "line of {len} bytes is longer than the {} limit",
+                crate::lines::MAX_LINE
+            ),
         }),
         Piece::Unterminated { offset, len } => Next::Issue(ReadIssue::Unterminated {
             file: file.path.clone(),
@@ -406,7 +422,10 @@ impl Follow {
         let dir = dir.as_ref().to_path_buf();
         let mut offsets = HashMap::new();
         if from == FollowFrom::End {
-            for f in layout::list(&dir).map_err(|source| ReadError::ListDir { dir: dir.clone(), source })? {
+            for f in layout::list(&dir).map_err(|source| ReadError::ListDir {
+                dir: dir.clone(),
+                source,
+            })? {
                 let len = std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0);
                 offsets.insert(f.path, (len, false));
             }
@@ -432,7 +451,8 @@ impl Follow {
             dir: self.dir.clone(),
             source,
         })?;
-        self.offsets.retain(|path, _| files.iter().any(|f| &f.path == path));
+        self.offsets
+            .retain(|path, _| files.iter().any(|f| &f.path == path));
         let mut events = Vec::new();
         let mut issues = Vec::new();
         for file in &files {
@@ -440,13 +460,19 @@ impl Follow {
         }
         events.sort_by_key(|e: &Event| e.timestamp);
         let mut out: Vec<Result<Event, ReadIssue>> = issues.into_iter().map(Err).collect();
-        out.extend(events.into_iter().filter(|e| self.filter.matches(e)).map(Ok));
+        out.extend(
+            events
+                .into_iter()
+                .filter(|e| self.filter.matches(e))
+                .map(Ok),
+        );
         Ok(out)
     }
 
     fn read_new(&mut self, file: &LogFile, events: &mut Vec<Event>, issues: &mut Vec<ReadIssue>) {
         let (offset, tail_reported) = self.offsets.get(&file.path).copied().unwrap_or((0, false));
-        let opened = File::open(&file.path).and_then(|mut f| f.seek(SeekFrom::Start(offset)).map(|_| f));
+        let opened =
+            File::open(&file.path).and_then(|mut f| f.seek(SeekFrom::Start(offset)).map(|_| f));
         let f = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return,
@@ -465,7 +491,12 @@ impl Follow {
         loop {
             match classify(file, &mut lines) {
                 Next::Event(e) => events.push(e),
-                Next::Issue(ReadIssue::Unterminated { offset, len, sealed, .. }) => {
+                Next::Issue(ReadIssue::Unterminated {
+                    offset,
+                    len,
+                    sealed,
+                    ..
+                }) => {
                     if sealed && !reported {
                         issues.push(ReadIssue::Unterminated {
                             file: file.path.clone(),
@@ -490,7 +521,10 @@ impl Follow {
     }
 
     /// Waits up to `timeout` for the next matching event (or issue); `Ok(None)` when nothing came in time.
-    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Result<Event, ReadIssue>>, ReadError> {
+    pub fn next_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Result<Event, ReadIssue>>, ReadError> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(item) = self.ready.pop_front() {

@@ -18,7 +18,9 @@ pub struct Timestamp {
 
 /// A timestamp string that is not RFC 3339.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid timestamp {value:?}: {problem}; expected RFC 3339 such as 2026-11-23T12:14:47.123456Z")]
+#[error(
+    "invalid timestamp {value:?}: {problem}; expected RFC 3339 such as 2026-11-23T12:14:47.123456Z"
+)]
 pub struct TimestampError {
     /// The text that was given (cut to 64 characters).
     pub value: String,
@@ -303,9 +305,14 @@ mod tests {
         let t = Timestamp::parse("2026-11-23T12:14:47.123456Z").unwrap();
         assert_eq!(t.unix_micros(), 1_795_436_087_123_456);
         assert_eq!(t.to_rfc3339(), "2026-11-23T12:14:47.123456Z");
-        assert_eq!(Timestamp::from_unix_micros(0).to_rfc3339(), "1970-01-01T00:00:00.000000Z");
         assert_eq!(
-            Timestamp::parse("2026-11-23T14:14:47.1+02:00").unwrap().to_rfc3339(),
+            Timestamp::from_unix_micros(0).to_rfc3339(),
+            "1970-01-01T00:00:00.000000Z"
+        );
+        assert_eq!(
+            Timestamp::parse("2026-11-23T14:14:47.1+02:00")
+                .unwrap()
+                .to_rfc3339(),
             "2026-11-23T12:14:47.100000Z"
         );
         assert_eq!(

@@ -40,7 +40,9 @@ impl VerifyReport {
 
     /// The first tampering found, if any.
     pub fn first_tamper(&self) -> Option<(&StreamReport, &Tamper)> {
-        self.streams.iter().find_map(|s| s.tamper.as_ref().map(|t| (s, t)))
+        self.streams
+            .iter()
+            .find_map(|s| s.tamper.as_ref().map(|t| (s, t)))
     }
 
     /// Total events whose chain checked out.
@@ -133,14 +135,27 @@ impl fmt::Display for TamperKind {
 
 impl fmt::Display for Tamper {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at {}:{}: {}", self.kind, self.file.display(), self.line, self.detail)
+        write!(
+            f,
+            "{} at {}:{}: {}",
+            self.kind,
+            self.file.display(),
+            self.line,
+            self.detail
+        )
     }
 }
 
 impl fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for s in &self.streams {
-            write!(f, "stream {}: {} events in {} files", s.stream, s.events, s.files.len())?;
+            write!(
+                f,
+                "stream {}: {} events in {} files",
+                s.stream,
+                s.events,
+                s.files.len()
+            )?;
             match (&s.tamper, &s.torn_tail) {
                 (Some(t), _) => writeln!(f, ", TAMPERED: {t}")?,
                 (None, Some(t)) if s.active => writeln!(
@@ -163,7 +178,12 @@ impl fmt::Display for VerifyReport {
             }
         }
         if self.is_intact() {
-            write!(f, "OK: {} events verified in {} streams", self.events(), self.streams.len())
+            write!(
+                f,
+                "OK: {} events verified in {} streams",
+                self.events(),
+                self.streams.len()
+            )
         } else {
             write!(f, "FAILED: the audit trail was tampered with")
         }
@@ -189,7 +209,9 @@ pub fn verify(dir: impl AsRef<Path>) -> Result<VerifyReport, ReadError> {
     for id in order {
         let mut files = by_stream.remove(&id).unwrap_or_default();
         files.sort_by_key(|f| f.file_seq);
-        let active = files.last().is_some_and(|f| !f.sealed && layout::writer_alive(&f.path));
+        let active = files
+            .last()
+            .is_some_and(|f| !f.sealed && layout::writer_alive(&f.path));
         let mut inputs = Vec::new();
         for f in &files {
             let reader = File::open(&f.path).map_err(|source| ReadError::File {
@@ -232,7 +254,10 @@ struct StreamItems<R> {
 
 impl<R: Read> StreamItems<R> {
     fn path(&self, file: usize) -> PathBuf {
-        self.files.get(file).map(|f| f.0.clone()).unwrap_or_default()
+        self.files
+            .get(file)
+            .map(|f| f.0.clone())
+            .unwrap_or_default()
     }
 
     fn next_item(&mut self) -> Option<Item> {
@@ -246,7 +271,9 @@ impl<R: Read> StreamItems<R> {
                 if seq as usize != idx {
                     self.next_file = self.files.len();
                     let detail = if (seq as usize) > idx {
-                        format!("file number {idx} of the stream is missing (deleted); this file is number {seq}")
+                        format!(
+                            "file number {idx} of the stream is missing (deleted); this file is number {seq}"
+                        )
                     } else {
                         format!("file number {seq} appears twice")
                     };
@@ -291,7 +318,11 @@ impl<R: Read> StreamItems<R> {
             let item = match piece {
                 Piece::Line { bytes, .. } => match parse_line(bytes) {
                     Ok(event) => {
-                        let prev = event.prev_hash.as_deref().and_then(chain::from_hex).unwrap_or(GENESIS);
+                        let prev = event
+                            .prev_hash
+                            .as_deref()
+                            .and_then(chain::from_hex)
+                            .unwrap_or(GENESIS);
                         Item::Entry(Entry {
                             file,
                             line,
@@ -326,7 +357,9 @@ impl<R: Read> StreamItems<R> {
                     kind: TamperKind::Corrupt,
                     file: self.path(file),
                     line,
-                    detail: format!("{len} bytes without a newline end a file that later files continue"),
+                    detail: format!(
+                        "{len} bytes without a newline end a file that later files continue"
+                    ),
                 }),
             };
             return Some(item);
@@ -389,7 +422,8 @@ pub fn verify_stream<R: Read>(files: Vec<(PathBuf, u32, R)>) -> StreamReport {
                         _ => break,
                     }
                 }
-                let (kind, at, detail) = classify(&behind, &bad, &ahead, expected_seq, &expected_prev);
+                let (kind, at, detail) =
+                    classify(&behind, &bad, &ahead, expected_seq, &expected_prev);
                 report.tamper = Some(Tamper {
                     kind,
                     file: paths.get(at.file).cloned().unwrap_or_default(),
@@ -417,13 +451,20 @@ fn classify<'a>(
 ) -> (TamperKind, &'a Entry, String) {
     // The line points at a line that comes after it: lines were swapped or moved up.
     if let Some(target) = ahead.iter().find(|e| e.hash == bad.prev) {
-        let detail = format!("this line (seq {}) belongs after line {}, which follows it", bad.seq, target.line);
+        let detail = format!(
+            "this line (seq {}) belongs after line {}, which follows it",
+            bad.seq, target.line
+        );
         return (TamperKind::Reordered, bad, detail);
     }
     // The chain resumes after some lines: those lines were inserted.
-    if let Some(k) = ahead.iter().position(|e| e.prev == *expected_prev && e.seq == expected_seq) {
+    if let Some(k) = ahead
+        .iter()
+        .position(|e| e.prev == *expected_prev && e.seq == expected_seq)
+    {
         let count = k as u64 + 1;
-        let detail = format!("{count} line(s) here are not part of the chain; the chain resumes after them");
+        let detail =
+            format!("{count} line(s) here are not part of the chain; the chain resumes after them");
         return (TamperKind::Inserted { count }, bad, detail);
     }
     // The line continues from an earlier point: the lines after that point were inserted (or replayed).
@@ -431,19 +472,33 @@ fn classify<'a>(
         let count = (behind.len() - 1 - pos) as u64;
         let first = behind.get(pos + 1).unwrap_or(bad);
         let detail = format!("{count} line(s) from here were added between two consecutive events");
-        return (TamperKind::Inserted { count: count.max(1) }, first, detail);
+        return (
+            TamperKind::Inserted {
+                count: count.max(1),
+            },
+            first,
+            detail,
+        );
     }
     if behind.iter().any(|e| e.hash == bad.hash) {
-        return (TamperKind::Inserted { count: 1 }, bad, "this line repeats an earlier event".into());
+        return (
+            TamperKind::Inserted { count: 1 },
+            bad,
+            "this line repeats an earlier event".into(),
+        );
     }
     // Chain link intact but position wrong: the line's own seq was changed.
     if bad.prev == *expected_prev {
-        let detail = format!("seq is {} where {expected_seq} was expected; the line was modified", bad.seq);
+        let detail = format!(
+            "seq is {} where {expected_seq} was expected; the line was modified",
+            bad.seq
+        );
         return (TamperKind::Edited, bad, detail);
     }
     if bad.seq == expected_seq {
         // Either the previous line changed (this line still holds its old hash) or this line's prev_hash did.
-        let this_changed = ahead.first().is_some_and(|next| next.prev != bad.hash) || behind.is_empty();
+        let this_changed =
+            ahead.first().is_some_and(|next| next.prev != bad.hash) || behind.is_empty();
         return match (this_changed, behind.back()) {
             (false, Some(prev)) => (
                 TamperKind::Edited,
@@ -459,9 +514,15 @@ fn classify<'a>(
     }
     if bad.seq > expected_seq {
         let count = bad.seq - expected_seq;
-        let detail = format!("{count} event(s) before this line are missing (seq {expected_seq} to {})", bad.seq - 1);
+        let detail = format!(
+            "{count} event(s) before this line are missing (seq {expected_seq} to {})",
+            bad.seq - 1
+        );
         return (TamperKind::Deleted { count }, bad, detail);
     }
-    let detail = format!("seq {} repeats or goes back (expected {expected_seq})", bad.seq);
+    let detail = format!(
+        "seq {} repeats or goes back (expected {expected_seq})",
+        bad.seq
+    );
     (TamperKind::Reordered, bad, detail)
 }

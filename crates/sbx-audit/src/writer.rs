@@ -207,14 +207,23 @@ pub struct AuditLog;
 impl AuditLog {
     /// Starts a writer on `dir` (created with mode 0700 if missing) with a new stream, after sealing the files of
     /// writers that died. Returns the handle to record with and the guard that flushes and stops the writer.
-    pub fn open(dir: impl AsRef<Path>, config: WriterConfig) -> Result<(AuditHandle, WriterGuard), OpenError> {
+    pub fn open(
+        dir: impl AsRef<Path>,
+        config: WriterConfig,
+    ) -> Result<(AuditHandle, WriterGuard), OpenError> {
         let dir = dir.as_ref().to_path_buf();
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&dir)
-            .map_err(|source| OpenError::Dir { dir: dir.clone(), source })?;
-        layout::seal_orphans(&dir).map_err(|source| OpenError::Dir { dir: dir.clone(), source })?;
+            .map_err(|source| OpenError::Dir {
+                dir: dir.clone(),
+                source,
+            })?;
+        layout::seal_orphans(&dir).map_err(|source| OpenError::Dir {
+            dir: dir.clone(),
+            source,
+        })?;
         let shared = Arc::new(Shared {
             closed: RwLock::new(false),
             dropped: AtomicU64::new(0),
@@ -258,7 +267,8 @@ impl AuditHandle {
         event.seq = None;
         event.prev_hash = None;
         let mut body = Vec::with_capacity(384);
-        serde_json::to_writer(&mut body, &event).map_err(|e| RecordError::Serialize(e.to_string()))?;
+        serde_json::to_writer(&mut body, &event)
+            .map_err(|e| RecordError::Serialize(e.to_string()))?;
         if body.len() + CHAIN_FIELDS_LEN >= MAX_LINE {
             return Err(RecordError::TooLarge {
                 bytes: body.len() + CHAIN_FIELDS_LEN,
@@ -270,7 +280,10 @@ impl AuditHandle {
             return Err(RecordError::Closed);
         }
         match self.shared.when_full {
-            FullPolicy::Block => self.tx.send(Msg::Event(body)).map_err(|_| RecordError::Closed),
+            FullPolicy::Block => self
+                .tx
+                .send(Msg::Event(body))
+                .map_err(|_| RecordError::Closed),
             FullPolicy::Drop => match self.tx.try_send(Msg::Event(body)) {
                 Ok(()) => Ok(()),
                 Err(TrySendError::Full(_)) => {
@@ -291,7 +304,9 @@ impl AuditHandle {
             if *closed {
                 return Err(RecordError::Closed);
             }
-            self.tx.send(Msg::Flush(ack_tx)).map_err(|_| RecordError::Closed)?;
+            self.tx
+                .send(Msg::Flush(ack_tx))
+                .map_err(|_| RecordError::Closed)?;
         }
         match ack_rx.recv() {
             Ok(Ok(())) => Ok(()),
@@ -307,7 +322,11 @@ impl AuditHandle {
 
     /// The last write failure, if the writer is currently failing (it keeps the events and retries).
     pub fn failure(&self) -> Option<String> {
-        self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -329,7 +348,11 @@ impl WriterGuard {
         let Some(thread) = self.thread.take() else {
             return Ok(WriterStats::default());
         };
-        *self.shared.closed.write().unwrap_or_else(|e| e.into_inner()) = true;
+        *self
+            .shared
+            .closed
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = true;
         // No sender can pass the gate now, so Close is the last message in the queue.
         let _ = self.tx.send(Msg::Close);
         thread.join().unwrap_or(Err(CloseError::Panicked))
@@ -439,7 +462,9 @@ impl Writer {
         if self.failing || !self.backlog.is_empty() {
             consider(RETRY);
         }
-        if let (Durability::GroupCommit { max_delay }, Some(since)) = (self.cfg.durability, self.unsynced_since) {
+        if let (Durability::GroupCommit { max_delay }, Some(since)) =
+            (self.cfg.durability, self.unsynced_since)
+        {
             consider(max_delay.saturating_sub(since.elapsed()));
         }
         if let (Some(age), Some(active)) = (self.cfg.max_file_age, &self.active)
@@ -486,7 +511,11 @@ impl Writer {
     }
 
     fn note(&mut self, result: io::Result<()>) {
-        let mut failure = self.shared.failure.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failure = self
+            .shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(()) => {
                 if self.failing && self.backlog.is_empty() && self.buf.is_empty() {
@@ -541,7 +570,9 @@ impl Writer {
     }
 
     fn age_exceeded(&self, active: &Active) -> bool {
-        self.cfg.max_file_age.is_some_and(|age| active.opened.elapsed() >= age)
+        self.cfg
+            .max_file_age
+            .is_some_and(|age| active.opened.elapsed() >= age)
     }
 
     /// Hands buffered lines to the OS; on a short write keeps the rest for the next attempt.
@@ -558,7 +589,12 @@ impl Writer {
                 break Ok(());
             }
             match active.file.write(&self.buf[written..]) {
-                Ok(0) => break Err(io::Error::new(io::ErrorKind::WriteZero, "audit file accepted no bytes")),
+                Ok(0) => {
+                    break Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "audit file accepted no bytes",
+                    ));
+                }
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),
@@ -568,15 +604,16 @@ impl Writer {
         if written > 0 && self.unsynced_since.is_none() {
             self.unsynced_since = Some(Instant::now());
         }
-        result.map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", active.path.display())))
+        result.map_err(|e| {
+            io::Error::new(e.kind(), format!("writing {}: {e}", active.path.display()))
+        })
     }
 
     fn sync(&mut self) -> io::Result<()> {
         if let Some(active) = &self.active {
-            active
-                .file
-                .sync_data()
-                .map_err(|e| io::Error::new(e.kind(), format!("fsync {}: {e}", active.path.display())))?;
+            active.file.sync_data().map_err(|e| {
+                io::Error::new(e.kind(), format!("fsync {}: {e}", active.path.display()))
+            })?;
         }
         self.unsynced_since = None;
         Ok(())
@@ -588,10 +625,17 @@ impl Writer {
             Durability::Buffered => false,
             Durability::PerEvent => force,
             Durability::GroupCommit { max_delay } => {
-                force || self.unsynced_since.is_some_and(|s| s.elapsed() >= max_delay)
+                force
+                    || self
+                        .unsynced_since
+                        .is_some_and(|s| s.elapsed() >= max_delay)
             }
         };
-        if due && self.unsynced_since.is_some() { self.sync() } else { Ok(()) }
+        if due && self.unsynced_since.is_some() {
+            self.sync()
+        } else {
+            Ok(())
+        }
     }
 
     fn rotate_by_age(&mut self) -> io::Result<()> {
@@ -650,7 +694,10 @@ impl Writer {
             self.stats.events_dropped += dropped;
             self.record_internal(&Event::audit_dropped(dropped));
         }
-        let result = self.drain_backlog().and_then(|()| self.write_out()).and_then(|()| self.seal_active());
+        let result = self
+            .drain_backlog()
+            .and_then(|()| self.write_out())
+            .and_then(|()| self.seal_active());
         result.map_err(|e| CloseError::Io {
             message: e.to_string(),
             unwritten: self.backlog.len() + self.buf.iter().filter(|&&b| b == b'\n').count(),

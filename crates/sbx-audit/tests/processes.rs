@@ -12,7 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sbx_audit::{Action, AuditLog, Durability, Event, Filter, ReadIssue, Reader, WriterConfig, verify};
+use sbx_audit::{
+    Action, AuditLog, Durability, Event, Filter, ReadIssue, Reader, WriterConfig, verify,
+};
 
 const CHILD_ENV: &str = "SBX_AUDIT_CHILD";
 
@@ -21,7 +23,9 @@ const CHILD_ENV: &str = "SBX_AUDIT_CHILD";
 #[test]
 fn child_writer() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
-        eprintln!("skipped: child_writer is the writer process spawned by the other tests in this file");
+        eprintln!(
+            "skipped: child_writer is the writer process spawned by the other tests in this file"
+        );
         return;
     };
     let mut parts = spec.split(',');
@@ -39,11 +43,15 @@ fn child_writer() {
         },
         _ => Durability::PerEvent,
     };
-    let config = WriterConfig::default().durability(durability).max_file_bytes(max_bytes);
+    let config = WriterConfig::default()
+        .durability(durability)
+        .max_file_bytes(max_bytes);
     let (audit, guard) = AuditLog::open(&dir, config).unwrap();
     println!("STREAM {}", audit.stream());
     for n in 0..limit {
-        audit.record(Event::exec(&sandbox, &[n.to_string()]).agent("child")).unwrap();
+        audit
+            .record(Event::exec(&sandbox, &[n.to_string()]).agent("child"))
+            .unwrap();
         if n % 16 == 15 {
             audit.flush().unwrap();
             println!("ACK {n}");
@@ -56,7 +64,10 @@ fn child_writer() {
 fn spawn_child(dir: &Path, sandbox: &str, mode: &str, limit: u64, max_bytes: u64) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["child_writer", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, format!("{},{sandbox},{mode},{limit},{max_bytes}", dir.display()))
+        .env(
+            CHILD_ENV,
+            format!("{},{sandbox},{mode},{limit},{max_bytes}", dir.display()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -86,14 +97,19 @@ fn numbers_by_stream(dir: &Path, sandbox: &str) -> HashMap<String, Vec<u64>> {
     let mut out: HashMap<String, Vec<u64>> = HashMap::new();
     let mut by_stream: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for f in reader.files() {
-        by_stream.entry(f.stream_name()).or_default().push(f.path.clone());
+        by_stream
+            .entry(f.stream_name())
+            .or_default()
+            .push(f.path.clone());
     }
     for (stream, files) in by_stream {
         let mut numbers = Vec::new();
         for f in files {
             let text = std::fs::read(&f).unwrap();
             for line in text.split(|&b| b == b'\n') {
-                let Ok(e) = serde_json::from_slice::<Event>(line) else { continue };
+                let Ok(e) = serde_json::from_slice::<Event>(line) else {
+                    continue;
+                };
                 if e.sandbox.as_deref() == Some(sandbox)
                     && let Action::Exec { argv } = &e.action
                 {
@@ -117,7 +133,9 @@ fn jitter(state: &mut u64, max_ms: u64) -> Duration {
 #[test]
 fn kill_9_at_random_moments_loses_no_complete_line_and_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rng = (std::process::id() as u64) << 20 | (sbx_audit::Timestamp::now().unix_micros() as u64 & 0xfffff) | 1;
+    let mut rng = (std::process::id() as u64) << 20
+        | (sbx_audit::Timestamp::now().unix_micros() as u64 & 0xfffff)
+        | 1;
     let modes = ["buffered", "group", "per-event"];
     let mut acks: HashMap<String, u64> = HashMap::new();
     let rounds = 15;
@@ -143,17 +161,31 @@ fn kill_9_at_random_moments_loses_no_complete_line_and_no_acknowledged_event() {
         complete_lines += data.iter().filter(|&&b| b == b'\n').count();
     }
     let (events, issues) = Reader::open(dir.path()).unwrap().collect(&Filter::all());
-    assert_eq!(events.len(), complete_lines, "every complete line is recovered as an event");
+    assert_eq!(
+        events.len(),
+        complete_lines,
+        "every complete line is recovered as an event"
+    );
     for issue in &issues {
-        assert!(matches!(issue, ReadIssue::Unterminated { .. }), "only torn tails, got {issue}");
+        assert!(
+            matches!(issue, ReadIssue::Unterminated { .. }),
+            "only torn tails, got {issue}"
+        );
     }
 
     // Each killed writer's numbers are 0, 1, 2, ... with no gap, and include everything it acknowledged.
     let numbers = numbers_by_stream(dir.path(), "crash");
     for (stream, acked) in &acks {
         let got = &numbers[stream];
-        assert!(got.iter().copied().eq(0..got.len() as u64), "stream {stream} has gaps");
-        assert!(got.len() as u64 > *acked, "stream {stream}: acknowledged {acked} but only {} on disk", got.len());
+        assert!(
+            got.iter().copied().eq(0..got.len() as u64),
+            "stream {stream} has gaps"
+        );
+        assert!(
+            got.len() as u64 > *acked,
+            "stream {stream}: acknowledged {acked} but only {} on disk",
+            got.len()
+        );
     }
 
     // The chains verify; at most a torn tail per stream. A new writer seals the dead writers' files.
@@ -162,10 +194,17 @@ fn kill_9_at_random_moments_loses_no_complete_line_and_no_acknowledged_event() {
     assert_eq!(report.events() as usize, complete_lines);
     let (_audit, guard) = AuditLog::open(dir.path(), WriterConfig::default()).unwrap();
     for f in &files {
-        assert!(common::is_sealed(f), "{} left writable after its writer died", f.display());
+        assert!(
+            common::is_sealed(f),
+            "{} left writable after its writer died",
+            f.display()
+        );
     }
     guard.close().unwrap();
-    eprintln!("{rounds} kills, {complete_lines} events recovered, {} torn tails", issues.len());
+    eprintln!(
+        "{rounds} kills, {complete_lines} events recovered, {} torn tails",
+        issues.len()
+    );
 }
 
 #[test]
@@ -194,7 +233,8 @@ fn several_writer_processes_share_a_directory_without_interleaving() {
         let data = std::fs::read(f).unwrap();
         assert!(data.ends_with(b"\n"));
         for line in data[..data.len() - 1].split(|&b| b == b'\n') {
-            serde_json::from_slice::<Event>(line).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            serde_json::from_slice::<Event>(line)
+                .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         }
         assert!(common::is_sealed(f));
     }
@@ -203,12 +243,18 @@ fn several_writer_processes_share_a_directory_without_interleaving() {
         let numbers = numbers_by_stream(dir.path(), name);
         let all: Vec<&Vec<u64>> = numbers.values().filter(|v| !v.is_empty()).collect();
         assert_eq!(all.len(), 1, "{name} wrote one stream");
-        assert!(all[0].iter().copied().eq(0..per_child), "{name} lost or reordered events");
+        assert!(
+            all[0].iter().copied().eq(0..per_child),
+            "{name} lost or reordered events"
+        );
     }
     let (events, issues) = Reader::open(dir.path()).unwrap().collect(&Filter::all());
     assert!(issues.is_empty());
     assert_eq!(events.len() as u64, 4 * per_child);
-    assert!(events.windows(2).all(|w| w[0].timestamp <= w[1].timestamp), "merged by time");
+    assert!(
+        events.windows(2).all(|w| w[0].timestamp <= w[1].timestamp),
+        "merged by time"
+    );
     let report = verify(dir.path()).unwrap();
     assert_eq!(report.streams.len(), 4);
     assert!(report.is_intact(), "{report}");

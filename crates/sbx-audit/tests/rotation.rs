@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sbx_audit::{AuditLog, Event, Filter, Follow, FollowFrom, ReadIssue, Reader, WriterConfig, verify};
+use sbx_audit::{
+    AuditLog, Event, Filter, Follow, FollowFrom, ReadIssue, Reader, WriterConfig, verify,
+};
 
 #[test]
 fn size_rotation_seals_complete_files_and_the_chain_runs_on() {
@@ -20,23 +22,37 @@ fn size_rotation_seals_complete_files_and_the_chain_runs_on() {
     let files = common::log_files(dir.path());
     assert!(files.len() > 5);
     assert_eq!(stats.files_sealed, files.len() as u64);
-    let mut names: Vec<String> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect();
+    let mut names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into())
+        .collect();
     let sorted = names.clone();
     names.sort();
     assert_eq!(names, sorted);
     for f in &files {
         assert!(common::is_sealed(f), "{} is not read-only", f.display());
         let data = std::fs::read(f).unwrap();
-        assert!(data.len() <= 8192, "{} has {} bytes", f.display(), data.len());
+        assert!(
+            data.len() <= 8192,
+            "{} has {} bytes",
+            f.display(),
+            data.len()
+        );
         assert!(data.ends_with(b"\n"), "rotated file ends mid-line");
     }
     // The first event of each later file links to the last line of the file before.
     for pair in files.windows(2) {
         let prev = std::fs::read(&pair[0]).unwrap();
-        let last = prev[..prev.len() - 1].rsplit(|&b| b == b'\n').next().unwrap();
+        let last = prev[..prev.len() - 1]
+            .rsplit(|&b| b == b'\n')
+            .next()
+            .unwrap();
         let next = std::fs::read_to_string(&pair[1]).unwrap();
         let first: serde_json::Value = serde_json::from_str(next.lines().next().unwrap()).unwrap();
-        assert_eq!(first["prev_hash"], sbx_audit::chain::to_hex(&sbx_audit::chain::line_hash(last)));
+        assert_eq!(
+            first["prev_hash"],
+            sbx_audit::chain::to_hex(&sbx_audit::chain::line_hash(last))
+        );
     }
     let report = verify(dir.path()).unwrap();
     assert!(report.is_intact(), "{report}");
@@ -80,7 +96,9 @@ fn follow_sees_every_event_across_rotations_and_new_writers() {
             let config = WriterConfig::default().max_file_bytes(4096);
             let (audit, guard) = AuditLog::open(&path, config).unwrap();
             for i in 0..200 {
-                audit.record(Event::exec("f", &[format!("{w}-{i}")])).unwrap();
+                audit
+                    .record(Event::exec("f", &[format!("{w}-{i}")]))
+                    .unwrap();
                 audit.record(Event::exec("other", &["noise"])).unwrap();
                 if i % 20 == 0 {
                     audit.flush().unwrap();
@@ -104,7 +122,10 @@ fn follow_sees_every_event_across_rotations_and_new_writers() {
     let unique: HashSet<_> = seen.iter().map(|e| e.id).collect();
     assert_eq!(unique.len(), 400, "no event twice");
     assert!(seen.iter().all(|e| e.sandbox.as_deref() == Some("f")));
-    assert!(common::log_files(dir.path()).len() > 4, "rotation happened while following");
+    assert!(
+        common::log_files(dir.path()).len() > 4,
+        "rotation happened while following"
+    );
     assert!(follow.poll().unwrap().is_empty());
 }
 
@@ -122,7 +143,9 @@ fn follow_from_end_skips_history_and_reports_a_torn_sealed_tail_once() {
     guard.close().unwrap();
     let got = follow.poll().unwrap();
     assert_eq!(got.len(), 1);
-    assert!(matches!(&got[0], Ok(e) if matches!(&e.action, sbx_audit::Action::Exec { argv } if argv[0] == "new")));
+    assert!(
+        matches!(&got[0], Ok(e) if matches!(&e.action, sbx_audit::Action::Exec { argv } if argv[0] == "new"))
+    );
 
     // A sealed file that gains a partial line (as if torn) is reported once.
     let files = common::log_files(dir.path());
@@ -133,7 +156,17 @@ fn follow_from_end_skips_history_and_reports_a_torn_sealed_tail_once() {
     std::fs::write(last, &data[..data.len() - 1]).unwrap();
     std::fs::set_permissions(last, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
     let got = follow.poll().unwrap();
-    assert!(matches!(&got[..], [Err(ReadIssue::Unterminated { sealed: true, len: 6, .. })]), "{got:?}");
+    assert!(
+        matches!(
+            &got[..],
+            [Err(ReadIssue::Unterminated {
+                sealed: true,
+                len: 6,
+                ..
+            })]
+        ),
+        "{got:?}"
+    );
     assert!(follow.poll().unwrap().is_empty());
 }
 
@@ -146,7 +179,8 @@ fn a_reader_merges_streams_by_time() {
     for i in 0..50 {
         let w = if i % 3 == 0 { &a } else { &b };
         let at = base.saturating_add(Duration::from_millis(i));
-        w.record(Event::exec("s", &[format!("{i}")]).at(at)).unwrap();
+        w.record(Event::exec("s", &[format!("{i}")]).at(at))
+            .unwrap();
     }
     ga.close().unwrap();
     gb.close().unwrap();

@@ -6,8 +6,8 @@ use std::thread;
 use std::time::Duration;
 
 use sbx_audit::{
-    AuditLog, Category, Decision, Durability, Event, Filter, FullPolicy, Proxy, Reader, RecordError, Timestamp,
-    WriterConfig, verify,
+    AuditLog, Category, Decision, Durability, Event, Filter, FullPolicy, Proxy, Reader,
+    RecordError, Timestamp, WriterConfig, verify,
 };
 
 fn mode_config(d: Durability) -> WriterConfig {
@@ -90,10 +90,22 @@ fn filters_select_by_sandbox_category_decision_host_and_time() {
     let (audit, guard) = AuditLog::open(dir.path(), WriterConfig::default()).unwrap();
     let base = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
     let at = |s: u64| base.saturating_add(Duration::from_secs(s));
-    audit.record(Event::network("a", "x.example.com", 443, Proxy::Forward, Decision::Allow).at(at(0))).unwrap();
-    audit.record(Event::network("a", "y.example.com", 443, Proxy::Forward, Decision::Deny).at(at(10))).unwrap();
-    audit.record(Event::network("b", "example.com", 443, Proxy::Raw, Decision::Deny).at(at(20))).unwrap();
-    audit.record(Event::secret_injected("b", "openai", "api.openai.com").at(at(30))).unwrap();
+    audit
+        .record(
+            Event::network("a", "x.example.com", 443, Proxy::Forward, Decision::Allow).at(at(0)),
+        )
+        .unwrap();
+    audit
+        .record(
+            Event::network("a", "y.example.com", 443, Proxy::Forward, Decision::Deny).at(at(10)),
+        )
+        .unwrap();
+    audit
+        .record(Event::network("b", "example.com", 443, Proxy::Raw, Decision::Deny).at(at(20)))
+        .unwrap();
+    audit
+        .record(Event::secret_injected("b", "openai", "api.openai.com").at(at(30)))
+        .unwrap();
     audit.record(Event::exec("b", &["ls"]).at(at(40))).unwrap();
     guard.close().unwrap();
 
@@ -101,16 +113,37 @@ fn filters_select_by_sandbox_category_decision_host_and_time() {
     let hosts = |f: Filter| -> Vec<String> {
         let (events, issues) = reader.collect(&f);
         assert!(issues.is_empty());
-        events.iter().map(|e| e.host().unwrap_or("-").to_owned()).collect()
+        events
+            .iter()
+            .map(|e| e.host().unwrap_or("-").to_owned())
+            .collect()
     };
-    assert_eq!(hosts(Filter::all().sandbox("a")), ["x.example.com", "y.example.com"]);
-    assert_eq!(hosts(Filter::all().category(Category::Secret)), ["api.openai.com"]);
+    assert_eq!(
+        hosts(Filter::all().sandbox("a")),
+        ["x.example.com", "y.example.com"]
+    );
+    assert_eq!(
+        hosts(Filter::all().category(Category::Secret)),
+        ["api.openai.com"]
+    );
     assert_eq!(hosts(Filter::all().category(Category::Exec)), ["-"]);
-    assert_eq!(hosts(Filter::all().decision(Decision::Deny)), ["y.example.com", "example.com"]);
-    assert_eq!(hosts(Filter::all().host("*.example.com")), ["x.example.com", "y.example.com"]);
+    assert_eq!(
+        hosts(Filter::all().decision(Decision::Deny)),
+        ["y.example.com", "example.com"]
+    );
+    assert_eq!(
+        hosts(Filter::all().host("*.example.com")),
+        ["x.example.com", "y.example.com"]
+    );
     assert_eq!(hosts(Filter::all().host("EXAMPLE.com")), ["example.com"]);
-    assert_eq!(hosts(Filter::all().since(at(10)).until(at(30))), ["y.example.com", "example.com"]);
-    assert_eq!(hosts(Filter::all().sandbox("b").decision(Decision::Allow)), ["api.openai.com"]);
+    assert_eq!(
+        hosts(Filter::all().since(at(10)).until(at(30))),
+        ["y.example.com", "example.com"]
+    );
+    assert_eq!(
+        hosts(Filter::all().sandbox("b").decision(Decision::Allow)),
+        ["api.openai.com"]
+    );
     assert!(hosts(Filter::all().sandbox("nope")).is_empty());
 }
 
@@ -130,9 +163,15 @@ fn aggregate_view_groups_decisions_into_blocked_and_allowed_tables() {
     }
     audit
         .record(
-            Event::network("web-1", "api.github.com", 443, Proxy::Transparent, Decision::Allow)
-                .explained(Some("*.github.com"), Some("team"), "matched-allow")
-                .at(base),
+            Event::network(
+                "web-1",
+                "api.github.com",
+                443,
+                Proxy::Transparent,
+                Decision::Allow,
+            )
+            .explained(Some("*.github.com"), Some("team"), "matched-allow")
+            .at(base),
         )
         .unwrap();
     audit.record(Event::exec("web-1", &["ls"])).unwrap(); // no decision: not in the view
@@ -142,8 +181,14 @@ fn aggregate_view_groups_decisions_into_blocked_and_allowed_tables() {
     assert!(issues.is_empty());
     assert_eq!(view.blocked.len(), 1);
     let row = &view.blocked[0];
-    assert_eq!((row.sandbox.as_str(), row.kind.as_str(), row.host.as_str()), ("web-1", "network", "evil.example:443"));
-    assert_eq!((row.proxy.as_str(), row.rule.as_str(), row.reason.as_str()), ("forward", "-", "default-deny"));
+    assert_eq!(
+        (row.sandbox.as_str(), row.kind.as_str(), row.host.as_str()),
+        ("web-1", "network", "evil.example:443")
+    );
+    assert_eq!(
+        (row.proxy.as_str(), row.rule.as_str(), row.reason.as_str()),
+        ("forward", "-", "default-deny")
+    );
     assert_eq!(row.count, 3);
     assert_eq!(row.last_seen, base.saturating_add(Duration::from_secs(2)));
     assert_eq!(view.allowed[0].rule, "*.github.com");
@@ -153,11 +198,30 @@ fn aggregate_view_groups_decisions_into_blocked_and_allowed_tables() {
     assert_eq!(lines[0], "Blocked");
     assert_eq!(
         lines[1].split_whitespace().collect::<Vec<_>>(),
-        ["SANDBOX", "TYPE", "HOST", "PROXY", "RULE", "REASON", "LAST-SEEN", "COUNT"]
+        [
+            "SANDBOX",
+            "TYPE",
+            "HOST",
+            "PROXY",
+            "RULE",
+            "REASON",
+            "LAST-SEEN",
+            "COUNT"
+        ]
     );
     assert_eq!(
         lines[2].split_whitespace().collect::<Vec<_>>(),
-        ["web-1", "network", "evil.example:443", "forward", "-", "default-deny", "2026-03-04", "05:06:09", "3"]
+        [
+            "web-1",
+            "network",
+            "evil.example:443",
+            "forward",
+            "-",
+            "default-deny",
+            "2026-03-04",
+            "05:06:09",
+            "3"
+        ]
     );
     assert!(lines.contains(&"Allowed"));
     // Columns line up: the HOST column starts at the same place in the header and the row.
@@ -166,7 +230,10 @@ fn aggregate_view_groups_decisions_into_blocked_and_allowed_tables() {
     let json: serde_json::Value = serde_json::from_str(&view.to_json()).unwrap();
     assert_eq!(json["blocked"][0]["type"], "network");
     assert_eq!(json["blocked"][0]["count"], 3);
-    assert_eq!(json["blocked"][0]["last_seen"], "2026-03-04T05:06:09.000000Z");
+    assert_eq!(
+        json["blocked"][0]["last_seen"],
+        "2026-03-04T05:06:09.000000Z"
+    );
     assert_eq!(json["allowed"][0]["proxy"], "transparent");
 }
 
@@ -183,11 +250,17 @@ fn a_full_queue_with_drop_policy_records_how_many_were_dropped() {
         audit.record(Event::exec("s", &[i.to_string()])).unwrap();
     }
     let stats = guard.close().unwrap();
-    assert!(stats.events_dropped > 0, "the queue never filled: {stats:?}");
+    assert!(
+        stats.events_dropped > 0,
+        "the queue never filled: {stats:?}"
+    );
 
     let (events, issues) = Reader::open(dir.path()).unwrap().collect(&Filter::all());
     assert!(issues.is_empty());
-    let kept = events.iter().filter(|e| e.category == Category::Exec).count() as u64;
+    let kept = events
+        .iter()
+        .filter(|e| e.category == Category::Exec)
+        .count() as u64;
     let dropped: u64 = events
         .iter()
         .filter_map(|e| match e.action {
@@ -196,21 +269,29 @@ fn a_full_queue_with_drop_policy_records_how_many_were_dropped() {
         })
         .sum();
     assert_eq!(dropped, stats.events_dropped);
-    assert_eq!(kept + dropped, sent, "every event is either written or counted as dropped");
+    assert_eq!(
+        kept + dropped,
+        sent,
+        "every event is either written or counted as dropped"
+    );
     assert!(verify(dir.path()).unwrap().is_intact());
 }
 
 #[test]
 fn block_policy_loses_nothing_under_many_threads() {
     let dir = tempfile::tempdir().unwrap();
-    let config = WriterConfig::default().queue_capacity(8).when_full(FullPolicy::Block);
+    let config = WriterConfig::default()
+        .queue_capacity(8)
+        .when_full(FullPolicy::Block);
     let (audit, guard) = AuditLog::open(dir.path(), config).unwrap();
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let audit = audit.clone();
             thread::spawn(move || {
                 for i in 0..2000 {
-                    audit.record(Event::exec(&format!("t{t}"), &[i.to_string()])).unwrap();
+                    audit
+                        .record(Event::exec(&format!("t{t}"), &[i.to_string()]))
+                        .unwrap();
                 }
             })
         })
@@ -231,7 +312,10 @@ fn block_policy_loses_nothing_under_many_threads() {
             })
             .collect();
         let want: Vec<String> = (0..2000).map(|i: i32| i.to_string()).collect();
-        assert_eq!(argv, want, "thread {t}: all events, in the order it recorded them");
+        assert_eq!(
+            argv, want,
+            "thread {t}: all events, in the order it recorded them"
+        );
     }
 }
 
@@ -245,7 +329,10 @@ fn recording_after_close_and_oversized_events_are_errors() {
     assert!(err.to_string().contains("line limit"));
     audit.record(Event::exec("s", &["ok"])).unwrap();
     guard.close().unwrap();
-    assert!(matches!(audit.record(Event::exec("s", &["late"])), Err(RecordError::Closed)));
+    assert!(matches!(
+        audit.record(Event::exec("s", &["late"])),
+        Err(RecordError::Closed)
+    ));
     assert!(matches!(audit.flush(), Err(RecordError::Closed)));
     let (events, _) = Reader::open(dir.path()).unwrap().collect(&Filter::all());
     assert_eq!(events.len(), 1);
@@ -277,6 +364,10 @@ fn garbage_lines_are_reported_and_skipped_not_fatal() {
     assert_eq!(events.len(), 2);
     assert_eq!(issues.len(), 2);
     let text: Vec<String> = issues.iter().map(ToString::to_string).collect();
-    assert!(text[0].contains(":2 ") && text[0].contains("not a valid event"), "{}", text[0]);
+    assert!(
+        text[0].contains(":2 ") && text[0].contains("not a valid event"),
+        "{}",
+        text[0]
+    );
     assert!(text[1].contains(":4 "), "{}", text[1]);
 }

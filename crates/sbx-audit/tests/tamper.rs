@@ -9,9 +9,12 @@ use sbx_audit::{AuditLog, Event, TamperKind, VerifyReport, WriterConfig, verify}
 /// A directory with one stream of `n` events over several files (rotation at 4 KiB).
 fn trail(n: usize) -> (tempfile::TempDir, Vec<PathBuf>) {
     let dir = tempfile::tempdir().unwrap();
-    let (audit, guard) = AuditLog::open(dir.path(), WriterConfig::default().max_file_bytes(4096)).unwrap();
+    let (audit, guard) =
+        AuditLog::open(dir.path(), WriterConfig::default().max_file_bytes(4096)).unwrap();
     for i in 0..n {
-        audit.record(Event::exec("s", &[format!("cmd-{i}")])).unwrap();
+        audit
+            .record(Event::exec("s", &[format!("cmd-{i}")]))
+            .unwrap();
     }
     guard.close().unwrap();
     let files = common::log_files(dir.path());
@@ -21,7 +24,9 @@ fn trail(n: usize) -> (tempfile::TempDir, Vec<PathBuf>) {
 
 fn tamper_of(dir: &Path) -> (TamperKind, String, u64, VerifyReport) {
     let report = verify(dir).unwrap();
-    let (_, t) = report.first_tamper().unwrap_or_else(|| panic!("tampering not caught:\n{report}"));
+    let (_, t) = report
+        .first_tamper()
+        .unwrap_or_else(|| panic!("tampering not caught:\n{report}"));
     let name = t.file.file_name().unwrap().to_string_lossy().into_owned();
     (t.kind, name, t.line, report.clone())
 }
@@ -49,7 +54,11 @@ fn an_edited_line_is_caught_at_that_line() {
         lines[4] = l.replacen("cmd-", "CMD-", 1).into_bytes();
     });
     let (kind, file, line, report) = tamper_of(dir.path());
-    assert_eq!((kind, file, line), (TamperKind::Edited, name(&files[1]), 5), "{report}");
+    assert_eq!(
+        (kind, file, line),
+        (TamperKind::Edited, name(&files[1]), 5),
+        "{report}"
+    );
     assert!(report.to_string().contains("TAMPERED"));
 }
 
@@ -61,7 +70,11 @@ fn an_edit_of_the_first_line_of_the_stream_is_caught() {
         lines[0] = l.replacen("\"s\"", "\"t\"", 1).into_bytes();
     });
     let (kind, file, line, report) = tamper_of(dir.path());
-    assert_eq!((kind, file, line), (TamperKind::Edited, name(&files[0]), 1), "{report}");
+    assert_eq!(
+        (kind, file, line),
+        (TamperKind::Edited, name(&files[0]), 1),
+        "{report}"
+    );
 }
 
 #[test]
@@ -75,7 +88,11 @@ fn an_edited_prev_hash_is_caught_at_that_line() {
         lines[2] = b;
     });
     let (kind, file, line, report) = tamper_of(dir.path());
-    assert_eq!((kind, file, line), (TamperKind::Edited, name(&files[1]), 3), "{report}");
+    assert_eq!(
+        (kind, file, line),
+        (TamperKind::Edited, name(&files[1]), 3),
+        "{report}"
+    );
 }
 
 #[test]
@@ -83,7 +100,10 @@ fn an_edit_that_breaks_the_json_is_caught_as_corrupt() {
     let (dir, files) = trail(60);
     common::rewrite(&files[1], |lines| lines[1].truncate(20));
     let (kind, file, line, _) = tamper_of(dir.path());
-    assert_eq!((kind, file, line), (TamperKind::Corrupt, name(&files[1]), 2));
+    assert_eq!(
+        (kind, file, line),
+        (TamperKind::Corrupt, name(&files[1]), 2)
+    );
 }
 
 #[test]
@@ -93,7 +113,11 @@ fn deleted_lines_are_caught_with_their_count() {
         lines.drain(3..5);
     });
     let (kind, file, line, report) = tamper_of(dir.path());
-    assert_eq!((kind, file, line), (TamperKind::Deleted { count: 2 }, name(&files[1]), 4), "{report}");
+    assert_eq!(
+        (kind, file, line),
+        (TamperKind::Deleted { count: 2 }, name(&files[1]), 4),
+        "{report}"
+    );
 }
 
 #[test]
@@ -103,7 +127,10 @@ fn lines_deleted_at_the_end_of_a_file_are_caught_in_the_next() {
         lines.pop();
     });
     let (kind, file, line, _) = tamper_of(dir.path());
-    assert_eq!((kind, file, line), (TamperKind::Deleted { count: 1 }, name(&files[1]), 1));
+    assert_eq!(
+        (kind, file, line),
+        (TamperKind::Deleted { count: 1 }, name(&files[1]), 1)
+    );
 }
 
 #[test]
@@ -111,7 +138,10 @@ fn a_deleted_file_is_caught() {
     let (dir, files) = trail(100);
     std::fs::remove_file(&files[1]).unwrap();
     let (kind, file, line, _) = tamper_of(dir.path());
-    assert_eq!((kind, file, line), (TamperKind::MissingFile, name(&files[2]), 1));
+    assert_eq!(
+        (kind, file, line),
+        (TamperKind::MissingFile, name(&files[2]), 1)
+    );
     std::fs::remove_file(&files[0]).unwrap();
     let (kind, file, _, _) = tamper_of(dir.path());
     assert_eq!((kind, file), (TamperKind::MissingFile, name(&files[2])));
@@ -127,7 +157,11 @@ fn an_inserted_forged_line_is_caught() {
         lines.insert(3, forged.into_bytes());
     });
     let (kind, file, line, report) = tamper_of(dir.path());
-    assert_eq!((kind, file, line), (TamperKind::Inserted { count: 1 }, name(&files[1]), 4), "{report}");
+    assert_eq!(
+        (kind, file, line),
+        (TamperKind::Inserted { count: 1 }, name(&files[1]), 4),
+        "{report}"
+    );
 }
 
 #[test]
@@ -138,15 +172,18 @@ fn an_inserted_line_with_a_correct_link_to_its_predecessor_is_caught() {
         let prev = sha256_hex(&lines[2]);
         let l = String::from_utf8(lines[3].clone()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&l).unwrap();
-        let seq = v["seq"].as_u64().unwrap();
+        // Same seq as the line it displaces, prev_hash pointing at line 3: a well-linked forgery.
         let forged = l
             .replacen("cmd-", "forged-", 1)
-            .replace(v["prev_hash"].as_str().unwrap(), &prev)
-            .replace(&format!("\"seq\":{seq}"), &format!("\"seq\":{seq}"));
+            .replace(v["prev_hash"].as_str().unwrap(), &prev);
         lines.insert(3, forged.into_bytes());
     });
     let (kind, file, line, report) = tamper_of(dir.path());
-    assert_eq!((kind, file, line), (TamperKind::Inserted { count: 1 }, name(&files[1]), 4), "{report}");
+    assert_eq!(
+        (kind, file, line),
+        (TamperKind::Inserted { count: 1 }, name(&files[1]), 4),
+        "{report}"
+    );
 }
 
 #[test]
@@ -166,18 +203,40 @@ fn swapped_lines_are_caught_as_reordering() {
     let (dir, files) = trail(100);
     common::rewrite(&files[1], |lines| lines.swap(4, 5));
     let (kind, file, line, report) = tamper_of(dir.path());
-    assert_eq!((kind, file, line), (TamperKind::Reordered, name(&files[1]), 5), "{report}");
+    assert_eq!(
+        (kind, file, line),
+        (TamperKind::Reordered, name(&files[1]), 5),
+        "{report}"
+    );
 }
 
 #[test]
 fn swapped_files_are_caught() {
     let (dir, files) = trail(100);
-    let (a, b) = (std::fs::read(&files[1]).unwrap(), std::fs::read(&files[2]).unwrap());
-    common::rewrite(&files[1], |lines| *lines = b.split(|&c| c == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect());
-    common::rewrite(&files[2], |lines| *lines = a.split(|&c| c == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect());
+    let (a, b) = (
+        std::fs::read(&files[1]).unwrap(),
+        std::fs::read(&files[2]).unwrap(),
+    );
+    common::rewrite(&files[1], |lines| {
+        *lines = b
+            .split(|&c| c == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    });
+    common::rewrite(&files[2], |lines| {
+        *lines = a
+            .split(|&c| c == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    });
     let (kind, file, line, report) = tamper_of(dir.path());
     assert_eq!((file, line), (name(&files[1]), 1), "{report}");
-    assert!(matches!(kind, TamperKind::Deleted { .. } | TamperKind::Reordered), "{report}");
+    assert!(
+        matches!(kind, TamperKind::Deleted { .. } | TamperKind::Reordered),
+        "{report}"
+    );
 }
 
 #[test]
@@ -201,7 +260,11 @@ fn a_torn_last_line_is_reported_but_is_not_tampering() {
 fn a_torn_line_in_the_middle_of_a_stream_is_corruption() {
     let (dir, files) = trail(100);
     let data = std::fs::read(&files[0]).unwrap();
-    std::fs::set_permissions(&files[0], std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        &files[0],
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     std::fs::write(&files[0], &data[..data.len() - 5]).unwrap();
     let (kind, file, _, _) = tamper_of(dir.path());
     assert_eq!((kind, file), (TamperKind::Corrupt, name(&files[0])));

@@ -10,14 +10,31 @@ use sbx_audit::{Action, Decision, Event, MountMode, Proxy};
 /// One event of every action kind, with every optional field used somewhere.
 pub fn one_of_each_kind() -> Vec<Event> {
     vec![
-        Event::network("web-1", "api.github.com", 443, Proxy::Forward, Decision::Allow)
-            .explained(Some("api.github.com"), Some("team"), "matched-allow")
-            .agent("claude")
-            .user("alice"),
-        Event::network("web-1", "10.0.0.7", 5432, Proxy::Raw, Decision::Deny).explained(None, None, "private-address"),
+        Event::network(
+            "web-1",
+            "api.github.com",
+            443,
+            Proxy::Forward,
+            Decision::Allow,
+        )
+        .explained(Some("api.github.com"), Some("team"), "matched-allow")
+        .agent("claude")
+        .user("alice"),
+        Event::network("web-1", "10.0.0.7", 5432, Proxy::Raw, Decision::Deny).explained(
+            None,
+            None,
+            "private-address",
+        ),
         Event::network("web-1", "pypi.org", 80, Proxy::Transparent, Decision::Allow),
-        Event::http("web-1", "POST", "api.anthropic.com", 443, "/v1/messages?beta=true", Decision::Allow)
-            .http_result(Some(200), 1234, 56789, 812),
+        Event::http(
+            "web-1",
+            "POST",
+            "api.anthropic.com",
+            443,
+            "/v1/messages?beta=true",
+            Decision::Allow,
+        )
+        .http_result(Some(200), 1234, 56789, 812),
         Event::http("web-1", "GET", "evil.example", 443, "/", Decision::Deny),
         Event::secret_injected("web-1", "anthropic", "api.anthropic.com"),
         Event::placeholder_blocked("web-1", "github", "evil.example").explained(
@@ -29,9 +46,22 @@ pub fn one_of_each_kind() -> Vec<Event> {
         Event::lifecycle("web-1", Action::SandboxStarted),
         Event::lifecycle("web-1", Action::SandboxStopped),
         Event::lifecycle("web-1", Action::SandboxRemoved),
-        Event::exec("web-1", &["bash", "-lc", "echo \"quoted\" \u{1F600} \n tab\t"]),
-        Event::mount("web-1", "/home/alice/src", MountMode::ReadWrite, Decision::Allow),
-        Event::mount("web-1", "/home/alice/.ssh", MountMode::ReadOnly, Decision::Deny),
+        Event::exec(
+            "web-1",
+            &["bash", "-lc", "echo \"quoted\" \u{1F600} \n tab\t"],
+        ),
+        Event::mount(
+            "web-1",
+            "/home/alice/src",
+            MountMode::ReadWrite,
+            Decision::Allow,
+        ),
+        Event::mount(
+            "web-1",
+            "/home/alice/.ssh",
+            MountMode::ReadOnly,
+            Decision::Deny,
+        ),
         Event::audit_dropped(17),
     ]
 }
