@@ -90,7 +90,7 @@ pub fn check_bytes(data: &[u8]) -> usize {
     let mut lines = lines::LineReader::new(data, 0);
     let mut valid = 0;
     loop {
-        match reader::classify(&file, &mut lines) {
+        match reader::classify(&file, &mut lines, &reader::Prefilter::default()) {
             reader::Next::Event(e) => {
                 valid += 1;
                 let _ = serde_json::to_vec(&e);
@@ -98,6 +98,7 @@ pub fn check_bytes(data: &[u8]) -> usize {
             reader::Next::Issue(i) => {
                 let _ = i.to_string();
             }
+            reader::Next::Skipped => {}
             reader::Next::EndOfFile | reader::Next::Failed(_) => break,
         }
     }

@@ -149,7 +149,7 @@ impl<R: Read> LineReader<R> {
 }
 
 fn memchr_newline(hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', hay)
 }
 
 /// Why a line is not a valid event.

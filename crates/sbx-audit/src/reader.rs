@@ -158,6 +158,45 @@ impl Filter {
     }
 }
 
+/// Byte patterns every line matching a [`Filter`] must contain, to skip most non-matching lines without parsing
+/// them. Only used on lines without a backslash: there JSON has no escapes, so a field's value appears literally
+/// exactly as the writer (serde_json) put it.
+#[derive(Debug, Default)]
+pub(crate) struct Prefilter {
+    patterns: Vec<memchr::memmem::Finder<'static>>,
+}
+
+impl Prefilter {
+    pub(crate) fn new(filter: &Filter) -> Self {
+        let mut patterns = Vec::new();
+        let mut add = |field: &str, value: &str| {
+            if let Ok(quoted) = serde_json::to_string(value)
+                && !quoted.contains('\\')
+            {
+                let pattern = format!("\"{field}\":{quoted}");
+                patterns.push(memchr::memmem::Finder::new(pattern.as_bytes()).into_owned());
+            }
+        };
+        if let Some(s) = &filter.sandbox {
+            add("sandbox", s);
+        }
+        if let Some(d) = filter.decision {
+            add("decision", d.as_str());
+        }
+        if let Some(c) = filter.category {
+            add("category", c.as_str());
+        }
+        Self { patterns }
+    }
+
+    /// `false` only when the line certainly does not match.
+    pub(crate) fn may_match(&self, line: &[u8]) -> bool {
+        self.patterns.is_empty()
+            || memchr::memchr(b'\\', line).is_some()
+            || self.patterns.iter().all(|p| p.find(line).is_some())
+    }
+}
+
 fn host_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
         Some(domain) => {
@@ -199,7 +238,9 @@ impl Reader {
     }
 
     /// Every valid event matching `filter`, merged across streams in timestamp order (each stream in its own
-    /// order), with a [`ReadIssue`] in place of each line that is not a valid event.
+    /// order), with a [`ReadIssue`] in place of each line that is not a valid event. With a sandbox, decision or
+    /// category filter, lines that plainly cannot match are skipped unparsed, so issues are reported only for the
+    /// others; [`crate::verify`] checks every line.
     pub fn events(&self, filter: &Filter) -> Events {
         let mut by_stream: HashMap<u64, Vec<LogFile>> = HashMap::new();
         for f in &self.files {
@@ -218,6 +259,7 @@ impl Reader {
             heap: BinaryHeap::new(),
             issues: VecDeque::new(),
             filter: filter.clone(),
+            prefilter: Prefilter::new(filter),
         };
         for i in 0..events.cursors.len() {
             events.advance(i);
@@ -259,12 +301,13 @@ pub struct Events {
     heap: BinaryHeap<Reverse<(Timestamp, usize)>>,
     issues: VecDeque<ReadIssue>,
     filter: Filter,
+    prefilter: Prefilter,
 }
 
 impl Events {
     fn advance(&mut self, i: usize) {
         let cursor = &mut self.cursors[i];
-        if let Some(t) = cursor.fill(&mut self.issues) {
+        if let Some(t) = cursor.fill(&mut self.issues, &self.prefilter) {
             self.heap.push(Reverse((t, i)));
         }
     }
@@ -308,7 +351,11 @@ impl StreamCursor {
     }
 
     /// Reads up to the next valid event (pushing issues on the way); returns its timestamp.
-    fn fill(&mut self, issues: &mut VecDeque<ReadIssue>) -> Option<Timestamp> {
+    fn fill(
+        &mut self,
+        issues: &mut VecDeque<ReadIssue>,
+        prefilter: &Prefilter,
+    ) -> Option<Timestamp> {
         loop {
             if self.current.is_none() {
                 let file = self.files.pop_front()?;
@@ -325,7 +372,8 @@ impl StreamCursor {
                 }
             }
             let (file, lines) = self.current.as_mut()?;
-            match classify(file, lines) {
+            match classify(file, lines, prefilter) {
+                Next::Skipped => {}
                 Next::Event(e) => {
                     let t = e.timestamp;
                     self.pending = Some(e);
@@ -349,9 +397,15 @@ pub(crate) enum Next {
     Issue(ReadIssue),
     EndOfFile,
     Failed(ReadIssue),
+    /// A line the prefilter ruled out.
+    Skipped,
 }
 
-pub(crate) fn classify<R: io::Read>(file: &LogFile, lines: &mut LineReader<R>) -> Next {
+pub(crate) fn classify<R: io::Read>(
+    file: &LogFile,
+    lines: &mut LineReader<R>,
+    prefilter: &Prefilter,
+) -> Next {
     let line = lines.line_no() + 1;
     let piece = match lines.next_piece() {
         Ok(Some(p)) => p,
@@ -365,6 +419,7 @@ pub(crate) fn classify<R: io::Read>(file: &LogFile, lines: &mut LineReader<R>) -
         }
     };
     match piece {
+        Piece::Line { bytes, .. } if !prefilter.may_match(bytes) => Next::Skipped,
         Piece::Line { bytes, offset } => match parse_line(bytes) {
             Ok(event) => Next::Event(event),
             Err(problem) => Next::Issue(ReadIssue::Corrupt {
@@ -486,10 +541,12 @@ impl Follow {
             }
         };
         let mut lines = LineReader::new(f, offset);
+        let prefilter = Prefilter::new(&self.filter);
         let mut consumed = offset;
         let mut reported = tail_reported;
         loop {
-            match classify(file, &mut lines) {
+            match classify(file, &mut lines, &prefilter) {
+                Next::Skipped => {}
                 Next::Event(e) => events.push(e),
                 Next::Issue(ReadIssue::Unterminated {
                     offset,

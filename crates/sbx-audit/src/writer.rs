@@ -371,6 +371,10 @@ const CHAIN_FIELDS_LEN: usize = 110;
 const WRITE_CHUNK: usize = 256 * 1024;
 /// Messages handled between two checks of the clock and the buffer.
 const BATCH: usize = 4096;
+/// A batch at least this long means the writer is busy ...
+const BUSY_BATCH: usize = 32;
+/// ... and then it pauses this long before looking at the queue again.
+const BUSY_PAUSE: Duration = Duration::from_micros(300);
 const RETRY: Duration = Duration::from_millis(100);
 
 struct Active {
@@ -417,13 +421,23 @@ impl Writer {
 
     fn run(mut self, rx: Receiver<Msg>) -> Result<WriterStats, CloseError> {
         let mut closing = false;
+        let mut last_batch = 0usize;
         while !closing {
+            if last_batch >= BUSY_BATCH && self.cfg.durability != Durability::PerEvent {
+                // Under load, let the queue fill for a moment instead of parking on it: a parked receiver makes
+                // every sender pay a wake-up, which costs more than the event itself.
+                std::thread::sleep(BUSY_PAUSE);
+            }
+            last_batch = 0;
             let first = match self.next_wakeup() {
                 Some(t) => rx.recv_timeout(t),
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match first {
-                Ok(msg) => closing = self.handle(msg),
+                Ok(msg) => {
+                    last_batch += 1;
+                    closing = self.handle(msg);
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => closing = true,
             }
@@ -432,7 +446,10 @@ impl Writer {
                     break;
                 }
                 match rx.try_recv() {
-                    Ok(msg) => closing = self.handle(msg),
+                    Ok(msg) => {
+                        last_batch += 1;
+                        closing = self.handle(msg);
+                    }
                     Err(_) => break,
                 }
             }

@@ -371,3 +371,34 @@ fn garbage_lines_are_reported_and_skipped_not_fatal() {
     );
     assert!(text[1].contains(":4 "), "{}", text[1]);
 }
+
+#[test]
+fn filters_are_exact_for_names_that_need_escaping_and_look_alike_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let (audit, guard) = AuditLog::open(dir.path(), WriterConfig::default()).unwrap();
+    let odd = "we\"ird\\sand\u{e9}box";
+    audit.record(Event::exec(odd, &["one"])).unwrap();
+    audit
+        .record(Event::exec("b", &[r#""sandbox":"a""#]))
+        .unwrap(); // looks like sandbox a, is b
+    audit.record(Event::exec("a", &["tab\there"])).unwrap(); // escapes elsewhere in the line
+    audit.record(Event::exec("a", &["plain"])).unwrap();
+    audit
+        .record(Event::network("a", "h", 1, Proxy::Raw, Decision::Deny))
+        .unwrap();
+    guard.close().unwrap();
+    let reader = Reader::open(dir.path()).unwrap();
+    let count = |f: Filter| reader.collect(&f).0.len();
+    assert_eq!(count(Filter::all().sandbox(odd)), 1);
+    assert_eq!(count(Filter::all().sandbox("a")), 3);
+    assert_eq!(count(Filter::all().sandbox("b")), 1);
+    assert_eq!(
+        count(Filter::all().sandbox("a").category(Category::Exec)),
+        2
+    );
+    assert_eq!(
+        count(Filter::all().sandbox("a").decision(Decision::Deny)),
+        1
+    );
+    assert_eq!(count(Filter::all().decision(Decision::Allow)), 0);
+}
