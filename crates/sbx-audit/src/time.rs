@@ -72,22 +72,21 @@ impl Timestamp {
 
     /// The RFC 3339 form, always 27 bytes: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
     pub fn to_rfc3339(self) -> String {
-        let parts = self.parts();
-        let mut out = String::with_capacity(27);
-        push_digits(&mut out, parts.year, 4);
-        out.push('-');
-        push_digits(&mut out, parts.month, 2);
-        out.push('-');
-        push_digits(&mut out, parts.day, 2);
-        out.push('T');
-        push_digits(&mut out, parts.hour, 2);
-        out.push(':');
-        push_digits(&mut out, parts.minute, 2);
-        out.push(':');
-        push_digits(&mut out, parts.second, 2);
-        out.push('.');
-        push_digits(&mut out, parts.micro, 6);
-        out.push('Z');
+        let buf = self.encode();
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// The RFC 3339 form in a stack buffer (formatted once per event written, so kept allocation-free).
+    fn encode(self) -> [u8; 27] {
+        let p = self.parts();
+        let mut out = *b"0000-00-00T00:00:00.000000Z";
+        put_digits(&mut out[0..4], p.year);
+        put_digits(&mut out[5..7], p.month);
+        put_digits(&mut out[8..10], p.day);
+        put_digits(&mut out[11..13], p.hour);
+        put_digits(&mut out[14..16], p.minute);
+        put_digits(&mut out[17..19], p.second);
+        put_digits(&mut out[20..26], p.micro);
         out
     }
 
@@ -215,13 +214,12 @@ struct Parts {
     micro: i64,
 }
 
-fn push_digits(out: &mut String, value: i64, width: u32) {
-    let mut div = 10i64.pow(width - 1);
-    let v = value.rem_euclid(10i64.pow(width));
-    while div > 0 {
-        let d = (v / div % 10) as u8;
-        out.push(char::from(b'0' + d));
-        div /= 10;
+/// Writes `value` as decimal digits filling `out` (zero-padded; values are in range by construction).
+fn put_digits(out: &mut [u8], value: i64) {
+    let mut v = value.unsigned_abs();
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
     }
 }
 
@@ -276,7 +274,8 @@ impl FromStr for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_rfc3339())
+        let buf = self.encode();
+        s.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
     }
 }
 
