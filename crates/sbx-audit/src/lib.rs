@@ -3,7 +3,7 @@
 //! Every network decision, credential injection, mount, exec and lifecycle change is an [`Event`]. A writer
 //! ([`AuditLog::open`]) appends events as JSON lines to files in an audit directory from a background thread; a
 //! [`Reader`] filters and merges them, [`Follow`] tails them, [`PolicyLogView`] aggregates them the way
-//! `sbx policy log` prints them, and [`verify`] checks the hash chain that links every line to the one before it.
+//! `sbx policy log` prints them, and [`verify()`] checks the hash chain that links every line to the one before it.
 //!
 //! ```
 //! use sbx_audit::{AuditLog, Decision, Event, Filter, Proxy, Reader, WriterConfig, verify};

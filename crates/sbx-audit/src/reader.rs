@@ -240,7 +240,7 @@ impl Reader {
     /// Every valid event matching `filter`, merged across streams in timestamp order (each stream in its own
     /// order), with a [`ReadIssue`] in place of each line that is not a valid event. With a sandbox, decision or
     /// category filter, lines that plainly cannot match are skipped unparsed, so issues are reported only for the
-    /// others; [`crate::verify`] checks every line.
+    /// others; [`crate::verify()`] checks every line.
     pub fn events(&self, filter: &Filter) -> Events {
         let mut by_stream: HashMap<u64, Vec<LogFile>> = HashMap::new();
         for f in &self.files {
