@@ -402,3 +402,47 @@ fn filters_are_exact_for_names_that_need_escaping_and_look_alike_values() {
     );
     assert_eq!(count(Filter::all().decision(Decision::Allow)), 0);
 }
+
+#[test]
+fn a_writer_that_cannot_write_reports_it_keeps_events_and_recovers() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("audit");
+    let config = WriterConfig::default().max_file_bytes(4096);
+    let (audit, guard) = AuditLog::open(&dir, config).unwrap();
+    audit.record(Event::exec("s", &["before"])).unwrap();
+    audit.flush().unwrap();
+    // The directory disappears: the next rotation cannot create a file.
+    std::fs::remove_dir_all(&dir).unwrap();
+    for i in 0..100 {
+        audit
+            .record(Event::exec("s", &[format!("during-{i}")]))
+            .unwrap();
+    }
+    let err = audit.flush().unwrap_err();
+    assert!(matches!(err, RecordError::WriteFailed(_)), "{err}");
+    let failure = audit.failure().unwrap();
+    assert!(failure.contains("audit"), "{failure}");
+    // It comes back: everything kept is written, the failure clears.
+    std::fs::create_dir(&dir).unwrap();
+    audit.flush().unwrap();
+    assert_eq!(audit.failure(), None);
+    guard.close().unwrap();
+    let (events, issues) = Reader::open(&dir).unwrap().collect(&Filter::all());
+    assert!(issues.is_empty(), "{issues:?}");
+    // Events that went into the deleted file before it rotated are gone with it; every later one was kept.
+    let during: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match &e.action {
+            sbx_audit::Action::Exec { argv } => {
+                argv[0].strip_prefix("during-").map(|n| n.parse().unwrap())
+            }
+            _ => None,
+        })
+        .collect();
+    let first = *during.first().unwrap();
+    assert!(during.iter().copied().eq(first..100), "{during:?}");
+    assert!(
+        first > 0,
+        "some events were written to the deleted file before rotation"
+    );
+}
