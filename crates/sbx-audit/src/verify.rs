@@ -173,7 +173,7 @@ impl fmt::Display for VerifyReport {
                 )?,
                 (None, None) => writeln!(f, ", intact")?,
             }
-            if let Some(head) = &s.head {
+            if let (Some(head), None) = (&s.head, &s.tamper) {
                 writeln!(f, "  head {head}")?;
             }
         }
