@@ -1,0 +1,184 @@
+//! The inode table: node ids handed to the guest, each backed by an `O_PATH` descriptor of the host file.
+//!
+//! Entries are keyed by the host's `(st_dev, st_ino)`, so hard links and repeated lookups share one node id, and
+//! counted by the kernel's lookup references (`nlookup`): LOOKUP/CREATE/MKDIR/... add one, FORGET subtracts. Node ids
+//! are never reused, so the generation is always 0. Each inode also remembers one `(parent, name)` under which it was
+//! last seen; regular files are reopened through that name (confined, symlinks refused, identity re-checked) because an
+//! `O_PATH` descriptor cannot be upgraded to a readable one without `/proc/self/fd`.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::abi::ROOT_ID;
+use crate::confine;
+
+/// Host identity of a file.
+pub(crate) type InodeKey = (u64, u64);
+
+/// One file the guest holds a node id for.
+#[derive(Debug)]
+pub(crate) struct Inode {
+    pub(crate) nodeid: u64,
+    /// `O_PATH | O_NOFOLLOW` descriptor of the host file.
+    pub(crate) fd: OwnedFd,
+    pub(crate) key: InodeKey,
+    /// File type bits (`S_IFMT`) at lookup time; the type of an inode never changes.
+    pub(crate) file_type: u32,
+    /// Where the file was last seen: `None` only for the root.
+    location: Mutex<Option<(Arc<Inode>, CString)>>,
+}
+
+impl Inode {
+    pub(crate) fn is_dir(&self) -> bool {
+        self.file_type == libc::S_IFDIR
+    }
+
+    pub(crate) fn set_location(&self, parent: &Arc<Inode>, name: &CStr) {
+        if let Ok(mut loc) = self.location.lock() {
+            *loc = Some((Arc::clone(parent), name.to_owned()));
+        }
+    }
+
+    /// Opens the file for I/O with `flags`. Directories reopen `.` of themselves; other files reopen their last known
+    /// name beneath their parent and must still be the same `(dev, ino)`, else `ESTALE`.
+    pub(crate) fn reopen(&self, flags: OFlags) -> Result<OwnedFd, Errno> {
+        if self.is_dir() {
+            return confine::reopen_dir(&self.fd, flags);
+        }
+        let (parent, name) = {
+            let loc = self.location.lock().map_err(|_| Errno::IO)?;
+            match loc.as_ref() {
+                Some((p, n)) => (Arc::clone(p), n.clone()),
+                None => return Err(Errno::STALE),
+            }
+        };
+        let fd = confine::open_beneath(&parent.fd, &name, flags, Mode::empty())?;
+        let st = confine::stat_fd(&fd)?;
+        if (st.st_dev, st.st_ino) != self.key {
+            return Err(Errno::STALE);
+        }
+        Ok(fd)
+    }
+
+    /// The parent and name this inode was last seen under.
+    pub(crate) fn location(&self) -> Option<(Arc<Inode>, CString)> {
+        self.location.lock().ok().and_then(|l| l.clone())
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    by_id: HashMap<u64, (Arc<Inode>, u64)>,
+    by_key: HashMap<InodeKey, u64>,
+    next_id: u64,
+}
+
+/// All inodes the guest knows.
+#[derive(Debug)]
+pub(crate) struct InodeTable {
+    tables: RwLock<Tables>,
+}
+
+impl InodeTable {
+    /// A table holding only the root (which is never forgotten).
+    pub(crate) fn new(root_fd: OwnedFd) -> Result<Self, Errno> {
+        let st = confine::stat_fd(&root_fd)?;
+        let key = (st.st_dev, st.st_ino);
+        let root = Arc::new(Inode {
+            nodeid: ROOT_ID,
+            fd: root_fd,
+            key,
+            file_type: confine::file_type(st.st_mode),
+            location: Mutex::new(None),
+        });
+        let mut t = Tables { next_id: ROOT_ID + 1, ..Tables::default() };
+        t.by_id.insert(ROOT_ID, (root, 1));
+        t.by_key.insert(key, ROOT_ID);
+        Ok(Self { tables: RwLock::new(t) })
+    }
+
+    pub(crate) fn get(&self, nodeid: u64) -> Result<Arc<Inode>, Errno> {
+        let t = self.tables.read().map_err(|_| Errno::IO)?;
+        t.by_id.get(&nodeid).map(|(i, _)| Arc::clone(i)).ok_or(Errno::STALE)
+    }
+
+    /// Records one lookup reference to the file behind `fd` (found as `name` in `parent`) and returns its inode.
+    /// If the file is already known, `fd` is dropped and the existing entry gains a reference.
+    pub(crate) fn insert_lookup(&self, fd: OwnedFd, st: &rustix::fs::Stat, parent: &Arc<Inode>, name: &CStr) -> Result<Arc<Inode>, Errno> {
+        let key = (st.st_dev, st.st_ino);
+        let mut t = self.tables.write().map_err(|_| Errno::IO)?;
+        if let Some(&id) = t.by_key.get(&key)
+            && let Some((inode, count)) = t.by_id.get_mut(&id)
+        {
+            *count = count.saturating_add(1);
+            let inode = Arc::clone(inode);
+            drop(t);
+            if inode.nodeid != ROOT_ID {
+                inode.set_location(parent, name);
+            }
+            return Ok(inode);
+        }
+        let nodeid = t.next_id;
+        t.next_id += 1;
+        let inode = Arc::new(Inode {
+            nodeid,
+            fd,
+            key,
+            file_type: confine::file_type(st.st_mode),
+            location: Mutex::new(Some((Arc::clone(parent), name.to_owned()))),
+        });
+        t.by_id.insert(nodeid, (Arc::clone(&inode), 1));
+        t.by_key.insert(key, nodeid);
+        Ok(inode)
+    }
+
+    /// Drops `nlookup` references; the entry (and its descriptor) goes when none are left. The root stays.
+    pub(crate) fn forget(&self, nodeid: u64, nlookup: u64) {
+        if nodeid == ROOT_ID {
+            return;
+        }
+        let Ok(mut t) = self.tables.write() else { return };
+        let remove = match t.by_id.get_mut(&nodeid) {
+            Some((_, count)) => {
+                *count = count.saturating_sub(nlookup);
+                *count == 0
+            }
+            None => false,
+        };
+        if remove && let Some((inode, _)) = t.by_id.remove(&nodeid) {
+            t.by_key.remove(&inode.key);
+        }
+    }
+
+    /// Number of live node ids (root included).
+    pub(crate) fn len(&self) -> usize {
+        self.tables.read().map(|t| t.by_id.len()).unwrap_or(0)
+    }
+}
+
+/// Looks up `name` beneath `dir` as an `O_PATH` descriptor plus its attributes.
+pub(crate) fn open_child(dir: impl AsFd, name: &CStr) -> Result<(OwnedFd, rustix::fs::Stat), Errno> {
+    let fd = confine::open_beneath(dir, name, OFlags::PATH, Mode::empty())?;
+    let st = confine::stat_fd(&fd)?;
+    Ok((fd, st))
+}
+
+impl InodeTable {
+    /// Records that the known file `key` now lives at `name` in `parent` (after a rename).
+    pub(crate) fn relocate(&self, key: InodeKey, parent: &Arc<Inode>, name: &CStr) {
+        let inode = {
+            let Ok(t) = self.tables.read() else { return };
+            t.by_key.get(&key).and_then(|id| t.by_id.get(id)).map(|(i, _)| Arc::clone(i))
+        };
+        if let Some(inode) = inode
+            && inode.nodeid != ROOT_ID
+        {
+            inode.set_location(parent, name);
+        }
+    }
+}
