@@ -2,9 +2,10 @@
 //!
 //! Entries are keyed by the host's `(st_dev, st_ino)`, so hard links and repeated lookups share one node id, and
 //! counted by the kernel's lookup references (`nlookup`): LOOKUP/CREATE/MKDIR/... add one, FORGET subtracts. Node ids
-//! are never reused, so the generation is always 0. Each inode also remembers one `(parent, name)` under which it was
-//! last seen; regular files are reopened through that name (confined, symlinks refused, identity re-checked) because an
-//! `O_PATH` descriptor cannot be upgraded to a readable one without `/proc/self/fd`.
+//! are never reused, so the generation is always 0. Each inode also remembers the `(parent, name)` pairs under which it
+//! was last seen (several for hard links); regular files are reopened through one of those names (confined, symlinks
+//! refused, identity re-checked) because an `O_PATH` descriptor cannot be upgraded to a readable one without
+//! `/proc/self/fd`.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
@@ -16,6 +17,12 @@ use rustix::io::Errno;
 
 use crate::abi::ROOT_ID;
 use crate::confine;
+
+/// How many names per inode are remembered for reopening (hard links beyond this fall back to the others).
+const MAX_LOCATIONS: usize = 8;
+
+/// A name of a file: its parent directory and the name in it.
+pub(crate) type Location = (Arc<Inode>, CString);
 
 /// Host identity of a file.
 pub(crate) type InodeKey = (u64, u64);
@@ -29,8 +36,8 @@ pub(crate) struct Inode {
     pub(crate) key: InodeKey,
     /// File type bits (`S_IFMT`) at lookup time; the type of an inode never changes.
     pub(crate) file_type: u32,
-    /// Where the file was last seen: `None` only for the root.
-    location: Mutex<Option<(Arc<Inode>, CString)>>,
+    /// Names the file was last seen under, most recent first (empty only for the root).
+    locations: Mutex<Vec<Location>>,
 }
 
 impl Inode {
@@ -38,9 +45,19 @@ impl Inode {
         self.file_type == libc::S_IFDIR
     }
 
-    pub(crate) fn set_location(&self, parent: &Arc<Inode>, name: &CStr) {
-        if let Ok(mut loc) = self.location.lock() {
-            *loc = Some((Arc::clone(parent), name.to_owned()));
+    /// Remembers that the file is reachable as `name` in `parent` (most recent first, bounded).
+    pub(crate) fn add_location(&self, parent: &Arc<Inode>, name: &CStr) {
+        if let Ok(mut locs) = self.locations.lock() {
+            locs.retain(|(p, n)| !(p.nodeid == parent.nodeid && n.as_c_str() == name));
+            locs.insert(0, (Arc::clone(parent), name.to_owned()));
+            locs.truncate(MAX_LOCATIONS);
+        }
+    }
+
+    /// Forgets that the file is reachable as `name` in `parent` (it was unlinked or renamed away).
+    pub(crate) fn remove_location(&self, parent: &Inode, name: &CStr) {
+        if let Ok(mut locs) = self.locations.lock() {
+            locs.retain(|(p, n)| !(p.nodeid == parent.nodeid && n.as_c_str() == name));
         }
     }
 
@@ -50,24 +67,29 @@ impl Inode {
         if self.is_dir() {
             return confine::reopen_dir(&self.fd, flags);
         }
-        let (parent, name) = {
-            let loc = self.location.lock().map_err(|_| Errno::IO)?;
-            match loc.as_ref() {
-                Some((p, n)) => (Arc::clone(p), n.clone()),
-                None => return Err(Errno::STALE),
+        let mut last_error = Errno::STALE;
+        for (parent, name) in self.locations() {
+            match confine::open_beneath(&parent.fd, &name, flags, Mode::empty()) {
+                Ok(fd) => {
+                    let st = confine::stat_fd(&fd)?;
+                    if (st.st_dev, st.st_ino) == self.key {
+                        return Ok(fd);
+                    }
+                    // The name now belongs to another file (changed on the host): forget it, try the next.
+                    self.remove_location(&parent, &name);
+                }
+                Err(e) if e == Errno::NOENT || e == Errno::LOOP || e == Errno::NOTDIR => {
+                    self.remove_location(&parent, &name);
+                }
+                Err(e) => last_error = e,
             }
-        };
-        let fd = confine::open_beneath(&parent.fd, &name, flags, Mode::empty())?;
-        let st = confine::stat_fd(&fd)?;
-        if (st.st_dev, st.st_ino) != self.key {
-            return Err(Errno::STALE);
         }
-        Ok(fd)
+        Err(last_error)
     }
 
-    /// The parent and name this inode was last seen under.
-    pub(crate) fn location(&self) -> Option<(Arc<Inode>, CString)> {
-        self.location.lock().ok().and_then(|l| l.clone())
+    /// The names this inode was last seen under, most recent first.
+    pub(crate) fn locations(&self) -> Vec<Location> {
+        self.locations.lock().map(|l| l.clone()).unwrap_or_default()
     }
 }
 
@@ -94,7 +116,7 @@ impl InodeTable {
             fd: root_fd,
             key,
             file_type: confine::file_type(st.st_mode),
-            location: Mutex::new(None),
+            locations: Mutex::new(Vec::new()),
         });
         let mut t = Tables { next_id: ROOT_ID + 1, ..Tables::default() };
         t.by_id.insert(ROOT_ID, (root, 1));
@@ -119,7 +141,7 @@ impl InodeTable {
             let inode = Arc::clone(inode);
             drop(t);
             if inode.nodeid != ROOT_ID {
-                inode.set_location(parent, name);
+                inode.add_location(parent, name);
             }
             return Ok(inode);
         }
@@ -130,7 +152,7 @@ impl InodeTable {
             fd,
             key,
             file_type: confine::file_type(st.st_mode),
-            location: Mutex::new(Some((Arc::clone(parent), name.to_owned()))),
+            locations: Mutex::new(vec![(Arc::clone(parent), name.to_owned())]),
         });
         t.by_id.insert(nodeid, (Arc::clone(&inode), 1));
         t.by_key.insert(key, nodeid);
@@ -169,16 +191,9 @@ pub(crate) fn open_child(dir: impl AsFd, name: &CStr) -> Result<(OwnedFd, rustix
 }
 
 impl InodeTable {
-    /// Records that the known file `key` now lives at `name` in `parent` (after a rename).
-    pub(crate) fn relocate(&self, key: InodeKey, parent: &Arc<Inode>, name: &CStr) {
-        let inode = {
-            let Ok(t) = self.tables.read() else { return };
-            t.by_key.get(&key).and_then(|id| t.by_id.get(id)).map(|(i, _)| Arc::clone(i))
-        };
-        if let Some(inode) = inode
-            && inode.nodeid != ROOT_ID
-        {
-            inode.set_location(parent, name);
-        }
+    /// The known inode for host file `key`, if the guest holds one.
+    pub(crate) fn by_key(&self, key: InodeKey) -> Option<Arc<Inode>> {
+        let t = self.tables.read().ok()?;
+        t.by_key.get(&key).and_then(|id| t.by_id.get(id)).map(|(i, _)| Arc::clone(i))
     }
 }

@@ -78,7 +78,13 @@ impl FileServer {
     pub(super) fn unlink(&self, parent: u64, name: &CStr, flags: AtFlags) -> Result<(), Errno> {
         self.check_writable()?;
         let parent = self.inode(parent)?;
-        rustix::fs::unlinkat(&parent.fd, check_name(name)?, flags)
+        let name = check_name(name)?;
+        let gone = rustix::fs::statat(&parent.fd, name, AtFlags::SYMLINK_NOFOLLOW).ok();
+        rustix::fs::unlinkat(&parent.fd, name, flags)?;
+        if let Some(inode) = gone.and_then(|st| self.inodes.by_key((st.st_dev, st.st_ino))) {
+            inode.remove_location(&parent, name);
+        }
+        Ok(())
     }
 
     /// RENAME / RENAME2 with `RENAME_NOREPLACE` and `RENAME_EXCHANGE`. `RENAME_WHITEOUT` is refused: it creates a
@@ -91,18 +97,21 @@ impl FileServer {
         let new_parent = self.inode(newdir)?;
         let (oldname, newname) = (check_name(oldname)?, check_name(newname)?);
         let moved = rustix::fs::statat(&old_parent.fd, oldname, AtFlags::SYMLINK_NOFOLLOW).ok();
-        let swapped = if flags.contains(RenameFlags::EXCHANGE) {
-            rustix::fs::statat(&new_parent.fd, newname, AtFlags::SYMLINK_NOFOLLOW).ok()
-        } else {
-            None
-        };
+        let target = rustix::fs::statat(&new_parent.fd, newname, AtFlags::SYMLINK_NOFOLLOW).ok();
         rustix::fs::renameat_with(&old_parent.fd, oldname, &new_parent.fd, newname, flags)?;
-        // Keep the reopen path of known inodes in step with their new names.
-        if let Some(st) = moved {
-            self.inodes.relocate((st.st_dev, st.st_ino), &new_parent, newname);
+        // Keep the reopen names of known inodes in step: the moved file gains its new name and loses the old one; the
+        // file at the target is swapped into the old name (EXCHANGE) or loses its name (replaced).
+        let known = |st: Option<rustix::fs::Stat>| st.and_then(|st| self.inodes.by_key((st.st_dev, st.st_ino)));
+        let (moved, target) = (known(moved), known(target));
+        if let Some(inode) = &target {
+            inode.remove_location(&new_parent, newname);
+            if flags.contains(RenameFlags::EXCHANGE) {
+                inode.add_location(&old_parent, oldname);
+            }
         }
-        if let Some(st) = swapped {
-            self.inodes.relocate((st.st_dev, st.st_ino), &old_parent, oldname);
+        if let Some(inode) = &moved {
+            inode.remove_location(&old_parent, oldname);
+            inode.add_location(&new_parent, newname);
         }
         Ok(())
     }
@@ -120,12 +129,14 @@ impl FileServer {
             Ok(()) => {}
             // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; without it, link through the last known name, checked first.
             Err(Errno::NOENT) => {
-                let (old_parent, old_name) = inode.location().ok_or(Errno::STALE)?;
-                let st = rustix::fs::statat(&old_parent.fd, &old_name, AtFlags::SYMLINK_NOFOLLOW)?;
-                if (st.st_dev, st.st_ino) != inode.key {
+                let linked = inode.locations().into_iter().any(|(old_parent, old_name)| {
+                    let same = rustix::fs::statat(&old_parent.fd, &old_name, AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| (st.st_dev, st.st_ino) == inode.key);
+                    same && rustix::fs::linkat(&old_parent.fd, &old_name, &parent.fd, newname, AtFlags::empty()).is_ok()
+                });
+                if !linked {
                     return Err(Errno::STALE);
                 }
-                rustix::fs::linkat(&old_parent.fd, &old_name, &parent.fd, newname, AtFlags::empty())?;
             }
             Err(e) => return Err(e),
         }
