@@ -43,6 +43,7 @@ pub fn mount(test: &str, configure: impl FnOnce(ShareConfig) -> ShareConfig) -> 
         std::fs::create_dir_all(d).expect("mkdir");
     }
     std::fs::write(outside.join("secret"), b"outside data").expect("write");
+    std::fs::set_permissions(outside.join("secret"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
     let server = Arc::new(FileServer::new(configure(ShareConfig::new(&share))).expect("server"));
     match HostMount::mount(Arc::clone(&server), &mnt, &MountOptions::default()) {
         Ok(m) => Some(Mounted { tmp, share, mnt, outside, server, mount: Some(m) }),
