@@ -13,9 +13,11 @@ mod inode;
 pub mod request;
 mod server;
 mod sys;
+pub mod virtio;
 mod wire;
 
 pub use host_fuse::{HostMount, MountError, MountOptions};
 pub use idmap::IdMapping;
 pub use request::{DecodeError, Operation, Request};
+pub use virtio::{ChainError, VirtioFsQueueHandler};
 pub use server::{CachePolicy, FileServer, Outcome, ServerError, ServerStats, ShareConfig};
