@@ -24,7 +24,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|s| s.parse::<u64>())
         .transpose()?
         .unwrap_or(60);
-    let server = Arc::new(FileServer::new(ShareConfig::new(root).read_only(read_only))?);
+    let server = Arc::new(FileServer::new(
+        ShareConfig::new(root).read_only(read_only),
+    )?);
     let mount = HostMount::mount(server, mountpoint.as_ref(), &MountOptions::default())?;
     eprintln!("serving {root} on {mountpoint} for {seconds}s (read-only: {read_only})");
     std::thread::sleep(Duration::from_secs(seconds));

@@ -256,7 +256,10 @@ pub struct Validity {
 
 impl From<std::time::Duration> for Validity {
     fn from(d: std::time::Duration) -> Self {
-        Self { secs: d.as_secs(), nsecs: d.subsec_nanos() }
+        Self {
+            secs: d.as_secs(),
+            nsecs: d.subsec_nanos(),
+        }
     }
 }
 
@@ -375,7 +378,14 @@ impl InitOut {
 }
 
 /// Appends one `fuse_dirent` (padded to 8 bytes). Returns false, appending nothing, if it would exceed `limit`.
-pub(crate) fn push_dirent(out: &mut Vec<u8>, limit: usize, ino: u64, off: u64, typ: u32, name: &[u8]) -> bool {
+pub(crate) fn push_dirent(
+    out: &mut Vec<u8>,
+    limit: usize,
+    ino: u64,
+    off: u64,
+    typ: u32,
+    name: &[u8],
+) -> bool {
     let len = dirent_size(name.len());
     if out.len() + len > limit {
         return false;

@@ -15,14 +15,19 @@ use rustix::io::Errno;
 pub(crate) const NAME_MAX: usize = 255;
 
 /// The resolve flags of every lookup: stay beneath the directory, follow no symlink of any kind.
-pub(crate) const RESOLVE: ResolveFlags =
-    ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS).union(ResolveFlags::NO_SYMLINKS);
+pub(crate) const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_MAGICLINKS)
+    .union(ResolveFlags::NO_SYMLINKS);
 
 /// Checks that `name` is one plain path component: not empty, not `.`/`..`, no `/`, at most `NAME_MAX` bytes.
 pub(crate) fn check_name(name: &CStr) -> Result<&CStr, Errno> {
     let bytes = name.to_bytes();
     if bytes.is_empty() || bytes.len() > NAME_MAX {
-        return Err(if bytes.is_empty() { Errno::NOENT } else { Errno::NAMETOOLONG });
+        return Err(if bytes.is_empty() {
+            Errno::NOENT
+        } else {
+            Errno::NAMETOOLONG
+        });
     }
     if bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
         return Err(Errno::INVAL);
@@ -32,7 +37,12 @@ pub(crate) fn check_name(name: &CStr) -> Result<&CStr, Errno> {
 
 /// Opens `name` inside `dir` with `flags`, confined beneath `dir`; never follows a symlink (with `O_PATH` a symlink
 /// opens as itself).
-pub(crate) fn open_beneath(dir: impl AsFd, name: &CStr, flags: OFlags, mode: Mode) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_beneath(
+    dir: impl AsFd,
+    name: &CStr,
+    flags: OFlags,
+    mode: Mode,
+) -> Result<OwnedFd, Errno> {
     let name = check_name(name)?;
     let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     rustix::fs::openat2(dir, name, flags, mode, RESOLVE).map_err(map_resolve_error)
@@ -40,8 +50,14 @@ pub(crate) fn open_beneath(dir: impl AsFd, name: &CStr, flags: OFlags, mode: Mod
 
 /// Opens the directory `dir` itself again (for reading entries), without a name.
 pub(crate) fn reopen_dir(dir: impl AsFd, flags: OFlags) -> Result<OwnedFd, Errno> {
-    rustix::fs::openat2(dir, c".", flags | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), RESOLVE)
-        .map_err(map_resolve_error)
+    rustix::fs::openat2(
+        dir,
+        c".",
+        flags | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        RESOLVE,
+    )
+    .map_err(map_resolve_error)
 }
 
 /// `RESOLVE_BENEATH` violations come back as `EXDEV`; the guest sees a plain permission error.
@@ -103,12 +119,19 @@ mod tests {
     fn open_beneath_refuses_symlinks_and_escapes() {
         let tmp = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/etc", tmp.path().join("etc")).unwrap();
-        let dir = rustix::fs::open(tmp.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let dir =
+            rustix::fs::open(tmp.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
         // As O_PATH the symlink opens as itself...
         let fd = open_beneath(&dir, c"etc", OFlags::PATH, Mode::empty()).unwrap();
         assert_eq!(file_type(stat_fd(&fd).unwrap().st_mode), libc::S_IFLNK);
         // ...and any real open of it is refused rather than followed.
-        assert_eq!(open_beneath(&dir, c"etc", OFlags::RDONLY, Mode::empty()).err(), Some(Errno::LOOP));
-        assert_eq!(open_beneath(&dir, c"..", OFlags::PATH, Mode::empty()).err(), Some(Errno::INVAL));
+        assert_eq!(
+            open_beneath(&dir, c"etc", OFlags::RDONLY, Mode::empty()).err(),
+            Some(Errno::LOOP)
+        );
+        assert_eq!(
+            open_beneath(&dir, c"..", OFlags::PATH, Mode::empty()).err(),
+            Some(Errno::INVAL)
+        );
     }
 }

@@ -51,12 +51,20 @@ pub(crate) struct HandleTable {
 impl HandleTable {
     pub(crate) fn insert(&self, handle: Handle) -> Result<u64, Errno> {
         let fh = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.map.write().map_err(|_| Errno::IO)?.insert(fh, Arc::new(handle));
+        self.map
+            .write()
+            .map_err(|_| Errno::IO)?
+            .insert(fh, Arc::new(handle));
         Ok(fh)
     }
 
     pub(crate) fn get(&self, fh: u64) -> Result<Arc<Handle>, Errno> {
-        self.map.read().map_err(|_| Errno::IO)?.get(&fh).cloned().ok_or(Errno::BADF)
+        self.map
+            .read()
+            .map_err(|_| Errno::IO)?
+            .get(&fh)
+            .cloned()
+            .ok_or(Errno::BADF)
     }
 
     pub(crate) fn remove(&self, fh: u64) -> Option<Arc<Handle>> {

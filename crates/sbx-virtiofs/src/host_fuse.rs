@@ -30,7 +30,11 @@ pub struct MountOptions {
 
 impl Default for MountOptions {
     fn default() -> Self {
-        Self { threads: 4, allow_other: true, default_permissions: true }
+        Self {
+            threads: 4,
+            allow_other: true,
+            default_permissions: true,
+        }
     }
 }
 
@@ -39,13 +43,17 @@ impl Default for MountOptions {
 #[non_exhaustive]
 pub enum MountError {
     /// `/dev/fuse` is missing or cannot be opened.
-    #[error("cannot open /dev/fuse: {source}; load the fuse module or give the process access to /dev/fuse")]
+    #[error(
+        "cannot open /dev/fuse: {source}; load the fuse module or give the process access to /dev/fuse"
+    )]
     OpenDevice {
         /// Why.
         source: std::io::Error,
     },
     /// The caller lacks the privilege to mount.
-    #[error("mounting FUSE on {mountpoint} is not permitted ({source}); run as root or with CAP_SYS_ADMIN")]
+    #[error(
+        "mounting FUSE on {mountpoint} is not permitted ({source}); run as root or with CAP_SYS_ADMIN"
+    )]
     NotPermitted {
         /// The mount point.
         mountpoint: PathBuf,
@@ -86,20 +94,40 @@ pub struct HostMount {
 
 impl HostMount {
     /// Mounts `server` on `mountpoint` (an existing directory) and starts serving.
-    pub fn mount(server: Arc<FileServer>, mountpoint: &Path, options: &MountOptions) -> Result<Self, MountError> {
+    pub fn mount(
+        server: Arc<FileServer>,
+        mountpoint: &Path,
+        options: &MountOptions,
+    ) -> Result<Self, MountError> {
         let dev = rustix::fs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| MountError::OpenDevice { source: e.into() })?;
         let data = mount_data(&dev, options);
-        rustix::mount::mount("sbx-virtiofs", mountpoint, "fuse.sbx-virtiofs", MountFlags::NOSUID | MountFlags::NODEV, data.as_c_str())
-            .map_err(|e| {
-                let source = std::io::Error::from(e);
-                if e == Errno::PERM || e == Errno::ACCESS {
-                    MountError::NotPermitted { mountpoint: mountpoint.to_owned(), source }
-                } else {
-                    MountError::Mount { mountpoint: mountpoint.to_owned(), source }
+        rustix::mount::mount(
+            "sbx-virtiofs",
+            mountpoint,
+            "fuse.sbx-virtiofs",
+            MountFlags::NOSUID | MountFlags::NODEV,
+            data.as_c_str(),
+        )
+        .map_err(|e| {
+            let source = std::io::Error::from(e);
+            if e == Errno::PERM || e == Errno::ACCESS {
+                MountError::NotPermitted {
+                    mountpoint: mountpoint.to_owned(),
+                    source,
                 }
-            })?;
-        let mut mount = Self { mountpoint: mountpoint.to_owned(), workers: Vec::new(), mounted: true };
+            } else {
+                MountError::Mount {
+                    mountpoint: mountpoint.to_owned(),
+                    source,
+                }
+            }
+        })?;
+        let mut mount = Self {
+            mountpoint: mountpoint.to_owned(),
+            workers: Vec::new(),
+            mounted: true,
+        };
         let dev = Arc::new(dev);
         for i in 0..options.threads.max(1) {
             let (dev, server) = (Arc::clone(&dev), Arc::clone(&server));
@@ -128,8 +156,12 @@ impl HostMount {
         }
         self.mounted = false;
         // Lazy unmount: open files keep the connection alive until closed; the workers end when it is torn down.
-        rustix::mount::unmount(&self.mountpoint, UnmountFlags::DETACH)
-            .map_err(|e| MountError::Unmount { mountpoint: self.mountpoint.clone(), source: e.into() })?;
+        rustix::mount::unmount(&self.mountpoint, UnmountFlags::DETACH).map_err(|e| {
+            MountError::Unmount {
+                mountpoint: self.mountpoint.clone(),
+                source: e.into(),
+            }
+        })?;
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.workers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));

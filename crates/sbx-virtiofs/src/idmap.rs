@@ -26,7 +26,12 @@ impl IdMapping {
     pub fn identity() -> Self {
         let uid = rustix::process::geteuid().as_raw();
         let gid = rustix::process::getegid().as_raw();
-        Self { guest_uid: uid, guest_gid: gid, host_uid: uid, host_gid: gid }
+        Self {
+            guest_uid: uid,
+            guest_gid: gid,
+            host_uid: uid,
+            host_gid: gid,
+        }
     }
 
     /// Host uid → the uid the guest sees.
@@ -66,7 +71,12 @@ mod tests {
 
     #[test]
     fn host_user_appears_as_guest_user_and_back() {
-        let m = IdMapping { guest_uid: 0, guest_gid: 0, host_uid: 1000, host_gid: 100 };
+        let m = IdMapping {
+            guest_uid: 0,
+            guest_gid: 0,
+            host_uid: 1000,
+            host_gid: 100,
+        };
         assert_eq!(m.uid_to_guest(1000), 0);
         assert_eq!(m.gid_to_guest(100), 0);
         // Host root must not look like the guest's root.

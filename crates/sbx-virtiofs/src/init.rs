@@ -1,6 +1,8 @@
 //! FUSE_INIT negotiation: which protocol version and features the session uses.
 
-use crate::abi::{InitOut, KERNEL_MINOR_VERSION, KERNEL_VERSION, MIN_KERNEL_MINOR_VERSION, init_flags as f};
+use crate::abi::{
+    InitOut, KERNEL_MINOR_VERSION, KERNEL_VERSION, MIN_KERNEL_MINOR_VERSION, init_flags as f,
+};
 use crate::server::CachePolicy;
 
 /// Page size the kernel counts `max_pages` in.
@@ -62,13 +64,24 @@ fn wanted_flags(policy: &CachePolicy) -> u32 {
 /// Decides the session parameters from the kernel's offer, our cache policy and our largest request size.
 pub fn negotiate(kernel: KernelInit, policy: &CachePolicy, max_pages: u16) -> Negotiation {
     if kernel.major > KERNEL_VERSION {
-        return Negotiation::RetryWithOurMajor(InitOut { major: KERNEL_VERSION, minor: KERNEL_MINOR_VERSION, ..InitOut::default() });
+        return Negotiation::RetryWithOurMajor(InitOut {
+            major: KERNEL_VERSION,
+            minor: KERNEL_MINOR_VERSION,
+            ..InitOut::default()
+        });
     }
     if kernel.major < KERNEL_VERSION || kernel.minor < MIN_KERNEL_MINOR_VERSION {
-        return Negotiation::Refused { major: kernel.major, minor: kernel.minor };
+        return Negotiation::Refused {
+            major: kernel.major,
+            minor: kernel.minor,
+        };
     }
     let flags = kernel.flags & wanted_flags(policy);
-    let pages = if flags & f::MAX_PAGES != 0 { u32::from(max_pages.max(1)) } else { DEFAULT_MAX_PAGES };
+    let pages = if flags & f::MAX_PAGES != 0 {
+        u32::from(max_pages.max(1))
+    } else {
+        DEFAULT_MAX_PAGES
+    };
     let max_write = pages * PAGE_SIZE;
     Negotiation::Accepted(InitOut {
         major: KERNEL_VERSION,
@@ -79,7 +92,11 @@ pub fn negotiate(kernel: KernelInit, policy: &CachePolicy, max_pages: u16) -> Ne
         congestion_threshold: 48,
         max_write,
         time_gran: 1,
-        max_pages: if flags & f::MAX_PAGES != 0 { max_pages.max(1) } else { 0 },
+        max_pages: if flags & f::MAX_PAGES != 0 {
+            max_pages.max(1)
+        } else {
+            0
+        },
     })
 }
 
@@ -88,12 +105,19 @@ mod tests {
     use super::*;
 
     fn offer(minor: u32, flags: u32) -> KernelInit {
-        KernelInit { major: 7, minor, max_readahead: 1 << 20, flags }
+        KernelInit {
+            major: 7,
+            minor,
+            max_readahead: 1 << 20,
+            flags,
+        }
     }
 
     #[test]
     fn modern_kernel_gets_large_requests_readdirplus_and_no_writeback_cache_by_default() {
-        let Negotiation::Accepted(out) = negotiate(offer(41, u32::MAX), &CachePolicy::default(), 256) else {
+        let Negotiation::Accepted(out) =
+            negotiate(offer(41, u32::MAX), &CachePolicy::default(), 256)
+        else {
             panic!("refused")
         };
         assert_eq!(out.minor, KERNEL_MINOR_VERSION);
@@ -108,10 +132,18 @@ mod tests {
 
     #[test]
     fn writeback_cache_only_on_request_and_only_if_offered() {
-        let policy = CachePolicy { writeback_cache: true, ..CachePolicy::default() };
-        let Negotiation::Accepted(out) = negotiate(offer(31, f::WRITEBACK_CACHE), &policy, 256) else { panic!() };
+        let policy = CachePolicy {
+            writeback_cache: true,
+            ..CachePolicy::default()
+        };
+        let Negotiation::Accepted(out) = negotiate(offer(31, f::WRITEBACK_CACHE), &policy, 256)
+        else {
+            panic!()
+        };
         assert_eq!(out.flags, f::WRITEBACK_CACHE);
-        let Negotiation::Accepted(out) = negotiate(offer(31, 0), &policy, 256) else { panic!() };
+        let Negotiation::Accepted(out) = negotiate(offer(31, 0), &policy, 256) else {
+            panic!()
+        };
         assert_eq!(out.flags, 0);
         // Without MAX_PAGES the kernel's default of 32 pages bounds writes.
         assert_eq!(out.max_write, 32 * 4096);
@@ -120,17 +152,41 @@ mod tests {
 
     #[test]
     fn old_or_foreign_kernels_are_refused_and_newer_majors_retry() {
-        assert_eq!(negotiate(offer(26, 0), &CachePolicy::default(), 256), Negotiation::Refused { major: 7, minor: 26 });
-        let k = KernelInit { major: 6, minor: 40, max_readahead: 0, flags: 0 };
-        assert!(matches!(negotiate(k, &CachePolicy::default(), 256), Negotiation::Refused { .. }));
-        let k = KernelInit { major: 8, minor: 0, max_readahead: 0, flags: 0 };
-        let Negotiation::RetryWithOurMajor(out) = negotiate(k, &CachePolicy::default(), 256) else { panic!() };
+        assert_eq!(
+            negotiate(offer(26, 0), &CachePolicy::default(), 256),
+            Negotiation::Refused {
+                major: 7,
+                minor: 26
+            }
+        );
+        let k = KernelInit {
+            major: 6,
+            minor: 40,
+            max_readahead: 0,
+            flags: 0,
+        };
+        assert!(matches!(
+            negotiate(k, &CachePolicy::default(), 256),
+            Negotiation::Refused { .. }
+        ));
+        let k = KernelInit {
+            major: 8,
+            minor: 0,
+            max_readahead: 0,
+            flags: 0,
+        };
+        let Negotiation::RetryWithOurMajor(out) = negotiate(k, &CachePolicy::default(), 256) else {
+            panic!()
+        };
         assert_eq!(out.major, 7);
     }
 
     #[test]
     fn newer_minor_is_capped_to_ours_and_older_minor_kept() {
-        let Negotiation::Accepted(out) = negotiate(offer(28, 0), &CachePolicy::default(), 256) else { panic!() };
+        let Negotiation::Accepted(out) = negotiate(offer(28, 0), &CachePolicy::default(), 256)
+        else {
+            panic!()
+        };
         assert_eq!(out.minor, 28);
     }
 }

@@ -118,20 +118,34 @@ impl InodeTable {
             file_type: confine::file_type(st.st_mode),
             locations: Mutex::new(Vec::new()),
         });
-        let mut t = Tables { next_id: ROOT_ID + 1, ..Tables::default() };
+        let mut t = Tables {
+            next_id: ROOT_ID + 1,
+            ..Tables::default()
+        };
         t.by_id.insert(ROOT_ID, (root, 1));
         t.by_key.insert(key, ROOT_ID);
-        Ok(Self { tables: RwLock::new(t) })
+        Ok(Self {
+            tables: RwLock::new(t),
+        })
     }
 
     pub(crate) fn get(&self, nodeid: u64) -> Result<Arc<Inode>, Errno> {
         let t = self.tables.read().map_err(|_| Errno::IO)?;
-        t.by_id.get(&nodeid).map(|(i, _)| Arc::clone(i)).ok_or(Errno::STALE)
+        t.by_id
+            .get(&nodeid)
+            .map(|(i, _)| Arc::clone(i))
+            .ok_or(Errno::STALE)
     }
 
     /// Records one lookup reference to the file behind `fd` (found as `name` in `parent`) and returns its inode.
     /// If the file is already known, `fd` is dropped and the existing entry gains a reference.
-    pub(crate) fn insert_lookup(&self, fd: OwnedFd, st: &rustix::fs::Stat, parent: &Arc<Inode>, name: &CStr) -> Result<Arc<Inode>, Errno> {
+    pub(crate) fn insert_lookup(
+        &self,
+        fd: OwnedFd,
+        st: &rustix::fs::Stat,
+        parent: &Arc<Inode>,
+        name: &CStr,
+    ) -> Result<Arc<Inode>, Errno> {
         let key = (st.st_dev, st.st_ino);
         let mut t = self.tables.write().map_err(|_| Errno::IO)?;
         if let Some(&id) = t.by_key.get(&key)
@@ -164,7 +178,9 @@ impl InodeTable {
         if nodeid == ROOT_ID {
             return;
         }
-        let Ok(mut t) = self.tables.write() else { return };
+        let Ok(mut t) = self.tables.write() else {
+            return;
+        };
         let remove = match t.by_id.get_mut(&nodeid) {
             Some((_, count)) => {
                 *count = count.saturating_sub(nlookup);
@@ -184,7 +200,10 @@ impl InodeTable {
 }
 
 /// Looks up `name` beneath `dir` as an `O_PATH` descriptor plus its attributes.
-pub(crate) fn open_child(dir: impl AsFd, name: &CStr) -> Result<(OwnedFd, rustix::fs::Stat), Errno> {
+pub(crate) fn open_child(
+    dir: impl AsFd,
+    name: &CStr,
+) -> Result<(OwnedFd, rustix::fs::Stat), Errno> {
     let fd = confine::open_beneath(dir, name, OFlags::PATH, Mode::empty())?;
     let st = confine::stat_fd(&fd)?;
     Ok((fd, st))
@@ -194,6 +213,9 @@ impl InodeTable {
     /// The known inode for host file `key`, if the guest holds one.
     pub(crate) fn by_key(&self, key: InodeKey) -> Option<Arc<Inode>> {
         let t = self.tables.read().ok()?;
-        t.by_key.get(&key).and_then(|id| t.by_id.get(id)).map(|(i, _)| Arc::clone(i))
+        t.by_key
+            .get(&key)
+            .and_then(|id| t.by_id.get(id))
+            .map(|(i, _)| Arc::clone(i))
     }
 }

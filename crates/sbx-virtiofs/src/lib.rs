@@ -19,5 +19,5 @@ mod wire;
 pub use host_fuse::{HostMount, MountError, MountOptions};
 pub use idmap::IdMapping;
 pub use request::{DecodeError, Operation, Request};
-pub use virtio::{ChainError, VirtioFsQueueHandler};
 pub use server::{CachePolicy, FileServer, Outcome, ServerError, ServerStats, ShareConfig};
+pub use virtio::{ChainError, VirtioFsQueueHandler};

@@ -72,7 +72,9 @@ pub enum ChainError {
         len: u32,
     },
     /// The writable part cannot hold the reply.
-    #[error("descriptor chain {head}: reply of {needed} bytes does not fit {available} writable bytes")]
+    #[error(
+        "descriptor chain {head}: reply of {needed} bytes does not fit {available} writable bytes"
+    )]
     ReplyTooLarge {
         /// Head index.
         head: u16,
@@ -96,7 +98,9 @@ pub enum QueueError {
 pub fn config_space(tag: &str, num_request_queues: u32) -> Result<[u8; TAG_LEN + 4], TagError> {
     let bytes = tag.as_bytes();
     if bytes.is_empty() || bytes.len() > TAG_LEN || bytes.contains(&0) {
-        return Err(TagError { tag: tag.to_owned() });
+        return Err(TagError {
+            tag: tag.to_owned(),
+        });
     }
     let mut cfg = [0u8; TAG_LEN + 4];
     cfg[..bytes.len()].copy_from_slice(bytes);
@@ -162,13 +166,19 @@ impl VirtioFsQueueHandler {
                     0
                 }
             };
-            queue.add_used(mem, head, used).map_err(QueueError::UsedRing)?;
+            queue
+                .add_used(mem, head, used)
+                .map_err(QueueError::UsedRing)?;
         }
         queue.needs_notification(mem).map_err(QueueError::UsedRing)
     }
 
     /// Handles one chain: gathers the request, runs the server, scatters the reply. Returns the bytes written.
-    pub fn process_chain<M>(&self, chain: DescriptorChain<M>, reply: &mut Vec<u8>) -> Result<u32, ChainError>
+    pub fn process_chain<M>(
+        &self,
+        chain: DescriptorChain<M>,
+        reply: &mut Vec<u8>,
+    ) -> Result<u32, ChainError>
     where
         M: Deref + Clone,
         M::Target: GuestMemory,
@@ -181,9 +191,15 @@ impl VirtioFsQueueHandler {
             Outcome::NoReply => Ok(0),
             Outcome::Reply | Outcome::Destroyed => match scatter(mem, head, &layout, reply) {
                 // The driver left too little room: tell it so with a bare error header rather than a hung request.
-                Err(e @ ChainError::ReplyTooLarge { .. }) if layout.writable_len >= OUT_HEADER_LEN as u64 => {
+                Err(e @ ChainError::ReplyTooLarge { .. })
+                    if layout.writable_len >= OUT_HEADER_LEN as u64 =>
+                {
                     tracing::warn!(error = %e, "virtio-fs reply does not fit; answering EIO");
-                    let unique = reply.get(8..16).and_then(|u| u.try_into().ok()).map(u64::from_ne_bytes).unwrap_or(0);
+                    let unique = reply
+                        .get(8..16)
+                        .and_then(|u| u.try_into().ok())
+                        .map(u64::from_ne_bytes)
+                        .unwrap_or(0);
                     reply.truncate(OUT_HEADER_LEN);
                     write_out_header(reply, -libc::EIO, unique);
                     scatter(mem, head, &layout, reply)
@@ -207,7 +223,10 @@ where
         // The chain iterator stops after queue-size descriptors or at an out-of-range index; a last descriptor that
         // still points onwards means the driver built a loop or a broken link.
         ended = !desc.has_next();
-        let seg = Segment { addr: desc.addr(), len: desc.len() };
+        let seg = Segment {
+            addr: desc.addr(),
+            len: desc.len(),
+        };
         if desc.is_write_only() {
             out.writable_len += u64::from(seg.len);
             out.writable.push(seg);
@@ -224,29 +243,50 @@ where
     }
     let min = crate::abi::IN_HEADER_LEN as u64;
     if out.readable_len < min || out.readable_len > max_request as u64 {
-        return Err(ChainError::BadRequestLength { head, len: out.readable_len, max: max_request });
+        return Err(ChainError::BadRequestLength {
+            head,
+            len: out.readable_len,
+            max: max_request,
+        });
     }
     Ok(out)
 }
 
 /// Copies the readable descriptors into one buffer (vm-memory bounds-checks every range).
-fn gather<G: GuestMemory + ?Sized>(mem: &G, head: u16, layout: &ChainLayout) -> Result<Vec<u8>, ChainError> {
+fn gather<G: GuestMemory + ?Sized>(
+    mem: &G,
+    head: u16,
+    layout: &ChainLayout,
+) -> Result<Vec<u8>, ChainError> {
     // Bounded by max_request_len in `layout`.
     let mut request = vec![0u8; layout.readable_len as usize];
     let mut at = 0usize;
     for seg in &layout.readable {
         let end = at + seg.len as usize;
         mem.read_slice(&mut request[at..end], seg.addr)
-            .map_err(|_| ChainError::OutOfRange { head, addr: seg.addr.0, len: seg.len })?;
+            .map_err(|_| ChainError::OutOfRange {
+                head,
+                addr: seg.addr.0,
+                len: seg.len,
+            })?;
         at = end;
     }
     Ok(request)
 }
 
 /// Copies the reply into the writable descriptors.
-fn scatter<G: GuestMemory + ?Sized>(mem: &G, head: u16, layout: &ChainLayout, reply: &[u8]) -> Result<u32, ChainError> {
+fn scatter<G: GuestMemory + ?Sized>(
+    mem: &G,
+    head: u16,
+    layout: &ChainLayout,
+    reply: &[u8],
+) -> Result<u32, ChainError> {
     if reply.len() as u64 > layout.writable_len {
-        return Err(ChainError::ReplyTooLarge { head, needed: reply.len(), available: layout.writable_len });
+        return Err(ChainError::ReplyTooLarge {
+            head,
+            needed: reply.len(),
+            available: layout.writable_len,
+        });
     }
     let mut rest = reply;
     for seg in &layout.writable {
@@ -255,7 +295,11 @@ fn scatter<G: GuestMemory + ?Sized>(mem: &G, head: u16, layout: &ChainLayout, re
         }
         let n = rest.len().min(seg.len as usize);
         mem.write_slice(&rest[..n], seg.addr)
-            .map_err(|_| ChainError::OutOfRange { head, addr: seg.addr.0, len: seg.len })?;
+            .map_err(|_| ChainError::OutOfRange {
+                head,
+                addr: seg.addr.0,
+                len: seg.len,
+            })?;
         rest = &rest[n..];
     }
     Ok(u32::try_from(reply.len()).unwrap_or(u32::MAX))

@@ -27,7 +27,12 @@ impl<'a> ByteReader<'a> {
     /// Takes exactly `len` bytes.
     pub(crate) fn take(&mut self, len: usize, what: &'static str) -> Result<&'a [u8], DecodeError> {
         if len > self.bytes.len() {
-            return Err(DecodeError::Truncated { what, offset: self.offset, needed: len, available: self.bytes.len() });
+            return Err(DecodeError::Truncated {
+                what,
+                offset: self.offset,
+                needed: len,
+                available: self.bytes.len(),
+            });
         }
         let (head, tail) = self.bytes.split_at(len);
         self.bytes = tail;
@@ -55,16 +60,24 @@ impl<'a> ByteReader<'a> {
 
     pub(crate) fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
         let b = self.take(8, what)?;
-        Ok(u64::from_ne_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        Ok(u64::from_ne_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ]))
     }
 
     /// Takes a NUL-terminated string (the NUL is consumed, not returned).
     pub(crate) fn cstr(&mut self, what: &'static str) -> Result<&'a CStr, DecodeError> {
         let Some(nul) = self.bytes.iter().position(|&b| b == 0) else {
-            return Err(DecodeError::Unterminated { what, offset: self.offset });
+            return Err(DecodeError::Unterminated {
+                what,
+                offset: self.offset,
+            });
         };
         let with_nul = self.take(nul + 1, what)?;
-        CStr::from_bytes_with_nul(with_nul).map_err(|_| DecodeError::Unterminated { what, offset: self.offset })
+        CStr::from_bytes_with_nul(with_nul).map_err(|_| DecodeError::Unterminated {
+            what,
+            offset: self.offset,
+        })
     }
 }
 
@@ -98,7 +111,14 @@ mod tests {
     #[test]
     fn short_reads_are_errors_not_panics() {
         let mut r = ByteReader::new(&[1, 2, 3]);
-        assert!(matches!(r.u32("x"), Err(DecodeError::Truncated { needed: 4, available: 3, .. })));
+        assert!(matches!(
+            r.u32("x"),
+            Err(DecodeError::Truncated {
+                needed: 4,
+                available: 3,
+                ..
+            })
+        ));
         assert_eq!(r.u16("y").ok(), Some(u16::from_ne_bytes([1, 2])));
         assert!(r.u16("z").is_err());
         assert_eq!(r.remaining(), 1);
@@ -107,7 +127,10 @@ mod tests {
     #[test]
     fn cstr_requires_a_terminator() {
         let mut r = ByteReader::new(b"abc");
-        assert!(matches!(r.cstr("name"), Err(DecodeError::Unterminated { .. })));
+        assert!(matches!(
+            r.cstr("name"),
+            Err(DecodeError::Unterminated { .. })
+        ));
         let mut r = ByteReader::new(b"abc\0def\0");
         assert_eq!(r.cstr("a").ok().map(CStr::to_bytes), Some(&b"abc"[..]));
         assert_eq!(r.cstr("b").ok().map(CStr::to_bytes), Some(&b"def"[..]));

@@ -8,9 +8,9 @@ use common::{cstr, init_body, message};
 use sbx_virtiofs::abi::{ROOT_ID, opcode};
 use sbx_virtiofs::virtio::{VirtioFsQueueHandler, config_space};
 use sbx_virtiofs::{FileServer, ShareConfig};
+use virtio_queue::Queue;
 use virtio_queue::desc::{RawDescriptor, split::Descriptor as SplitDescriptor};
 use virtio_queue::mock::MockSplitQueue;
-use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 const NEXT: u16 = 1;
@@ -30,7 +30,11 @@ impl Rig {
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), MEM_SIZE)]).unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let server = Arc::new(FileServer::new(ShareConfig::new(tmp.path())).unwrap());
-        Self { mem, handler: VirtioFsQueueHandler::new(server), tmp }
+        Self {
+            mem,
+            handler: VirtioFsQueueHandler::new(server),
+            tmp,
+        }
     }
 }
 
@@ -52,12 +56,23 @@ fn reply_at(mem: &GuestMemoryMmap, addr: u64, len: usize) -> (i32, Vec<u8>) {
 }
 
 /// Posts `request` as one readable descriptor and a writable one of `reply_len`, at table slot `slot`.
-fn post_simple(rig: &Rig, vq: &MockSplitQueue<'_, GuestMemoryMmap>, slot: u16, request: &[u8], reply_len: u32) -> u64 {
+fn post_simple(
+    rig: &Rig,
+    vq: &MockSplitQueue<'_, GuestMemoryMmap>,
+    slot: u16,
+    request: &[u8],
+    reply_len: u32,
+) -> u64 {
     let req_addr = 0x10_0000 + u64::from(slot) * 0x1_0000;
     let reply_addr = req_addr + 0x8000;
-    rig.mem.write_slice(request, GuestAddress(req_addr)).unwrap();
+    rig.mem
+        .write_slice(request, GuestAddress(req_addr))
+        .unwrap();
     vq.add_desc_chains(
-        &[desc(req_addr, request.len() as u32, NEXT, slot + 1), desc(reply_addr, reply_len, WRITE, 0)],
+        &[
+            desc(req_addr, request.len() as u32, NEXT, slot + 1),
+            desc(reply_addr, reply_len, WRITE, 0),
+        ],
         slot,
     )
     .unwrap();
@@ -70,19 +85,43 @@ fn init_and_lookup_through_a_request_queue() {
     std::fs::write(rig.tmp.path().join("hello"), b"hi").unwrap();
     let vq = MockSplitQueue::new(&rig.mem, QUEUE_SIZE);
     let mut q: Queue = vq.create_queue().unwrap();
-    let r0 = post_simple(&rig, &vq, 0, &message(opcode::INIT, 0, 1, &init_body()), 4096);
-    let r1 = post_simple(&rig, &vq, 2, &message(opcode::LOOKUP, ROOT_ID, 2, &cstr("hello")), 4096);
+    let r0 = post_simple(
+        &rig,
+        &vq,
+        0,
+        &message(opcode::INIT, 0, 1, &init_body()),
+        4096,
+    );
+    let r1 = post_simple(
+        &rig,
+        &vq,
+        2,
+        &message(opcode::LOOKUP, ROOT_ID, 2, &cstr("hello")),
+        4096,
+    );
     let notify = rig.handler.process_queue(&mut q, &rig.mem).unwrap();
     assert!(notify, "the driver is told about completed requests");
     assert_eq!(vq.used().idx().load(), 2);
-    assert_eq!(used(&vq, 0), (0, 16 + 64), "INIT reply is header + fuse_init_out");
-    assert_eq!(used(&vq, 1), (2, 16 + 128), "LOOKUP reply is header + fuse_entry_out");
+    assert_eq!(
+        used(&vq, 0),
+        (0, 16 + 64),
+        "INIT reply is header + fuse_init_out"
+    );
+    assert_eq!(
+        used(&vq, 1),
+        (2, 16 + 128),
+        "LOOKUP reply is header + fuse_entry_out"
+    );
     let (err, body) = reply_at(&rig.mem, r0, 80);
     assert_eq!(err, 0);
     assert_eq!(u32::from_ne_bytes(body[0..4].try_into().unwrap()), 7);
     let (err, body) = reply_at(&rig.mem, r1, 144);
     assert_eq!(err, 0);
-    assert_eq!(u64::from_ne_bytes(body[40 + 8..40 + 16].try_into().unwrap()), 2, "size of `hello`");
+    assert_eq!(
+        u64::from_ne_bytes(body[40 + 8..40 + 16].try_into().unwrap()),
+        2,
+        "size of `hello`"
+    );
 }
 
 #[test]
@@ -91,8 +130,20 @@ fn requests_and_replies_split_across_many_descriptors() {
     std::fs::write(rig.tmp.path().join("f"), b"").unwrap();
     let vq = MockSplitQueue::new(&rig.mem, QUEUE_SIZE);
     let mut q: Queue = vq.create_queue().unwrap();
-    post_simple(&rig, &vq, 0, &message(opcode::INIT, 0, 1, &init_body()), 4096);
-    post_simple(&rig, &vq, 2, &message(opcode::LOOKUP, ROOT_ID, 2, &cstr("f")), 4096);
+    post_simple(
+        &rig,
+        &vq,
+        0,
+        &message(opcode::INIT, 0, 1, &init_body()),
+        4096,
+    );
+    post_simple(
+        &rig,
+        &vq,
+        2,
+        &message(opcode::LOOKUP, ROOT_ID, 2, &cstr("f")),
+        4096,
+    );
     // OPEN for writing.
     let mut open = 2u32.to_ne_bytes().to_vec();
     open.extend_from_slice(&0u32.to_ne_bytes());
@@ -115,7 +166,9 @@ fn requests_and_replies_split_across_many_descriptors() {
     let mut descs = Vec::new();
     for (i, w) in cuts.windows(2).enumerate() {
         let addr = base + i as u64 * 0x4000;
-        rig.mem.write_slice(&msg[w[0]..w[1]], GuestAddress(addr)).unwrap();
+        rig.mem
+            .write_slice(&msg[w[0]..w[1]], GuestAddress(addr))
+            .unwrap();
         descs.push(desc(addr, (w[1] - w[0]) as u32, NEXT, 6 + i as u16 + 1));
     }
     descs.push(desc(0x30_0000, 10, WRITE | NEXT, 11));
@@ -126,8 +179,13 @@ fn requests_and_replies_split_across_many_descriptors() {
     assert_eq!(std::fs::read(rig.tmp.path().join("f")).unwrap(), payload);
     // The 24-byte reply was split 10 + 14 across the two writable descriptors.
     let mut part = [0u8; 14];
-    rig.mem.read_slice(&mut part, GuestAddress(0x30_1000)).unwrap();
-    assert_eq!(u32::from_ne_bytes(part[6..10].try_into().unwrap()), payload.len() as u32);
+    rig.mem
+        .read_slice(&mut part, GuestAddress(0x30_1000))
+        .unwrap();
+    assert_eq!(
+        u32::from_ne_bytes(part[6..10].try_into().unwrap()),
+        payload.len() as u32
+    );
 }
 
 /// Runs one malicious chain after INIT and checks it completes with length 0 and writes nothing.
@@ -135,21 +193,39 @@ fn assert_rejected(build: impl FnOnce(&Rig, &MockSplitQueue<'_, GuestMemoryMmap>
     let rig = Rig::new();
     let vq = MockSplitQueue::new(&rig.mem, QUEUE_SIZE);
     let mut q: Queue = vq.create_queue().unwrap();
-    post_simple(&rig, &vq, 0, &message(opcode::INIT, 0, 1, &init_body()), 4096);
+    post_simple(
+        &rig,
+        &vq,
+        0,
+        &message(opcode::INIT, 0, 1, &init_body()),
+        4096,
+    );
     build(&rig, &vq);
     rig.handler.process_queue(&mut q, &rig.mem).unwrap();
-    assert_eq!(vq.used().idx().load(), 2, "the bad chain is still completed (the driver is not left hanging)");
+    assert_eq!(
+        vq.used().idx().load(),
+        2,
+        "the bad chain is still completed (the driver is not left hanging)"
+    );
     assert_eq!(used(&vq, 1).1, 0, "nothing written for a rejected chain");
     let mut reply = [0u8; 64];
-    rig.mem.read_slice(&mut reply, GuestAddress(0x38_0000)).unwrap();
+    rig.mem
+        .read_slice(&mut reply, GuestAddress(0x38_0000))
+        .unwrap();
     assert!(reply.iter().all(|&b| b == 0), "reply area untouched");
 }
 
 #[test]
 fn short_request_is_rejected() {
     assert_rejected(|rig, vq| {
-        rig.mem.write_slice(&[0xAA; 20], GuestAddress(0x20_0000)).unwrap();
-        vq.add_desc_chains(&[desc(0x20_0000, 20, NEXT, 3), desc(0x38_0000, 64, WRITE, 0)], 2).unwrap();
+        rig.mem
+            .write_slice(&[0xAA; 20], GuestAddress(0x20_0000))
+            .unwrap();
+        vq.add_desc_chains(
+            &[desc(0x20_0000, 20, NEXT, 3), desc(0x38_0000, 64, WRITE, 0)],
+            2,
+        )
+        .unwrap();
     });
 }
 
@@ -159,7 +235,11 @@ fn descriptor_outside_guest_memory_is_rejected() {
         let msg = message(opcode::GETATTR, ROOT_ID, 9, &[0u8; 16]);
         rig.mem.write_slice(&msg, GuestAddress(0x20_0000)).unwrap();
         vq.add_desc_chains(
-            &[desc(0x20_0000, 40, NEXT, 3), desc(MEM_SIZE as u64 - 8, 16, NEXT, 4), desc(0x38_0000, 64, WRITE, 0)],
+            &[
+                desc(0x20_0000, 40, NEXT, 3),
+                desc(MEM_SIZE as u64 - 8, 16, NEXT, 4),
+                desc(0x38_0000, 64, WRITE, 0),
+            ],
             2,
         )
         .unwrap();
@@ -171,10 +251,23 @@ fn reply_buffer_outside_guest_memory_is_rejected() {
     let rig = Rig::new();
     let vq = MockSplitQueue::new(&rig.mem, QUEUE_SIZE);
     let mut q: Queue = vq.create_queue().unwrap();
-    post_simple(&rig, &vq, 0, &message(opcode::INIT, 0, 1, &init_body()), 4096);
+    post_simple(
+        &rig,
+        &vq,
+        0,
+        &message(opcode::INIT, 0, 1, &init_body()),
+        4096,
+    );
     let msg = message(opcode::GETATTR, ROOT_ID, 9, &[0u8; 16]);
     rig.mem.write_slice(&msg, GuestAddress(0x20_0000)).unwrap();
-    vq.add_desc_chains(&[desc(0x20_0000, msg.len() as u32, NEXT, 3), desc(u64::MAX - 100, 4096, WRITE, 0)], 2).unwrap();
+    vq.add_desc_chains(
+        &[
+            desc(0x20_0000, msg.len() as u32, NEXT, 3),
+            desc(u64::MAX - 100, 4096, WRITE, 0),
+        ],
+        2,
+    )
+    .unwrap();
     rig.handler.process_queue(&mut q, &rig.mem).unwrap();
     assert_eq!(used(&vq, 1).1, 0);
 }
@@ -185,8 +278,14 @@ fn writable_only_chain_is_rejected() {
         let msg = message(opcode::GETATTR, ROOT_ID, 9, &[0u8; 16]);
         rig.mem.write_slice(&msg, GuestAddress(0x20_0000)).unwrap();
         // The request bytes sit in a device-writable descriptor: they must not be read as a request.
-        vq.add_desc_chains(&[desc(0x20_0000, msg.len() as u32, WRITE | NEXT, 3), desc(0x38_0000, 64, WRITE, 0)], 2)
-            .unwrap();
+        vq.add_desc_chains(
+            &[
+                desc(0x20_0000, msg.len() as u32, WRITE | NEXT, 3),
+                desc(0x38_0000, 64, WRITE, 0),
+            ],
+            2,
+        )
+        .unwrap();
     });
 }
 
@@ -196,7 +295,11 @@ fn readable_after_writable_is_rejected() {
         let msg = message(opcode::GETATTR, ROOT_ID, 9, &[0u8; 16]);
         rig.mem.write_slice(&msg, GuestAddress(0x20_0000)).unwrap();
         vq.add_desc_chains(
-            &[desc(0x38_0000, 64, WRITE | NEXT, 3), desc(0x20_0000, msg.len() as u32, NEXT, 4), desc(0x38_1000, 64, WRITE, 0)],
+            &[
+                desc(0x38_0000, 64, WRITE | NEXT, 3),
+                desc(0x20_0000, msg.len() as u32, NEXT, 4),
+                desc(0x38_1000, 64, WRITE, 0),
+            ],
             2,
         )
         .unwrap();
@@ -209,7 +312,14 @@ fn looping_chain_is_rejected() {
         let msg = message(opcode::GETATTR, ROOT_ID, 9, &[0u8; 16]);
         rig.mem.write_slice(&msg, GuestAddress(0x20_0000)).unwrap();
         // 2 → 3 → 2 → ... never ends.
-        vq.add_desc_chains(&[desc(0x20_0000, msg.len() as u32, NEXT, 3), desc(0x20_0000, 8, NEXT, 2)], 2).unwrap();
+        vq.add_desc_chains(
+            &[
+                desc(0x20_0000, msg.len() as u32, NEXT, 3),
+                desc(0x20_0000, 8, NEXT, 2),
+            ],
+            2,
+        )
+        .unwrap();
     });
 }
 
@@ -218,7 +328,8 @@ fn next_index_outside_the_table_is_rejected() {
     assert_rejected(|rig, vq| {
         let msg = message(opcode::GETATTR, ROOT_ID, 9, &[0u8; 16]);
         rig.mem.write_slice(&msg, GuestAddress(0x20_0000)).unwrap();
-        vq.add_desc_chains(&[desc(0x20_0000, msg.len() as u32, NEXT, 999)], 2).unwrap();
+        vq.add_desc_chains(&[desc(0x20_0000, msg.len() as u32, NEXT, 999)], 2)
+            .unwrap();
     });
 }
 
@@ -228,7 +339,14 @@ fn oversized_request_is_rejected() {
         let msg = message(opcode::GETATTR, ROOT_ID, 9, &[0u8; 16]);
         rig.mem.write_slice(&msg, GuestAddress(0x20_0000)).unwrap();
         // Claims 3 MiB of readable data: more than any FUSE request may be.
-        vq.add_desc_chains(&[desc(0x10_0000, 3 << 20, NEXT, 3), desc(0x38_0000, 64, WRITE, 0)], 2).unwrap();
+        vq.add_desc_chains(
+            &[
+                desc(0x10_0000, 3 << 20, NEXT, 3),
+                desc(0x38_0000, 64, WRITE, 0),
+            ],
+            2,
+        )
+        .unwrap();
     });
 }
 
@@ -238,8 +356,20 @@ fn reply_too_large_for_the_buffer_gets_an_error_header() {
     std::fs::write(rig.tmp.path().join("f"), vec![7u8; 8192]).unwrap();
     let vq = MockSplitQueue::new(&rig.mem, QUEUE_SIZE);
     let mut q: Queue = vq.create_queue().unwrap();
-    post_simple(&rig, &vq, 0, &message(opcode::INIT, 0, 1, &init_body()), 4096);
-    post_simple(&rig, &vq, 2, &message(opcode::LOOKUP, ROOT_ID, 2, &cstr("f")), 4096);
+    post_simple(
+        &rig,
+        &vq,
+        0,
+        &message(opcode::INIT, 0, 1, &init_body()),
+        4096,
+    );
+    post_simple(
+        &rig,
+        &vq,
+        2,
+        &message(opcode::LOOKUP, ROOT_ID, 2, &cstr("f")),
+        4096,
+    );
     let mut open = 0u32.to_ne_bytes().to_vec();
     open.extend_from_slice(&0u32.to_ne_bytes());
     let r = post_simple(&rig, &vq, 4, &message(opcode::OPEN, 2, 3, &open), 4096);
@@ -262,8 +392,20 @@ fn hiprio_forget_has_no_reply_and_drops_the_inode() {
     std::fs::write(rig.tmp.path().join("f"), b"").unwrap();
     let vq = MockSplitQueue::new(&rig.mem, QUEUE_SIZE);
     let mut q: Queue = vq.create_queue().unwrap();
-    post_simple(&rig, &vq, 0, &message(opcode::INIT, 0, 1, &init_body()), 4096);
-    post_simple(&rig, &vq, 2, &message(opcode::LOOKUP, ROOT_ID, 2, &cstr("f")), 4096);
+    post_simple(
+        &rig,
+        &vq,
+        0,
+        &message(opcode::INIT, 0, 1, &init_body()),
+        4096,
+    );
+    post_simple(
+        &rig,
+        &vq,
+        2,
+        &message(opcode::LOOKUP, ROOT_ID, 2, &cstr("f")),
+        4096,
+    );
     rig.handler.process_queue(&mut q, &rig.mem).unwrap();
     assert_eq!(rig.handler.server().stats().inodes, 2);
     // The high-priority queue: a FORGET in one readable descriptor, no writable part.
@@ -271,7 +413,8 @@ fn hiprio_forget_has_no_reply_and_drops_the_inode() {
     let mut hq: Queue = hvq.create_queue().unwrap();
     let msg = message(opcode::FORGET, 2, 0, &1u64.to_ne_bytes());
     rig.mem.write_slice(&msg, GuestAddress(0x28_0000)).unwrap();
-    hvq.add_desc_chains(&[desc(0x28_0000, msg.len() as u32, 0, 0)], 0).unwrap();
+    hvq.add_desc_chains(&[desc(0x28_0000, msg.len() as u32, 0, 0)], 0)
+        .unwrap();
     rig.handler.process_queue(&mut hq, &rig.mem).unwrap();
     assert_eq!(hvq.used().idx().load(), 1);
     assert_eq!(used(&hvq, 0).1, 0);

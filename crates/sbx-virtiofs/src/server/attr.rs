@@ -10,7 +10,12 @@ use crate::inode::Inode;
 use crate::request::SetattrIn;
 
 impl FileServer {
-    pub(super) fn getattr(&self, node: u64, fh: Option<u64>, out: &mut Vec<u8>) -> Result<(), Errno> {
+    pub(super) fn getattr(
+        &self,
+        node: u64,
+        fh: Option<u64>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
         let st = match fh.map(|fh| self.handles.get(fh)).transpose()? {
             Some(h) => match &h.kind {
                 crate::handle::HandleKind::File(fd) => rustix::fs::fstat(fd)?,
@@ -18,16 +23,29 @@ impl FileServer {
             },
             None => confine::stat_fd(&self.inode(node)?.fd)?,
         };
-        encode_attr_out(out, Validity::from(self.config.cache.attr_timeout), &self.to_attr(&st));
+        encode_attr_out(
+            out,
+            Validity::from(self.config.cache.attr_timeout),
+            &self.to_attr(&st),
+        );
         Ok(())
     }
 
     /// SETATTR: each requested change is applied to the inode itself (never through a path), then the new attributes
     /// are returned. Mode changes lose setuid/setgid; owner changes are limited to the mapped guest owner.
-    pub(super) fn setattr(&self, node: u64, arg: &SetattrIn, out: &mut Vec<u8>) -> Result<(), Errno> {
+    pub(super) fn setattr(
+        &self,
+        node: u64,
+        arg: &SetattrIn,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
         self.check_writable()?;
         let inode = self.inode(node)?;
-        let handle = if arg.valid & fattr::FH != 0 { Some(self.handles.get(arg.fh)?) } else { None };
+        let handle = if arg.valid & fattr::FH != 0 {
+            Some(self.handles.get(arg.fh)?)
+        } else {
+            None
+        };
         let handle_fd = handle.as_ref().and_then(|h| h.file().ok());
         if arg.valid & fattr::MODE != 0 {
             set_mode(&inode, sanitize_mode(arg.mode))?;
@@ -37,30 +55,66 @@ impl FileServer {
         }
         if arg.valid & fattr::SIZE != 0 {
             if !confine::is_reg(inode.file_type) {
-                return Err(if inode.is_dir() { Errno::ISDIR } else { Errno::INVAL });
+                return Err(if inode.is_dir() {
+                    Errno::ISDIR
+                } else {
+                    Errno::INVAL
+                });
             }
             match handle_fd.map(|fd| rustix::fs::ftruncate(fd, arg.size)) {
                 Some(Ok(())) => {}
                 // No handle, or one opened read-only: open for writing just for this.
-                _ => rustix::fs::ftruncate(inode.reopen(OFlags::WRONLY | OFlags::NONBLOCK)?, arg.size)?,
+                _ => rustix::fs::ftruncate(
+                    inode.reopen(OFlags::WRONLY | OFlags::NONBLOCK)?,
+                    arg.size,
+                )?,
             }
         }
         if arg.valid & (fattr::ATIME | fattr::MTIME | fattr::ATIME_NOW | fattr::MTIME_NOW) != 0 {
             let times = Timestamps {
-                last_access: timespec(arg.valid, fattr::ATIME, fattr::ATIME_NOW, arg.atime, arg.atimensec),
-                last_modification: timespec(arg.valid, fattr::MTIME, fattr::MTIME_NOW, arg.mtime, arg.mtimensec),
+                last_access: timespec(
+                    arg.valid,
+                    fattr::ATIME,
+                    fattr::ATIME_NOW,
+                    arg.atime,
+                    arg.atimensec,
+                ),
+                last_modification: timespec(
+                    arg.valid,
+                    fattr::MTIME,
+                    fattr::MTIME_NOW,
+                    arg.mtime,
+                    arg.mtimensec,
+                ),
             };
-            rustix::fs::utimensat(&inode.fd, c"", &times, AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)?;
+            rustix::fs::utimensat(
+                &inode.fd,
+                c"",
+                &times,
+                AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+            )?;
         }
         let st = confine::stat_fd(&inode.fd)?;
-        encode_attr_out(out, Validity::from(self.config.cache.attr_timeout), &self.to_attr(&st));
+        encode_attr_out(
+            out,
+            Validity::from(self.config.cache.attr_timeout),
+            &self.to_attr(&st),
+        );
         Ok(())
     }
 
     fn set_owner(&self, inode: &Inode, arg: &SetattrIn) -> Result<(), Errno> {
         let ids = &self.config.ids;
-        let uid = if arg.valid & fattr::UID != 0 { Some(ids.uid_to_host(arg.uid).ok_or(Errno::PERM)?) } else { None };
-        let gid = if arg.valid & fattr::GID != 0 { Some(ids.gid_to_host(arg.gid).ok_or(Errno::PERM)?) } else { None };
+        let uid = if arg.valid & fattr::UID != 0 {
+            Some(ids.uid_to_host(arg.uid).ok_or(Errno::PERM)?)
+        } else {
+            None
+        };
+        let gid = if arg.valid & fattr::GID != 0 {
+            Some(ids.gid_to_host(arg.gid).ok_or(Errno::PERM)?)
+        } else {
+            None
+        };
         rustix::fs::chownat(
             &inode.fd,
             c"",
@@ -115,10 +169,19 @@ fn set_mode(inode: &Inode, mode: u32) -> Result<(), Errno> {
 
 fn timespec(valid: u32, set: u32, now: u32, secs: u64, nsecs: u32) -> Timespec {
     if valid & now != 0 {
-        Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_NOW }
+        Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        }
     } else if valid & set != 0 {
-        Timespec { tv_sec: secs as i64, tv_nsec: i64::from(nsecs.min(999_999_999)) }
+        Timespec {
+            tv_sec: secs as i64,
+            tv_nsec: i64::from(nsecs.min(999_999_999)),
+        }
     } else {
-        Timespec { tv_sec: 0, tv_nsec: rustix::fs::UTIME_OMIT }
+        Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        }
     }
 }

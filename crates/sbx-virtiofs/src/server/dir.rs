@@ -20,7 +20,10 @@ impl FileServer {
             return Err(Errno::NOTDIR);
         }
         let fd = confine::reopen_dir(&inode.fd, OFlags::RDONLY)?;
-        let fh = self.handles.insert(Handle { inode, kind: HandleKind::Dir(std::sync::Mutex::new(fd)) })?;
+        let fh = self.handles.insert(Handle {
+            inode,
+            kind: HandleKind::Dir(std::sync::Mutex::new(fd)),
+        })?;
         // No FOPEN_CACHE_DIR: the host may change the directory at any time.
         encode_open_out(out, fh, 0);
         Ok(())
@@ -31,7 +34,12 @@ impl FileServer {
     /// With `plus`, each entry carries a full lookup (one lookup reference each, as the kernel expects), except `.` and
     /// `..`, which are sent with node id 0 and take no reference. The space check happens before the lookup, so an
     /// entry that does not fit never leaks a reference.
-    pub(super) fn readdir(&self, arg: &crate::request::ReadIn, plus: bool, out: &mut Vec<u8>) -> Result<(), Errno> {
+    pub(super) fn readdir(
+        &self,
+        arg: &crate::request::ReadIn,
+        plus: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
         let handle = self.handles.get(arg.fh)?;
         let dir = handle.dir()?.lock().map_err(|_| Errno::IO)?;
         rustix::fs::seek(&*dir, SeekFrom::Start(arg.offset))?;
@@ -50,7 +58,10 @@ impl FileServer {
                 }
                 continue;
             }
-            if out.len() + DIRENTPLUS_LEN + crate::abi::dirent_size(bytes.len()) - crate::abi::DIRENT_LEN > limit {
+            if out.len() + DIRENTPLUS_LEN + crate::abi::dirent_size(bytes.len())
+                - crate::abi::DIRENT_LEN
+                > limit
+            {
                 break;
             }
             let dots = bytes == b"." || bytes == b"..";

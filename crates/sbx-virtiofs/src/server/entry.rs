@@ -15,7 +15,11 @@ const PATH_MAX: usize = 4096;
 
 impl FileServer {
     /// Looks `name` up in directory `parent`, takes one lookup reference and returns the inode with its attributes.
-    pub(super) fn lookup_inode(&self, parent: &Arc<Inode>, name: &CStr) -> Result<(Arc<Inode>, rustix::fs::Stat), Errno> {
+    pub(super) fn lookup_inode(
+        &self,
+        parent: &Arc<Inode>,
+        name: &CStr,
+    ) -> Result<(Arc<Inode>, rustix::fs::Stat), Errno> {
         let (fd, st) = open_child(&parent.fd, name)?;
         let inode = self.inodes.insert_lookup(fd, &st, parent, name)?;
         Ok((inode, st))
@@ -32,21 +36,42 @@ impl FileServer {
     fn created(&self, parent: &Arc<Inode>, name: &CStr, out: &mut Vec<u8>) -> Result<(), Errno> {
         let (fd, st) = open_child(&parent.fd, name)?;
         self.adopt(&fd)?;
-        let st = if self.chown_new { confine::stat_fd(&fd)? } else { st };
+        let st = if self.chown_new {
+            confine::stat_fd(&fd)?
+        } else {
+            st
+        };
         let inode = self.inodes.insert_lookup(fd, &st, parent, name)?;
         self.entry_out(inode.nodeid, &st).encode(out);
         Ok(())
     }
 
-    pub(super) fn mkdir(&self, parent: u64, name: &CStr, mode: u32, out: &mut Vec<u8>) -> Result<(), Errno> {
+    pub(super) fn mkdir(
+        &self,
+        parent: u64,
+        name: &CStr,
+        mode: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
         self.check_writable()?;
         let parent = self.inode(parent)?;
-        rustix::fs::mkdirat(&parent.fd, check_name(name)?, Mode::from_raw_mode(sanitize_mode(mode)))?;
+        rustix::fs::mkdirat(
+            &parent.fd,
+            check_name(name)?,
+            Mode::from_raw_mode(sanitize_mode(mode)),
+        )?;
         self.created(&parent, name, out)
     }
 
     /// MKNOD: regular files, FIFOs and sockets only; device nodes are refused with `EPERM`.
-    pub(super) fn mknod(&self, parent: u64, name: &CStr, mode: u32, rdev: u32, out: &mut Vec<u8>) -> Result<(), Errno> {
+    pub(super) fn mknod(
+        &self,
+        parent: u64,
+        name: &CStr,
+        mode: u32,
+        rdev: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
         self.check_writable()?;
         let kind = match confine::file_type(mode) {
             libc::S_IFREG => FileType::RegularFile,
@@ -56,12 +81,24 @@ impl FileServer {
         };
         let _ = rdev; // only meaningful for device nodes, which are refused
         let parent = self.inode(parent)?;
-        rustix::fs::mknodat(&parent.fd, check_name(name)?, kind, Mode::from_raw_mode(sanitize_mode(mode)), 0)?;
+        rustix::fs::mknodat(
+            &parent.fd,
+            check_name(name)?,
+            kind,
+            Mode::from_raw_mode(sanitize_mode(mode)),
+            0,
+        )?;
         self.created(&parent, name, out)
     }
 
     /// SYMLINK: the target is stored verbatim; it is resolved by the guest in the guest, never by the server.
-    pub(super) fn symlink(&self, parent: u64, name: &CStr, target: &CStr, out: &mut Vec<u8>) -> Result<(), Errno> {
+    pub(super) fn symlink(
+        &self,
+        parent: u64,
+        name: &CStr,
+        target: &CStr,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
         self.check_writable()?;
         let len = target.to_bytes().len();
         if len == 0 {
@@ -89,10 +126,19 @@ impl FileServer {
 
     /// RENAME / RENAME2 with `RENAME_NOREPLACE` and `RENAME_EXCHANGE`. `RENAME_WHITEOUT` is refused: it creates a
     /// character device.
-    pub(super) fn rename(&self, olddir: u64, oldname: &CStr, newdir: u64, newname: &CStr, flags: u32) -> Result<(), Errno> {
+    pub(super) fn rename(
+        &self,
+        olddir: u64,
+        oldname: &CStr,
+        newdir: u64,
+        newname: &CStr,
+        flags: u32,
+    ) -> Result<(), Errno> {
         self.check_writable()?;
         let allowed = RenameFlags::NOREPLACE | RenameFlags::EXCHANGE;
-        let flags = RenameFlags::from_bits(flags).filter(|f| allowed.contains(*f)).ok_or(Errno::INVAL)?;
+        let flags = RenameFlags::from_bits(flags)
+            .filter(|f| allowed.contains(*f))
+            .ok_or(Errno::INVAL)?;
         let old_parent = self.inode(olddir)?;
         let new_parent = self.inode(newdir)?;
         let (oldname, newname) = (check_name(oldname)?, check_name(newname)?);
@@ -101,7 +147,9 @@ impl FileServer {
         rustix::fs::renameat_with(&old_parent.fd, oldname, &new_parent.fd, newname, flags)?;
         // Keep the reopen names of known inodes in step: the moved file gains its new name and loses the old one; the
         // file at the target is swapped into the old name (EXCHANGE) or loses its name (replaced).
-        let known = |st: Option<rustix::fs::Stat>| st.and_then(|st| self.inodes.by_key((st.st_dev, st.st_ino)));
+        let known = |st: Option<rustix::fs::Stat>| {
+            st.and_then(|st| self.inodes.by_key((st.st_dev, st.st_ino)))
+        };
         let (moved, target) = (known(moved), known(target));
         if let Some(inode) = &target {
             inode.remove_location(&new_parent, newname);
@@ -117,7 +165,13 @@ impl FileServer {
     }
 
     /// LINK: a new name for an inode the guest already holds (so necessarily one beneath the root).
-    pub(super) fn link(&self, oldnodeid: u64, newparent: u64, newname: &CStr, out: &mut Vec<u8>) -> Result<(), Errno> {
+    pub(super) fn link(
+        &self,
+        oldnodeid: u64,
+        newparent: u64,
+        newname: &CStr,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
         self.check_writable()?;
         let inode = self.inode(oldnodeid)?;
         if inode.is_dir() {
@@ -130,9 +184,17 @@ impl FileServer {
             // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; without it, link through the last known name, checked first.
             Err(Errno::NOENT) => {
                 let linked = inode.locations().into_iter().any(|(old_parent, old_name)| {
-                    let same = rustix::fs::statat(&old_parent.fd, &old_name, AtFlags::SYMLINK_NOFOLLOW)
-                        .is_ok_and(|st| (st.st_dev, st.st_ino) == inode.key);
-                    same && rustix::fs::linkat(&old_parent.fd, &old_name, &parent.fd, newname, AtFlags::empty()).is_ok()
+                    let same =
+                        rustix::fs::statat(&old_parent.fd, &old_name, AtFlags::SYMLINK_NOFOLLOW)
+                            .is_ok_and(|st| (st.st_dev, st.st_ino) == inode.key);
+                    same && rustix::fs::linkat(
+                        &old_parent.fd,
+                        &old_name,
+                        &parent.fd,
+                        newname,
+                        AtFlags::empty(),
+                    )
+                    .is_ok()
                 });
                 if !linked {
                     return Err(Errno::STALE);

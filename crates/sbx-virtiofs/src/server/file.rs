@@ -44,17 +44,31 @@ impl FileServer {
         let inode = self.inode(node)?;
         if !confine::is_reg(inode.file_type) {
             // The kernel opens special files itself; a guest asking us to open a FIFO or device is refused.
-            return Err(if inode.is_dir() { Errno::ISDIR } else { Errno::ACCESS });
+            return Err(if inode.is_dir() {
+                Errno::ISDIR
+            } else {
+                Errno::ACCESS
+            });
         }
         let fd = inode.reopen(self.host_open_flags(flags)?)?;
-        let fh = self.handles.insert(Handle { inode, kind: HandleKind::File(fd) })?;
+        let fh = self.handles.insert(Handle {
+            inode,
+            kind: HandleKind::File(fd),
+        })?;
         // No FOPEN_KEEP_CACHE: every open revalidates cached pages (close-to-open consistency with host edits).
         encode_open_out(out, fh, 0);
         Ok(())
     }
 
     /// CREATE: create-and-open in one step, confined like every other name.
-    pub(super) fn create(&self, parent: u64, name: &CStr, flags: u32, mode: u32, out: &mut Vec<u8>) -> Result<(), Errno> {
+    pub(super) fn create(
+        &self,
+        parent: u64,
+        name: &CStr,
+        flags: u32,
+        mode: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
         self.check_writable()?;
         let parent = self.inode(parent)?;
         let name = check_name(name)?;
@@ -62,7 +76,12 @@ impl FileServer {
         if OFlags::from_bits_retain(flags).contains(OFlags::EXCL) {
             oflags |= OFlags::EXCL;
         }
-        let fd = confine::open_beneath(&parent.fd, name, oflags, Mode::from_raw_mode(sanitize_mode(mode)))?;
+        let fd = confine::open_beneath(
+            &parent.fd,
+            name,
+            oflags,
+            Mode::from_raw_mode(sanitize_mode(mode)),
+        )?;
         self.adopt(&fd)?;
         let st = rustix::fs::fstat(&fd)?;
         if !confine::is_reg(st.st_mode) {
@@ -74,7 +93,10 @@ impl FileServer {
         }
         let inode: Arc<Inode> = self.inodes.insert_lookup(path_fd, &st, &parent, name)?;
         self.entry_out(inode.nodeid, &st).encode(out);
-        let fh = self.handles.insert(Handle { inode, kind: HandleKind::File(fd) })?;
+        let fh = self.handles.insert(Handle {
+            inode,
+            kind: HandleKind::File(fd),
+        })?;
         encode_open_out(out, fh, 0);
         Ok(())
     }
@@ -130,10 +152,20 @@ impl FileServer {
                 &*guard
             }
         };
-        if datasync { rustix::fs::fdatasync(fd) } else { rustix::fs::fsync(fd) }
+        if datasync {
+            rustix::fs::fdatasync(fd)
+        } else {
+            rustix::fs::fsync(fd)
+        }
     }
 
-    pub(super) fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: u32) -> Result<(), Errno> {
+    pub(super) fn fallocate(
+        &self,
+        fh: u64,
+        offset: u64,
+        length: u64,
+        mode: u32,
+    ) -> Result<(), Errno> {
         self.check_writable()?;
         let handle = self.handles.get(fh)?;
         let flags = FallocateFlags::from_bits(mode).ok_or(Errno::OPNOTSUPP)?;
@@ -141,7 +173,13 @@ impl FileServer {
     }
 
     /// LSEEK: the kernel only forwards `SEEK_DATA` and `SEEK_HOLE`; the others are answered for completeness.
-    pub(super) fn lseek(&self, fh: u64, offset: u64, whence: u32, out: &mut Vec<u8>) -> Result<(), Errno> {
+    pub(super) fn lseek(
+        &self,
+        fh: u64,
+        offset: u64,
+        whence: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
         let handle = self.handles.get(fh)?;
         let pos = match whence {
             0 => SeekFrom::Start(offset),
@@ -156,7 +194,11 @@ impl FileServer {
         Ok(())
     }
 
-    pub(super) fn copy_file_range(&self, arg: &CopyFileRangeIn, out: &mut Vec<u8>) -> Result<(), Errno> {
+    pub(super) fn copy_file_range(
+        &self,
+        arg: &CopyFileRangeIn,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
         self.check_writable()?;
         if arg.flags != 0 {
             return Err(Errno::INVAL);
@@ -168,7 +210,13 @@ impl FileServer {
         }
         let (mut off_in, mut off_out) = (arg.off_in, arg.off_out);
         let len = arg.len.min(MAX_COPY_CHUNK) as usize;
-        let n = rustix::fs::copy_file_range(src.file()?, Some(&mut off_in), dst.file()?, Some(&mut off_out), len)?;
+        let n = rustix::fs::copy_file_range(
+            src.file()?,
+            Some(&mut off_in),
+            dst.file()?,
+            Some(&mut off_out),
+            len,
+        )?;
         encode_write_out(out, u32::try_from(n).unwrap_or(u32::MAX));
         Ok(())
     }

@@ -42,7 +42,11 @@ pub struct CachePolicy {
 
 impl Default for CachePolicy {
     fn default() -> Self {
-        Self { entry_timeout: Duration::from_secs(1), attr_timeout: Duration::from_secs(1), writeback_cache: false }
+        Self {
+            entry_timeout: Duration::from_secs(1),
+            attr_timeout: Duration::from_secs(1),
+            writeback_cache: false,
+        }
     }
 }
 
@@ -151,11 +155,20 @@ impl FileServer {
     /// Opens the share's root and prepares the server.
     pub fn new(config: ShareConfig) -> Result<Self, ServerError> {
         let root = open_root(&config.root)?;
-        let inodes = InodeTable::new(root).map_err(|e| ServerError::OpenRoot { path: config.root.clone(), source: e.into() })?;
+        let inodes = InodeTable::new(root).map_err(|e| ServerError::OpenRoot {
+            path: config.root.clone(),
+            source: e.into(),
+        })?;
         let euid = rustix::process::geteuid().as_raw();
         let egid = rustix::process::getegid().as_raw();
         let chown_new = euid == 0 && (config.ids.host_uid, config.ids.host_gid) != (euid, egid);
-        Ok(Self { config, inodes, handles: HandleTable::default(), session: Mutex::new(None), chown_new })
+        Ok(Self {
+            config,
+            inodes,
+            handles: HandleTable::default(),
+            session: Mutex::new(None),
+            chown_new,
+        })
     }
 
     /// The configuration this server was built with.
@@ -165,7 +178,10 @@ impl FileServer {
 
     /// Live node ids and handles.
     pub fn stats(&self) -> ServerStats {
-        ServerStats { inodes: self.inodes.len(), handles: self.handles.len() }
+        ServerStats {
+            inodes: self.inodes.len(),
+            handles: self.handles.len(),
+        }
     }
 
     /// The negotiated session parameters, once FUSE_INIT has been answered.
@@ -213,8 +229,22 @@ impl FileServer {
 
     fn dispatch(&self, req: &Request<'_>, out: &mut Vec<u8>) -> Result<Outcome, Errno> {
         let node = req.header.nodeid;
-        if let Operation::Init { major, minor, max_readahead, flags } = req.op {
-            return self.init(KernelInit { major, minor, max_readahead, flags }, out);
+        if let Operation::Init {
+            major,
+            minor,
+            max_readahead,
+            flags,
+        } = req.op
+        {
+            return self.init(
+                KernelInit {
+                    major,
+                    minor,
+                    max_readahead,
+                    flags,
+                },
+                out,
+            );
         }
         if self.session().is_none() {
             return Err(Errno::IO);
@@ -242,11 +272,18 @@ impl FileServer {
             O::Setattr(arg) => self.setattr(node, arg, out),
             O::Readlink => self.readlink(node, out),
             O::Symlink { name, target } => self.symlink(node, name, target, out),
-            O::Mknod { mode, rdev, name, .. } => self.mknod(node, name, *mode, *rdev, out),
+            O::Mknod {
+                mode, rdev, name, ..
+            } => self.mknod(node, name, *mode, *rdev, out),
             O::Mkdir { mode, name, .. } => self.mkdir(node, name, *mode, out),
             O::Unlink { name } => self.unlink(node, name, AtFlags::empty()),
             O::Rmdir { name } => self.unlink(node, name, AtFlags::REMOVEDIR),
-            O::Rename { newdir, flags, oldname, newname } => self.rename(node, oldname, *newdir, newname, *flags),
+            O::Rename {
+                newdir,
+                flags,
+                oldname,
+                newname,
+            } => self.rename(node, oldname, *newdir, newname, *flags),
             O::Link { oldnodeid, newname } => self.link(*oldnodeid, node, newname, out),
             O::Open { flags } => self.open(node, *flags, out),
             O::Read(arg) => self.read(arg, out),
@@ -265,8 +302,15 @@ impl FileServer {
             O::Opendir { .. } => self.opendir(node, out),
             O::Readdir(arg) => self.readdir(arg, false, out),
             O::Readdirplus(arg) => self.readdir(arg, true, out),
-            O::Create { flags, mode, name, .. } => self.create(node, name, *flags, *mode, out),
-            O::Fallocate { fh, offset, length, mode } => self.fallocate(*fh, *offset, *length, *mode),
+            O::Create {
+                flags, mode, name, ..
+            } => self.create(node, name, *flags, *mode, out),
+            O::Fallocate {
+                fh,
+                offset,
+                length,
+                mode,
+            } => self.fallocate(*fh, *offset, *length, *mode),
             O::Lseek { fh, offset, whence } => self.lseek(*fh, *offset, *whence, out),
             O::CopyFileRange(arg) => self.copy_file_range(arg, out),
             // The kernel falls back to local checks and locks for these.
@@ -287,7 +331,11 @@ impl FileServer {
                 Ok(Outcome::Reply)
             }
             Negotiation::Refused { major, minor } => {
-                tracing::warn!(major, minor, "refusing FUSE session: kernel protocol too old");
+                tracing::warn!(
+                    major,
+                    minor,
+                    "refusing FUSE session: kernel protocol too old"
+                );
                 Err(Errno::PROTO)
             }
         }
@@ -295,7 +343,11 @@ impl FileServer {
 
     /// `EROFS` for every modification of a read-only share.
     fn check_writable(&self) -> Result<(), Errno> {
-        if self.config.read_only { Err(Errno::ROFS) } else { Ok(()) }
+        if self.config.read_only {
+            Err(Errno::ROFS)
+        } else {
+            Ok(())
+        }
     }
 
     fn inode(&self, nodeid: u64) -> Result<std::sync::Arc<Inode>, Errno> {
@@ -339,16 +391,32 @@ impl FileServer {
         }
         let uid = rustix::fs::Uid::from_raw(self.config.ids.host_uid);
         let gid = rustix::fs::Gid::from_raw(self.config.ids.host_gid);
-        rustix::fs::chownat(fd, c"", Some(uid), Some(gid), AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW)
+        rustix::fs::chownat(
+            fd,
+            c"",
+            Some(uid),
+            Some(gid),
+            AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
+        )
     }
 }
 
 fn open_root(path: &Path) -> Result<std::os::fd::OwnedFd, ServerError> {
-    let fd = rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| ServerError::OpenRoot { path: path.to_owned(), source: e.into() })?;
-    let st = crate::confine::stat_fd(&fd).map_err(|e| ServerError::OpenRoot { path: path.to_owned(), source: e.into() })?;
+    let fd =
+        rustix::fs::open(path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty()).map_err(|e| {
+            ServerError::OpenRoot {
+                path: path.to_owned(),
+                source: e.into(),
+            }
+        })?;
+    let st = crate::confine::stat_fd(&fd).map_err(|e| ServerError::OpenRoot {
+        path: path.to_owned(),
+        source: e.into(),
+    })?;
     if !crate::confine::is_dir(st.st_mode) {
-        return Err(ServerError::NotADirectory { path: path.to_owned() });
+        return Err(ServerError::NotADirectory {
+            path: path.to_owned(),
+        });
     }
     Ok(fd)
 }

@@ -29,7 +29,13 @@ impl FileServer {
         }
     }
 
-    pub(super) fn setxattr(&self, node: u64, name: &CStr, value: &[u8], flags: u32) -> Result<(), Errno> {
+    pub(super) fn setxattr(
+        &self,
+        node: u64,
+        name: &CStr,
+        value: &[u8],
+        flags: u32,
+    ) -> Result<(), Errno> {
         self.check_writable()?;
         check_writable_name(name)?;
         let inode = self.inode(node)?;
@@ -46,9 +52,17 @@ impl FileServer {
         rustix::fs::fremovexattr(fd, name)
     }
 
-    pub(super) fn getxattr(&self, node: u64, name: &CStr, size: u32, out: &mut Vec<u8>) -> Result<(), Errno> {
+    pub(super) fn getxattr(
+        &self,
+        node: u64,
+        name: &CStr,
+        size: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
         let inode = self.inode(node)?;
-        let Some(fd) = self.xattr_fd(&inode)? else { return Err(Errno::NODATA) };
+        let Some(fd) = self.xattr_fd(&inode)? else {
+            return Err(Errno::NODATA);
+        };
         if size == 0 {
             let len = rustix::fs::fgetxattr_query(&fd, name)?;
             encode_xattr_size(out, u32::try_from(len).unwrap_or(u32::MAX));
@@ -82,5 +96,9 @@ impl FileServer {
 
 fn check_writable_name(name: &CStr) -> Result<(), Errno> {
     let bytes = name.to_bytes();
-    if bytes.starts_with(b"user.") && bytes.len() > 5 { Ok(()) } else { Err(Errno::OPNOTSUPP) }
+    if bytes.starts_with(b"user.") && bytes.len() > 5 {
+        Ok(())
+    } else {
+        Err(Errno::OPNOTSUPP)
+    }
 }

@@ -43,10 +43,21 @@ pub fn mount(test: &str, configure: impl FnOnce(ShareConfig) -> ShareConfig) -> 
         std::fs::create_dir_all(d).expect("mkdir");
     }
     std::fs::write(outside.join("secret"), b"outside data").expect("write");
-    std::fs::set_permissions(outside.join("secret"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    std::fs::set_permissions(
+        outside.join("secret"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .expect("chmod");
     let server = Arc::new(FileServer::new(configure(ShareConfig::new(&share))).expect("server"));
     match HostMount::mount(Arc::clone(&server), &mnt, &MountOptions::default()) {
-        Ok(m) => Some(Mounted { tmp, share, mnt, outside, server, mount: Some(m) }),
+        Ok(m) => Some(Mounted {
+            tmp,
+            share,
+            mnt,
+            outside,
+            server,
+            mount: Some(m),
+        }),
         Err(e @ (MountError::OpenDevice { .. } | MountError::NotPermitted { .. })) => {
             eprintln!("SKIPPED {test}: host FUSE mount unavailable here: {e}");
             None
@@ -65,10 +76,22 @@ pub fn snapshot(root: &Path) -> Vec<(String, char, u32, Vec<u8>)> {
             let e = e.expect("entry");
             let p = e.path();
             let md = std::fs::symlink_metadata(&p).expect("lstat");
-            let rel = p.strip_prefix(root).expect("prefix").to_string_lossy().into_owned();
+            let rel = p
+                .strip_prefix(root)
+                .expect("prefix")
+                .to_string_lossy()
+                .into_owned();
             let mode = md.permissions().mode() & 0o7777;
             if md.file_type().is_symlink() {
-                out.push((rel, 'l', 0, std::fs::read_link(&p).expect("readlink").into_os_string().into_encoded_bytes()));
+                out.push((
+                    rel,
+                    'l',
+                    0,
+                    std::fs::read_link(&p)
+                        .expect("readlink")
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                ));
             } else if md.is_dir() {
                 out.push((rel, 'd', mode, Vec::new()));
                 stack.push(p);
@@ -161,11 +184,23 @@ impl Client {
         let msg = message(op, nodeid, self.unique, body);
         let mut out = Vec::new();
         match self.server.handle(&msg, &mut out) {
-            Outcome::NoReply => Reply { error: 0, body: Vec::new() },
+            Outcome::NoReply => Reply {
+                error: 0,
+                body: Vec::new(),
+            },
             _ => {
-                assert_eq!(u32::from_ne_bytes(out[0..4].try_into().unwrap()) as usize, out.len());
-                assert_eq!(u64::from_ne_bytes(out[8..16].try_into().unwrap()), self.unique);
-                Reply { error: i32::from_ne_bytes(out[4..8].try_into().unwrap()), body: out[16..].to_vec() }
+                assert_eq!(
+                    u32::from_ne_bytes(out[0..4].try_into().unwrap()) as usize,
+                    out.len()
+                );
+                assert_eq!(
+                    u64::from_ne_bytes(out[8..16].try_into().unwrap()),
+                    self.unique
+                );
+                Reply {
+                    error: i32::from_ne_bytes(out[4..8].try_into().unwrap()),
+                    body: out[16..].to_vec(),
+                }
             }
         }
     }
@@ -232,7 +267,15 @@ impl Client {
     }
 
     /// SETATTR with the given `valid` bits and values.
-    pub fn setattr(&mut self, node: u64, valid: u32, mode: u32, uid: u32, gid: u32, size: u64) -> Reply {
+    pub fn setattr(
+        &mut self,
+        node: u64,
+        valid: u32,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        size: u64,
+    ) -> Reply {
         let mut b = Vec::new();
         b.extend_from_slice(&valid.to_ne_bytes());
         b.extend_from_slice(&0u32.to_ne_bytes());
