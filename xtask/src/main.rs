@@ -3,6 +3,7 @@
 //! `cargo xtask ci` is the one test command: it installs what the tests need on a fresh machine, then runs
 //! `cargo fmt --check`, `cargo clippy --workspace --all-targets -- -D warnings` and the whole test suite.
 
+mod bench_virtiofs;
 mod ci;
 
 use anyhow::{Result, bail};
@@ -12,6 +13,7 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   ci         install test prerequisites, then fmt --check, clippy -D warnings, the whole test suite
   deps       only install the test prerequisites (apt packages, cargo tools)
+  bench-virtiofs [DIR]  sbx-virtiofs through host FUSE vs the plain directory and bindfs (root; DIR: scratch space)
 ";
 
 fn main() -> Result<()> {
@@ -19,6 +21,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci::pipeline(),
         Some("deps") => ci::install_prerequisites(),
+        Some("bench-virtiofs") => bench_virtiofs::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             eprint!("{USAGE}");
             Ok(())
