@@ -153,7 +153,12 @@ pub struct FileServer {
 
 impl FileServer {
     /// Opens the share's root and prepares the server.
+    ///
+    /// Every inode the guest holds costs the server one `O_PATH` descriptor (that is what makes renames and symlink
+    /// swaps harmless), so this also raises the process's soft `RLIMIT_NOFILE` as far as allowed: to
+    /// `/proc/sys/fs/nr_open` when privileged, else to the hard limit.
     pub fn new(config: ShareConfig) -> Result<Self, ServerError> {
+        raise_fd_limit();
         let root = open_root(&config.root)?;
         let inodes = InodeTable::new(root).map_err(|e| ServerError::OpenRoot {
             path: config.root.clone(),
@@ -398,6 +403,22 @@ impl FileServer {
             Some(gid),
             AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
         )
+    }
+}
+
+/// Raises the soft descriptor limit: to the kernel's ceiling when we may raise the hard limit, else to the hard limit.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let current = getrlimit(Resource::Nofile);
+    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse::<u64>().ok());
+    if let Some(ceiling) = ceiling
+        && current.maximum.is_some_and(|max| max < ceiling)
+        && setrlimit(Resource::Nofile, Rlimit { current: Some(ceiling), maximum: Some(ceiling) }).is_ok()
+    {
+        return;
+    }
+    if current.current != current.maximum {
+        let _ = setrlimit(Resource::Nofile, Rlimit { current: current.maximum, maximum: current.maximum });
     }
 }
 
