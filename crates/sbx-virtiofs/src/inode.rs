@@ -9,10 +9,10 @@
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, RwLock};
 
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::abi::ROOT_ID;
@@ -24,6 +24,22 @@ const MAX_LOCATIONS: usize = 8;
 /// A name of a file: its parent directory and the name in it.
 pub(crate) type Location = (Arc<Inode>, CString);
 
+/// A descriptor for one operation on an inode: borrowed when held, opened for the occasion otherwise.
+#[derive(Debug)]
+pub(crate) enum PathFd<'a> {
+    Held(BorrowedFd<'a>),
+    Opened(OwnedFd),
+}
+
+impl AsFd for PathFd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            PathFd::Held(fd) => *fd,
+            PathFd::Opened(fd) => fd.as_fd(),
+        }
+    }
+}
+
 /// Host identity of a file.
 pub(crate) type InodeKey = (u64, u64);
 
@@ -31,8 +47,10 @@ pub(crate) type InodeKey = (u64, u64);
 #[derive(Debug)]
 pub(crate) struct Inode {
     pub(crate) nodeid: u64,
-    /// `O_PATH | O_NOFOLLOW` descriptor of the host file.
-    pub(crate) fd: OwnedFd,
+    /// `O_PATH` descriptor held for directories only: they are the parents every name is resolved beneath. Other
+    /// files are reached through their names (see [`Inode::path_fd`]), so a guest holding 100,000 files costs
+    /// descriptors only for their directories.
+    held: Option<OwnedFd>,
     pub(crate) key: InodeKey,
     /// File type bits (`S_IFMT`) at lookup time; the type of an inode never changes.
     pub(crate) file_type: u32,
@@ -61,15 +79,33 @@ impl Inode {
         }
     }
 
+    /// The held descriptor of a directory, for resolving names beneath it; `ENOTDIR` for anything else.
+    pub(crate) fn dir_fd(&self) -> Result<BorrowedFd<'_>, Errno> {
+        self.held.as_ref().map(AsFd::as_fd).ok_or(Errno::NOTDIR)
+    }
+
+    /// An `O_PATH` descriptor of this very inode (never of whatever its name points to now): the held one for
+    /// directories, else one opened through a known name and checked to be the same `(dev, ino)`.
+    pub(crate) fn path_fd(&self) -> Result<PathFd<'_>, Errno> {
+        match &self.held {
+            Some(fd) => Ok(PathFd::Held(fd.as_fd())),
+            None => self.open_by_name(OFlags::PATH).map(PathFd::Opened),
+        }
+    }
+
     /// Opens the file for I/O with `flags`. Directories reopen `.` of themselves; other files reopen their last known
     /// name beneath their parent and must still be the same `(dev, ino)`, else `ESTALE`.
     pub(crate) fn reopen(&self, flags: OFlags) -> Result<OwnedFd, Errno> {
-        if self.is_dir() {
-            return confine::reopen_dir(&self.fd, flags);
+        match &self.held {
+            Some(fd) => confine::reopen_dir(fd, flags),
+            None => self.open_by_name(flags),
         }
+    }
+
+    fn open_by_name(&self, flags: OFlags) -> Result<OwnedFd, Errno> {
         let mut last_error = Errno::STALE;
         for (parent, name) in self.locations() {
-            match confine::open_beneath(&parent.fd, &name, flags, Mode::empty()) {
+            match confine::open_beneath(parent.dir_fd()?, &name, flags, Mode::empty()) {
                 Ok(fd) => {
                     let st = confine::stat_fd(&fd)?;
                     if (st.st_dev, st.st_ino) == self.key {
@@ -113,7 +149,7 @@ impl InodeTable {
         let key = (st.st_dev, st.st_ino);
         let root = Arc::new(Inode {
             nodeid: ROOT_ID,
-            fd: root_fd,
+            held: Some(root_fd),
             key,
             file_type: confine::file_type(st.st_mode),
             locations: Mutex::new(Vec::new()),
@@ -137,11 +173,11 @@ impl InodeTable {
             .ok_or(Errno::STALE)
     }
 
-    /// Records one lookup reference to the file behind `fd` (found as `name` in `parent`) and returns its inode.
-    /// If the file is already known, `fd` is dropped and the existing entry gains a reference.
+    /// Records one lookup reference to the file `st` describes (found as `name` in `parent`) and returns its inode.
+    /// `fd` is the `O_PATH` descriptor of a directory (kept if the inode is new); `None` for other files.
     pub(crate) fn insert_lookup(
         &self,
-        fd: OwnedFd,
+        fd: Option<OwnedFd>,
         st: &rustix::fs::Stat,
         parent: &Arc<Inode>,
         name: &CStr,
@@ -161,9 +197,14 @@ impl InodeTable {
         }
         let nodeid = t.next_id;
         t.next_id += 1;
+        let held = if confine::is_dir(st.st_mode) {
+            fd
+        } else {
+            None
+        };
         let inode = Arc::new(Inode {
             nodeid,
-            fd,
+            held,
             key,
             file_type: confine::file_type(st.st_mode),
             locations: Mutex::new(vec![(Arc::clone(parent), name.to_owned())]),
@@ -199,14 +240,22 @@ impl InodeTable {
     }
 }
 
-/// Looks up `name` beneath `dir` as an `O_PATH` descriptor plus its attributes.
+/// Looks up `name` beneath `dir`: its attributes, plus an `O_PATH` descriptor when it is a directory (the only kind
+/// of inode that keeps one). The name is one checked component and the final symlink is not followed, so nothing
+/// outside `dir` can be reached.
 pub(crate) fn open_child(
     dir: impl AsFd,
     name: &CStr,
-) -> Result<(OwnedFd, rustix::fs::Stat), Errno> {
-    let fd = confine::open_beneath(dir, name, OFlags::PATH, Mode::empty())?;
+) -> Result<(Option<OwnedFd>, rustix::fs::Stat), Errno> {
+    let name = confine::check_name(name)?;
+    let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    if !confine::is_dir(st.st_mode) {
+        return Ok((None, st));
+    }
+    let fd = confine::open_beneath(&dir, name, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
+    // The descriptor's own attributes win if the name was swapped in between.
     let st = confine::stat_fd(&fd)?;
-    Ok((fd, st))
+    Ok((confine::is_dir(st.st_mode).then_some(fd), st))
 }
 
 impl InodeTable {

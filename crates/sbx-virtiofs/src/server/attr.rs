@@ -19,9 +19,9 @@ impl FileServer {
         let st = match fh.map(|fh| self.handles.get(fh)).transpose()? {
             Some(h) => match &h.kind {
                 crate::handle::HandleKind::File(fd) => rustix::fs::fstat(fd)?,
-                crate::handle::HandleKind::Dir(_) => confine::stat_fd(&h.inode.fd)?,
+                crate::handle::HandleKind::Dir(_) => confine::stat_fd(h.inode.path_fd()?)?,
             },
-            None => confine::stat_fd(&self.inode(node)?.fd)?,
+            None => confine::stat_fd(self.inode(node)?.path_fd()?)?,
         };
         encode_attr_out(
             out,
@@ -88,13 +88,13 @@ impl FileServer {
                 ),
             };
             rustix::fs::utimensat(
-                &inode.fd,
+                inode.path_fd()?,
                 c"",
                 &times,
                 AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
             )?;
         }
-        let st = confine::stat_fd(&inode.fd)?;
+        let st = confine::stat_fd(inode.path_fd()?)?;
         encode_attr_out(
             out,
             Validity::from(self.config.cache.attr_timeout),
@@ -116,7 +116,7 @@ impl FileServer {
             None
         };
         rustix::fs::chownat(
-            &inode.fd,
+            inode.path_fd()?,
             c"",
             uid.map(Uid::from_raw),
             gid.map(Gid::from_raw),
@@ -129,14 +129,14 @@ impl FileServer {
         if inode.file_type != libc::S_IFLNK {
             return Err(Errno::INVAL);
         }
-        let target = rustix::fs::readlinkat(&inode.fd, c"", Vec::new())?;
+        let target = rustix::fs::readlinkat(inode.path_fd()?, c"", Vec::new())?;
         out.extend_from_slice(target.as_bytes());
         Ok(())
     }
 
     pub(super) fn statfs(&self, node: u64, out: &mut Vec<u8>) -> Result<(), Errno> {
         let inode = self.inode(node)?;
-        let s = rustix::fs::fstatvfs(&inode.fd)?;
+        let s = rustix::fs::fstatvfs(inode.path_fd()?)?;
         StatfsOut {
             blocks: s.f_blocks,
             bfree: s.f_bfree,
@@ -158,7 +158,7 @@ fn set_mode(inode: &Inode, mode: u32) -> Result<(), Errno> {
     if inode.file_type == libc::S_IFLNK {
         return Err(Errno::OPNOTSUPP);
     }
-    match crate::sys::fchmod_empty_path(std::os::fd::AsFd::as_fd(&inode.fd), mode) {
+    match crate::sys::fchmod_empty_path(std::os::fd::AsFd::as_fd(&inode.path_fd()?), mode) {
         Err(Errno::NOSYS) if confine::is_reg(inode.file_type) || inode.is_dir() => {
             let fd = inode.reopen(OFlags::RDONLY | OFlags::NONBLOCK)?;
             rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(mode))

@@ -7,7 +7,6 @@ use rustix::io::Errno;
 
 use super::FileServer;
 use crate::abi::{DIRENTPLUS_LEN, EntryOut, encode_open_out, push_dirent};
-use crate::confine;
 use crate::handle::{Handle, HandleKind};
 
 /// Bytes of `getdents64` output fetched per host call.
@@ -19,7 +18,7 @@ impl FileServer {
         if !inode.is_dir() {
             return Err(Errno::NOTDIR);
         }
-        let fd = confine::reopen_dir(&inode.fd, OFlags::RDONLY)?;
+        let fd = inode.reopen(OFlags::RDONLY)?;
         let fh = self.handles.insert(Handle {
             inode,
             kind: HandleKind::Dir(std::sync::Mutex::new(fd)),

@@ -20,7 +20,7 @@ impl FileServer {
         parent: &Arc<Inode>,
         name: &CStr,
     ) -> Result<(Arc<Inode>, rustix::fs::Stat), Errno> {
-        let (fd, st) = open_child(&parent.fd, name)?;
+        let (fd, st) = open_child(parent.dir_fd()?, name)?;
         let inode = self.inodes.insert_lookup(fd, &st, parent, name)?;
         Ok((inode, st))
     }
@@ -34,14 +34,15 @@ impl FileServer {
 
     /// Finishes a creation: hands the new file to the host owner and replies with its entry.
     fn created(&self, parent: &Arc<Inode>, name: &CStr, out: &mut Vec<u8>) -> Result<(), Errno> {
-        let (fd, st) = open_child(&parent.fd, name)?;
-        self.adopt(&fd)?;
+        let (fd, st) = open_child(parent.dir_fd()?, name)?;
+        let inode = self.inodes.insert_lookup(fd, &st, parent, name)?;
         let st = if self.chown_new {
+            let fd = inode.path_fd()?;
+            self.adopt(&fd)?;
             confine::stat_fd(&fd)?
         } else {
             st
         };
-        let inode = self.inodes.insert_lookup(fd, &st, parent, name)?;
         self.entry_out(inode.nodeid, &st).encode(out);
         Ok(())
     }
@@ -56,7 +57,7 @@ impl FileServer {
         self.check_writable()?;
         let parent = self.inode(parent)?;
         rustix::fs::mkdirat(
-            &parent.fd,
+            parent.dir_fd()?,
             check_name(name)?,
             Mode::from_raw_mode(sanitize_mode(mode)),
         )?;
@@ -82,7 +83,7 @@ impl FileServer {
         let _ = rdev; // only meaningful for device nodes, which are refused
         let parent = self.inode(parent)?;
         rustix::fs::mknodat(
-            &parent.fd,
+            parent.dir_fd()?,
             check_name(name)?,
             kind,
             Mode::from_raw_mode(sanitize_mode(mode)),
@@ -108,7 +109,7 @@ impl FileServer {
             return Err(Errno::NAMETOOLONG);
         }
         let parent = self.inode(parent)?;
-        rustix::fs::symlinkat(target, &parent.fd, check_name(name)?)?;
+        rustix::fs::symlinkat(target, parent.dir_fd()?, check_name(name)?)?;
         self.created(&parent, name, out)
     }
 
@@ -116,8 +117,8 @@ impl FileServer {
         self.check_writable()?;
         let parent = self.inode(parent)?;
         let name = check_name(name)?;
-        let gone = rustix::fs::statat(&parent.fd, name, AtFlags::SYMLINK_NOFOLLOW).ok();
-        rustix::fs::unlinkat(&parent.fd, name, flags)?;
+        let gone = rustix::fs::statat(parent.dir_fd()?, name, AtFlags::SYMLINK_NOFOLLOW).ok();
+        rustix::fs::unlinkat(parent.dir_fd()?, name, flags)?;
         if let Some(inode) = gone.and_then(|st| self.inodes.by_key((st.st_dev, st.st_ino))) {
             inode.remove_location(&parent, name);
         }
@@ -142,9 +143,17 @@ impl FileServer {
         let old_parent = self.inode(olddir)?;
         let new_parent = self.inode(newdir)?;
         let (oldname, newname) = (check_name(oldname)?, check_name(newname)?);
-        let moved = rustix::fs::statat(&old_parent.fd, oldname, AtFlags::SYMLINK_NOFOLLOW).ok();
-        let target = rustix::fs::statat(&new_parent.fd, newname, AtFlags::SYMLINK_NOFOLLOW).ok();
-        rustix::fs::renameat_with(&old_parent.fd, oldname, &new_parent.fd, newname, flags)?;
+        let moved =
+            rustix::fs::statat(old_parent.dir_fd()?, oldname, AtFlags::SYMLINK_NOFOLLOW).ok();
+        let target =
+            rustix::fs::statat(new_parent.dir_fd()?, newname, AtFlags::SYMLINK_NOFOLLOW).ok();
+        rustix::fs::renameat_with(
+            old_parent.dir_fd()?,
+            oldname,
+            new_parent.dir_fd()?,
+            newname,
+            flags,
+        )?;
         // Keep the reopen names of known inodes in step: the moved file gains its new name and loses the old one; the
         // file at the target is swapped into the old name (EXCHANGE) or loses its name (replaced).
         let known = |st: Option<rustix::fs::Stat>| {
@@ -179,18 +188,27 @@ impl FileServer {
         }
         let parent = self.inode(newparent)?;
         let newname = check_name(newname)?;
-        match rustix::fs::linkat(&inode.fd, c"", &parent.fd, newname, AtFlags::EMPTY_PATH) {
+        match rustix::fs::linkat(
+            inode.path_fd()?,
+            c"",
+            parent.dir_fd()?,
+            newname,
+            AtFlags::EMPTY_PATH,
+        ) {
             Ok(()) => {}
             // AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; without it, link through the last known name, checked first.
             Err(Errno::NOENT) => {
+                let new_dir = parent.dir_fd()?;
                 let linked = inode.locations().into_iter().any(|(old_parent, old_name)| {
-                    let same =
-                        rustix::fs::statat(&old_parent.fd, &old_name, AtFlags::SYMLINK_NOFOLLOW)
-                            .is_ok_and(|st| (st.st_dev, st.st_ino) == inode.key);
+                    let Ok(old_dir) = old_parent.dir_fd() else {
+                        return false;
+                    };
+                    let same = rustix::fs::statat(old_dir, &old_name, AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| (st.st_dev, st.st_ino) == inode.key);
                     same && rustix::fs::linkat(
-                        &old_parent.fd,
+                        old_dir,
                         &old_name,
-                        &parent.fd,
+                        new_dir,
                         newname,
                         AtFlags::empty(),
                     )

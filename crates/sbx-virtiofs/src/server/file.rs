@@ -77,7 +77,7 @@ impl FileServer {
             oflags |= OFlags::EXCL;
         }
         let fd = confine::open_beneath(
-            &parent.fd,
+            parent.dir_fd()?,
             name,
             oflags,
             Mode::from_raw_mode(sanitize_mode(mode)),
@@ -87,7 +87,7 @@ impl FileServer {
         if !confine::is_reg(st.st_mode) {
             return Err(Errno::ISDIR);
         }
-        let (path_fd, path_st) = crate::inode::open_child(&parent.fd, name)?;
+        let (path_fd, path_st) = crate::inode::open_child(parent.dir_fd()?, name)?;
         if (path_st.st_dev, path_st.st_ino) != (st.st_dev, st.st_ino) {
             return Err(Errno::STALE); // the name was swapped between create and lookup
         }

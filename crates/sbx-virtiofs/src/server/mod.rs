@@ -410,15 +410,30 @@ impl FileServer {
 fn raise_fd_limit() {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let current = getrlimit(Resource::Nofile);
-    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
     if let Some(ceiling) = ceiling
         && current.maximum.is_some_and(|max| max < ceiling)
-        && setrlimit(Resource::Nofile, Rlimit { current: Some(ceiling), maximum: Some(ceiling) }).is_ok()
+        && setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(ceiling),
+                maximum: Some(ceiling),
+            },
+        )
+        .is_ok()
     {
         return;
     }
     if current.current != current.maximum {
-        let _ = setrlimit(Resource::Nofile, Rlimit { current: current.maximum, maximum: current.maximum });
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: current.maximum,
+                maximum: current.maximum,
+            },
+        );
     }
 }
 
