@@ -1,11 +1,12 @@
-//! The inode table: node ids handed to the guest, each backed by an `O_PATH` descriptor of the host file.
+//! The inode table: node ids handed to the guest, keyed by the host's `(st_dev, st_ino)`.
 //!
-//! Entries are keyed by the host's `(st_dev, st_ino)`, so hard links and repeated lookups share one node id, and
-//! counted by the kernel's lookup references (`nlookup`): LOOKUP/CREATE/MKDIR/... add one, FORGET subtracts. Node ids
-//! are never reused, so the generation is always 0. Each inode also remembers the `(parent, name)` pairs under which it
-//! was last seen (several for hard links); regular files are reopened through one of those names (confined, symlinks
-//! refused, identity re-checked) because an `O_PATH` descriptor cannot be upgraded to a readable one without
-//! `/proc/self/fd`.
+//! Hard links and repeated lookups share one node id; entries are counted by the kernel's lookup references
+//! (`nlookup`): LOOKUP/CREATE/MKDIR/... add one, FORGET subtracts. Node ids are never reused, so the generation is
+//! always 0. Directories keep an `O_PATH` descriptor (every name is resolved beneath one); other files keep only the
+//! `(parent, name)` pairs under which they were last seen (several for hard links) and are opened through one of those
+//! names for each operation — confined, symlinks refused, identity re-checked — because an `O_PATH` descriptor cannot
+//! be upgraded to a readable one without `/proc/self/fd`, and because holding one per file would exhaust the
+//! descriptor limit on large trees.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
