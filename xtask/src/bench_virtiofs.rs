@@ -72,10 +72,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let _ = Command::new("umount").arg(&bindfs_mnt).status();
     drop(server.stdin.take()); // the example unmounts when its stdin closes
     let _ = server.wait();
+    if let Ok(rows) = &result {
+        print_table(rows);
+    }
+    eprintln!("bench-virtiofs: removing {}", base.display());
     let _ = std::fs::remove_dir_all(&base);
-    let rows = result?;
-    print_table(&rows);
-    Ok(())
+    result.map(drop)
 }
 
 struct Row {

@@ -51,6 +51,9 @@ impl FileServer {
             });
         }
         let fd = inode.reopen(self.host_open_flags(flags)?)?;
+        // The guest kernel does its own readahead in modest windows; let the host read ahead further so large
+        // sequential reads stream from disk. Advice only: failure changes nothing.
+        let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::Sequential);
         let fh = self.handles.insert(Handle {
             inode,
             kind: HandleKind::File(fd),
