@@ -13,6 +13,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("git", "git"),
     // end-to-end tests send requests from inside sandboxes with curl.
     ("curl", "curl"),
+    // sbx-virtiofs: the fusermount3 mount path of the host-FUSE frontend (tests/fusermount.rs).
+    ("fuse3", "fusermount3"),
 ];
 
 /// Root of the workspace (the parent of `xtask/`).

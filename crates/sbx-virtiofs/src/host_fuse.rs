@@ -2,11 +2,13 @@
 //!
 //! This is how the server is exercised without a microVM (tests, benchmarks, and a namespace sandbox could use it
 //! too): open `/dev/fuse`, `mount(2)` a `fuse.sbx-virtiofs` file system with `fd=N`, and serve requests from a few
-//! worker threads. Mounting needs `CAP_SYS_ADMIN` (root); [`MountError::NotPermitted`] says so when it is missing.
+//! worker threads. `mount(2)` needs `CAP_SYS_ADMIN`; without it the setuid helper `fusermount3` (or `fusermount`) does
+//! the mount and hands back the `/dev/fuse` descriptor over a socket ([`MountMethod`]).
 
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,6 +28,21 @@ pub struct MountOptions {
     pub allow_other: bool,
     /// Have the kernel check permissions from the attributes (`default_permissions`).
     pub default_permissions: bool,
+    /// How to mount.
+    pub method: MountMethod,
+}
+
+/// How the file system gets mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MountMethod {
+    /// `mount(2)` directly, falling back to the fusermount helper when that is not permitted.
+    Auto,
+    /// `mount(2)` only (needs `CAP_SYS_ADMIN`).
+    Syscall,
+    /// The setuid helper `fusermount3` (or `fusermount`) only; unprivileged users need `user_allow_other` in
+    /// `/etc/fuse.conf` for `allow_other`.
+    Fusermount,
 }
 
 impl Default for MountOptions {
@@ -34,6 +51,7 @@ impl Default for MountOptions {
             threads: 4,
             allow_other: true,
             default_permissions: true,
+            method: MountMethod::Auto,
         }
     }
 }
@@ -90,6 +108,8 @@ pub struct HostMount {
     mountpoint: PathBuf,
     workers: Vec<JoinHandle<()>>,
     mounted: bool,
+    /// The fusermount helper that mounted it (and unmounts it when we may not), if one did.
+    helper: Option<&'static str>,
 }
 
 impl HostMount {
@@ -99,34 +119,22 @@ impl HostMount {
         mountpoint: &Path,
         options: &MountOptions,
     ) -> Result<Self, MountError> {
-        let dev = rustix::fs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
-            .map_err(|e| MountError::OpenDevice { source: e.into() })?;
-        let data = mount_data(&dev, options);
-        rustix::mount::mount(
-            "sbx-virtiofs",
-            mountpoint,
-            "fuse.sbx-virtiofs",
-            MountFlags::NOSUID | MountFlags::NODEV,
-            data.as_c_str(),
-        )
-        .map_err(|e| {
-            let source = std::io::Error::from(e);
-            if e == Errno::PERM || e == Errno::ACCESS {
-                MountError::NotPermitted {
-                    mountpoint: mountpoint.to_owned(),
-                    source,
+        let (dev, helper) = match options.method {
+            MountMethod::Syscall => (mount_syscall(mountpoint, options)?, None),
+            MountMethod::Fusermount => mount_fusermount(mountpoint, options)?,
+            MountMethod::Auto => match mount_syscall(mountpoint, options) {
+                Ok(dev) => (dev, None),
+                Err(e @ MountError::NotPermitted { .. }) => {
+                    mount_fusermount(mountpoint, options).map_err(|_| e)?
                 }
-            } else {
-                MountError::Mount {
-                    mountpoint: mountpoint.to_owned(),
-                    source,
-                }
-            }
-        })?;
+                Err(e) => return Err(e),
+            },
+        };
         let mut mount = Self {
             mountpoint: mountpoint.to_owned(),
             workers: Vec::new(),
             mounted: true,
+            helper,
         };
         let dev = Arc::new(dev);
         for i in 0..options.threads.max(1) {
@@ -156,12 +164,28 @@ impl HostMount {
         }
         self.mounted = false;
         // Lazy unmount: open files keep the connection alive until closed; the workers end when it is torn down.
-        rustix::mount::unmount(&self.mountpoint, UnmountFlags::DETACH).map_err(|e| {
-            MountError::Unmount {
-                mountpoint: self.mountpoint.clone(),
-                source: e.into(),
+        match rustix::mount::unmount(&self.mountpoint, UnmountFlags::DETACH) {
+            Ok(()) => {}
+            Err(Errno::PERM) if self.helper.is_some() => {
+                let helper = self.helper.unwrap_or("fusermount");
+                let status = Command::new(helper)
+                    .args(["-u", "-z", "--"])
+                    .arg(&self.mountpoint)
+                    .status();
+                if !status.is_ok_and(|s| s.success()) {
+                    return Err(MountError::Unmount {
+                        mountpoint: self.mountpoint.clone(),
+                        source: std::io::Error::other(format!("{helper} -u failed")),
+                    });
+                }
             }
-        })?;
+            Err(e) => {
+                return Err(MountError::Unmount {
+                    mountpoint: self.mountpoint.clone(),
+                    source: e.into(),
+                });
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while self.workers.iter().any(|w| !w.is_finished()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
@@ -185,8 +209,114 @@ impl Drop for HostMount {
     }
 }
 
+/// `mount(2)` with a freshly opened `/dev/fuse`.
+fn mount_syscall(mountpoint: &Path, options: &MountOptions) -> Result<OwnedFd, MountError> {
+    let dev = rustix::fs::open("/dev/fuse", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| MountError::OpenDevice { source: e.into() })?;
+    let data = mount_data(&dev, options);
+    rustix::mount::mount(
+        "sbx-virtiofs",
+        mountpoint,
+        "fuse.sbx-virtiofs",
+        MountFlags::NOSUID | MountFlags::NODEV,
+        data.as_c_str(),
+    )
+    .map_err(|e| {
+        let source = std::io::Error::from(e);
+        if e == Errno::PERM || e == Errno::ACCESS {
+            MountError::NotPermitted {
+                mountpoint: mountpoint.to_owned(),
+                source,
+            }
+        } else {
+            MountError::Mount {
+                mountpoint: mountpoint.to_owned(),
+                source,
+            }
+        }
+    })?;
+    Ok(dev)
+}
+
+/// Mounts through the setuid helper: it opens `/dev/fuse`, mounts, and sends the descriptor back over the socket
+/// named by `_FUSE_COMMFD` (`SCM_RIGHTS`).
+fn mount_fusermount(
+    mountpoint: &Path,
+    options: &MountOptions,
+) -> Result<(OwnedFd, Option<&'static str>), MountError> {
+    use rustix::net::{
+        AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SocketFlags,
+        SocketType,
+    };
+    let failed = |source: std::io::Error| MountError::Mount {
+        mountpoint: mountpoint.to_owned(),
+        source,
+    };
+    let helper = ["fusermount3", "fusermount"]
+        .into_iter()
+        .find(|h| {
+            Command::new(h)
+                .arg("-V")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        })
+        .ok_or_else(|| MountError::NotPermitted {
+            mountpoint: mountpoint.to_owned(),
+            source: std::io::Error::other("neither fusermount3 nor fusermount is installed"),
+        })?;
+    let (ours, theirs) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| failed(e.into()))?;
+    // The helper inherits its end of the socket.
+    rustix::io::fcntl_setfd(&theirs, rustix::io::FdFlags::empty()).map_err(|e| failed(e.into()))?;
+    let mut opts = String::from("fsname=sbx-virtiofs,subtype=sbx-virtiofs,nosuid,nodev");
+    if options.allow_other {
+        opts.push_str(",allow_other");
+    }
+    if options.default_permissions {
+        opts.push_str(",default_permissions");
+    }
+    let output = Command::new(helper)
+        .args(["-o", &opts, "--"])
+        .arg(mountpoint)
+        .env("_FUSE_COMMFD", theirs.as_raw_fd().to_string())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(failed)?;
+    drop(theirs);
+    if !output.status.success() {
+        let msg = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        return Err(failed(std::io::Error::other(format!("{helper}: {msg}"))));
+    }
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut byte = [0u8; 1];
+    rustix::net::recvmsg(
+        &ours,
+        &mut [std::io::IoSliceMut::new(&mut byte)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )
+    .map_err(|e| failed(e.into()))?;
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(mut fds) = message
+            && let Some(fd) = fds.next()
+        {
+            return Ok((fd, Some(helper)));
+        }
+    }
+    Err(failed(std::io::Error::other(format!(
+        "{helper} mounted but sent no /dev/fuse descriptor"
+    ))))
+}
+
 fn mount_data(dev: &OwnedFd, options: &MountOptions) -> CString {
-    use std::os::fd::AsRawFd;
     let mut data = format!(
         "fd={},rootmode=40000,user_id={},group_id={}",
         dev.as_raw_fd(),

@@ -58,7 +58,7 @@ mod sys;
 pub mod virtio;
 mod wire;
 
-pub use host_fuse::{HostMount, MountError, MountOptions};
+pub use host_fuse::{HostMount, MountError, MountMethod, MountOptions};
 pub use idmap::IdMapping;
 pub use request::{DecodeError, Operation, Request};
 pub use server::{CachePolicy, FileServer, Outcome, ServerError, ServerStats, ShareConfig};
