@@ -150,6 +150,17 @@ fn forged_node_ids_and_handles_are_refused() {
     }
     assert_eq!(c.read(ROOT_ID, 77, 0, 10).error, -9 /* EBADF */);
     assert_eq!(c.write(ROOT_ID, 77, 0, b"x").error, -9);
+    // A handle of one file cannot be used to truncate another.
+    let a = c.create(ROOT_ID, "a", O_RDWR, 0o644);
+    let (a_fh, b) = (
+        a.u64_at(128),
+        c.create(ROOT_ID, "b", O_RDWR, 0o644).nodeid(),
+    );
+    let mut body = (8u32 | 64).to_ne_bytes().to_vec(); // SIZE | FH
+    body.extend_from_slice(&0u32.to_ne_bytes());
+    body.extend_from_slice(&a_fh.to_ne_bytes());
+    body.extend_from_slice(&[0u8; 88 - 16]);
+    assert_eq!(c.call(opcode::SETATTR, b, &body).error, -9);
     // Directories cannot be hard-linked (would allow loops).
     let d = c.mkdir(ROOT_ID, "d", 0o755).nodeid();
     assert_eq!(c.link(d, ROOT_ID, "d2").error, EPERM);

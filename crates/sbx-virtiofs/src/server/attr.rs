@@ -42,7 +42,12 @@ impl FileServer {
         self.check_writable()?;
         let inode = self.inode(node)?;
         let handle = if arg.valid & fattr::FH != 0 {
-            Some(self.handles.get(arg.fh)?)
+            let handle = self.handles.get(arg.fh)?;
+            // A handle only speaks for the inode it was opened on.
+            if handle.inode.nodeid != inode.nodeid {
+                return Err(Errno::BADF);
+            }
+            Some(handle)
         } else {
             None
         };
