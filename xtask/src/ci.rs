@@ -18,6 +18,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("util-linux", "unshare"),
     ("mount", "mount"),
     ("iputils-ping", "ping"),
+    // sbx-virtiofs: the fusermount3 mount path of the host-FUSE frontend (tests/fusermount.rs).
+    ("fuse3", "fusermount3"),
 ];
 
 /// Root of the workspace (the parent of `xtask/`).

@@ -3,6 +3,7 @@
 //! `cargo xtask ci` is the one test command: it installs what the tests need on a fresh machine, then runs
 //! `cargo fmt --check`, `cargo clippy --workspace --all-targets -- -D warnings` and the whole test suite.
 
+mod bench_virtiofs;
 mod ci;
 mod guest_agent;
 
@@ -14,6 +15,7 @@ tasks:
   ci         install test prerequisites, then fmt --check, clippy -D warnings, the whole test suite
   deps       only install the test prerequisites (apt packages, cargo tools)
   guest-agent [--debug]  build the statically linked in-sandbox agent (sbx-guest) and print its path
+  bench-virtiofs [DIR]  sbx-virtiofs through host FUSE vs the plain directory and bindfs (root; DIR: scratch space)
 ";
 
 fn main() -> Result<()> {
@@ -22,6 +24,7 @@ fn main() -> Result<()> {
         Some("ci") => ci::pipeline(),
         Some("deps") => ci::install_prerequisites(),
         Some("guest-agent") => guest_agent::build(&args[1..]),
+        Some("bench-virtiofs") => bench_virtiofs::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             eprint!("{USAGE}");
             Ok(())
