@@ -16,7 +16,9 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use sbx_secrets::{Catalog, OpenOptions, Preference, SandboxCredentials, Scope, SecretKey, SecretValue};
+use sbx_secrets::{
+    Catalog, OpenOptions, Preference, SandboxCredentials, Scope, SecretKey, SecretValue,
+};
 use secrecy::SecretString;
 
 const USAGE: &str = "usage: secrets [--dir DIR] [--file] COMMAND
@@ -41,18 +43,36 @@ fn main() -> ExitCode {
 }
 
 fn run(mut args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
-    let dir = take_value(&mut args, "--dir")?.map(PathBuf::from).or_else(sbx_secrets::store::default_dir).ok_or("no --dir and no HOME")?;
+    let dir = take_value(&mut args, "--dir")?
+        .map(PathBuf::from)
+        .or_else(sbx_secrets::store::default_dir)
+        .ok_or("no --dir and no HOME")?;
     let sandbox = take_value(&mut args, "--sandbox")?;
-    let preference = if take_flag(&mut args, "--file") { Preference::File } else { Preference::Auto };
-    let passphrase = std::env::var("SBX_SECRETS_PASSPHRASE").ok().map(SecretString::from);
-    let options = OpenOptions { preference, passphrase, ..Default::default() };
+    let preference = if take_flag(&mut args, "--file") {
+        Preference::File
+    } else {
+        Preference::Auto
+    };
+    let passphrase = std::env::var("SBX_SECRETS_PASSPHRASE")
+        .ok()
+        .map(SecretString::from);
+    let options = OpenOptions {
+        preference,
+        passphrase,
+        ..Default::default()
+    };
     let (store, report) = sbx_secrets::open(&dir, &options)?;
     let key = |service: &str| match &sandbox {
         Some(name) => SecretKey::sandbox(name, service),
         None => SecretKey::global(service),
     };
     let catalog = Catalog::builtin();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["backend"] => println!("{report}"),
         ["set", service] => {
             let mut value = String::new();
@@ -71,7 +91,11 @@ fn run(mut args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
         }
         ["list"] => {
             for k in store.list()? {
-                let kind = if k.scope == Scope::Global { "global" } else { "sandbox" };
+                let kind = if k.scope == Scope::Global {
+                    "global"
+                } else {
+                    "sandbox"
+                };
                 println!("{k}\t{kind}");
             }
         }
@@ -105,7 +129,9 @@ fn take_flag(args: &mut Vec<String>, flag: &str) -> bool {
 }
 
 fn take_value(args: &mut Vec<String>, flag: &str) -> Result<Option<String>, String> {
-    let Some(i) = args.iter().position(|a| a == flag) else { return Ok(None) };
+    let Some(i) = args.iter().position(|a| a == flag) else {
+        return Ok(None);
+    };
     if i + 1 >= args.len() {
         return Err(format!("{flag} needs a value"));
     }

@@ -8,8 +8,8 @@ use crate::error::Sigv4Error;
 use crate::host::{Destination, resolve_destination};
 use crate::inject::{AwsBinding, BoundSecret, SandboxCredentials};
 use crate::sigv4::{
-    self, ALGORITHM, CanonicalRequest, ChunkSigner, EMPTY_SHA256, STREAMING_PAYLOAD, Scope, SigningKey,
-    UNSIGNED_PAYLOAD,
+    self, ALGORITHM, CanonicalRequest, ChunkSigner, EMPTY_SHA256, STREAMING_PAYLOAD, Scope,
+    SigningKey, UNSIGNED_PAYLOAD,
 };
 
 const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
@@ -36,15 +36,29 @@ struct Credential {
 fn parse_credential(text: &str) -> Result<Credential, Sigv4Error> {
     let parts: Vec<&str> = text.split('/').collect();
     let [key_id, date, region, service, "aws4_request"] = parts.as_slice() else {
-        return Err(Sigv4Error::Malformed(format!("credential scope {text:?} is not KEY/DATE/REGION/SERVICE/aws4_request")));
+        return Err(Sigv4Error::Malformed(format!(
+            "credential scope {text:?} is not KEY/DATE/REGION/SERVICE/aws4_request"
+        )));
     };
-    let name_ok = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
-    if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) || !name_ok(region) || !name_ok(service) || !name_ok(key_id) {
-        return Err(Sigv4Error::Malformed(format!("credential scope {text:?} has a bad date, region, service or key id")));
+    let name_ok =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if date.len() != 8
+        || !date.bytes().all(|b| b.is_ascii_digit())
+        || !name_ok(region)
+        || !name_ok(service)
+        || !name_ok(key_id)
+    {
+        return Err(Sigv4Error::Malformed(format!(
+            "credential scope {text:?} has a bad date, region, service or key id"
+        )));
     }
     Ok(Credential {
         key_id: (*key_id).to_owned(),
-        scope: Scope { date: (*date).to_owned(), region: (*region).to_owned(), service: (*service).to_owned() },
+        scope: Scope {
+            date: (*date).to_owned(),
+            region: (*region).to_owned(),
+            service: (*service).to_owned(),
+        },
     })
 }
 
@@ -55,10 +69,15 @@ struct AuthHeader {
 }
 
 fn parse_auth_header(text: &str) -> Result<AuthHeader, Sigv4Error> {
-    let rest = text.strip_prefix(ALGORITHM).and_then(|r| r.strip_prefix(' ')).ok_or(Sigv4Error::NotSigned)?;
+    let rest = text
+        .strip_prefix(ALGORITHM)
+        .and_then(|r| r.strip_prefix(' '))
+        .ok_or(Sigv4Error::NotSigned)?;
     let (mut credential, mut signed, mut signature) = (None, None, None);
     for field in rest.split(',').map(str::trim) {
-        let (key, value) = field.split_once('=').ok_or_else(|| Sigv4Error::Malformed(format!("field {field:?} is not KEY=VALUE")))?;
+        let (key, value) = field
+            .split_once('=')
+            .ok_or_else(|| Sigv4Error::Malformed(format!("field {field:?} is not KEY=VALUE")))?;
         let slot = match key {
             "Credential" => &mut credential,
             "SignedHeaders" => &mut signed,
@@ -73,33 +92,51 @@ fn parse_auth_header(text: &str) -> Result<AuthHeader, Sigv4Error> {
     let credential = parse_credential(credential.ok_or_else(|| missing("Credential"))?)?;
     let signed_headers = parse_signed_headers(signed.ok_or_else(|| missing("SignedHeaders"))?)?;
     check_signature(signature.ok_or_else(|| missing("Signature"))?)?;
-    Ok(AuthHeader { credential, signed_headers })
+    Ok(AuthHeader {
+        credential,
+        signed_headers,
+    })
 }
 
 fn parse_signed_headers(text: &str) -> Result<Vec<String>, Sigv4Error> {
     let names: Vec<String> = text.split(';').map(str::to_owned).collect();
-    let valid = names.iter().all(|n| !n.is_empty() && HeaderName::from_bytes(n.as_bytes()).is_ok_and(|h| h.as_str() == n));
+    let valid = names.iter().all(|n| {
+        !n.is_empty() && HeaderName::from_bytes(n.as_bytes()).is_ok_and(|h| h.as_str() == n)
+    });
     if !valid || !names.iter().any(|n| n == "host") || !names.is_sorted() {
-        return Err(Sigv4Error::Malformed(format!("SignedHeaders {text:?} must be sorted lowercase header names including host")));
+        return Err(Sigv4Error::Malformed(format!(
+            "SignedHeaders {text:?} must be sorted lowercase header names including host"
+        )));
     }
     Ok(names)
 }
 
 fn check_signature(signature: &str) -> Result<(), Sigv4Error> {
-    if signature.len() == 64 && signature.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if signature.len() == 64
+        && signature
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         Ok(())
     } else {
-        Err(Sigv4Error::Malformed("Signature is not 64 lowercase hex digits".into()))
+        Err(Sigv4Error::Malformed(
+            "Signature is not 64 lowercase hex digits".into(),
+        ))
     }
 }
 
 fn check_amz_date(amz_date: &str, scope: &Scope) -> Result<(), Sigv4Error> {
     let b = amz_date.as_bytes();
-    let shape = b.len() == 16 && b[8] == b'T' && b[15] == b'Z' && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit);
+    let shape = b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit);
     if shape && amz_date.starts_with(&scope.date) {
         Ok(())
     } else {
-        Err(Sigv4Error::Malformed(format!("X-Amz-Date {amz_date:?} is not YYYYMMDDTHHMMSSZ on the scope's date")))
+        Err(Sigv4Error::Malformed(format!(
+            "X-Amz-Date {amz_date:?} is not YYYYMMDDTHHMMSSZ on the scope's date"
+        )))
     }
 }
 
@@ -124,19 +161,31 @@ impl SandboxCredentials {
             .iter()
             .find_map(|b| b.aws.as_ref().map(|a| (b, a)))
             .ok_or(Sigv4Error::NoCredentials)?;
-        let host = resolve_destination(dest, head).map_err(|_| Sigv4Error::NotBound { host: "?".into() })?;
+        let host = resolve_destination(dest, head)
+            .map_err(|_| Sigv4Error::NotBound { host: "?".into() })?;
         if !bound.provider.is_bound_to(&host) {
             return Err(Sigv4Error::NotBound { host });
         }
-        let header = head.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header = head
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         match header {
             Some(text) if text.starts_with(ALGORITHM) => {
                 let chunk_signer = resign_header(bound, aws, &host, &text, head, payload_hash)?;
                 Ok(Sigv4Outcome { host, chunk_signer })
             }
-            _ if head.uri.query().is_some_and(|q| q.contains("X-Amz-Signature=")) => {
+            _ if head
+                .uri
+                .query()
+                .is_some_and(|q| q.contains("X-Amz-Signature=")) =>
+            {
                 resign_presigned(aws, &host, head, payload_hash)?;
-                Ok(Sigv4Outcome { host, chunk_signer: None })
+                Ok(Sigv4Outcome {
+                    host,
+                    chunk_signer: None,
+                })
             }
             _ => Err(Sigv4Error::NotSigned),
         }
@@ -151,12 +200,22 @@ fn resign_header(
     head: &mut http::request::Parts,
     payload_hash: Option<&str>,
 ) -> Result<Option<ChunkSigner>, Sigv4Error> {
-    let AuthHeader { credential, mut signed_headers } = parse_auth_header(auth)?;
+    let AuthHeader {
+        credential,
+        mut signed_headers,
+    } = parse_auth_header(auth)?;
     if credential.key_id != aws.key_id {
-        return Err(Sigv4Error::ForeignKeyId { key_id: credential.key_id });
+        return Err(Sigv4Error::ForeignKeyId {
+            key_id: credential.key_id,
+        });
     }
-    let amz_date = head.headers.get(X_AMZ_DATE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let amz_date = amz_date.ok_or_else(|| Sigv4Error::Malformed("x-amz-date header missing".into()))?;
+    let amz_date = head
+        .headers
+        .get(X_AMZ_DATE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let amz_date =
+        amz_date.ok_or_else(|| Sigv4Error::Malformed("x-amz-date header missing".into()))?;
     check_amz_date(&amz_date, &credential.scope)?;
     swap_session_token(aws, head, &mut signed_headers)?;
     let payload_hash = match payload_hash {
@@ -184,23 +243,31 @@ fn resign_header(
         scope.as_string(),
         creq.signed_headers()
     );
-    let mut value = HeaderValue::from_str(&value).map_err(|_| Sigv4Error::Malformed("cannot build Authorization".into()))?;
+    let mut value = HeaderValue::from_str(&value)
+        .map_err(|_| Sigv4Error::Malformed("cannot build Authorization".into()))?;
     value.set_sensitive(true);
     head.headers.insert(AUTHORIZATION, value);
     let _ = bound;
-    Ok((payload_hash == STREAMING_PAYLOAD).then(|| ChunkSigner::new(key, &amz_date, &scope, &signature)))
+    Ok((payload_hash == STREAMING_PAYLOAD)
+        .then(|| ChunkSigner::new(key, &amz_date, &scope, &signature)))
 }
 
 /// Puts the real session token where the sandbox sent its placeholder (or adds it, signed,
 /// when the sandbox sent none and the real credentials need one).
-fn swap_session_token(aws: &AwsBinding, head: &mut http::request::Parts, signed: &mut Vec<String>) -> Result<(), Sigv4Error> {
+fn swap_session_token(
+    aws: &AwsBinding,
+    head: &mut http::request::Parts,
+    signed: &mut Vec<String>,
+) -> Result<(), Sigv4Error> {
     let Some(real) = &aws.real.session_token else {
         return Ok(());
     };
     let sent = head.headers.get(X_AMZ_TOKEN).map(|v| v.as_bytes().to_vec());
     match (sent, &aws.token) {
         (Some(sent), Some(ph)) if sent != ph.as_bytes() => {
-            return Err(Sigv4Error::Malformed("x-amz-security-token is not this sandbox's placeholder token".into()));
+            return Err(Sigv4Error::Malformed(
+                "x-amz-security-token is not this sandbox's placeholder token".into(),
+            ));
         }
         (None, _) => {
             signed.push(X_AMZ_TOKEN.as_str().to_owned());
@@ -208,7 +275,8 @@ fn swap_session_token(aws: &AwsBinding, head: &mut http::request::Parts, signed:
         }
         _ => {}
     }
-    let mut value = HeaderValue::from_str(real.expose()).map_err(|_| Sigv4Error::Malformed("session token is not a valid header value".into()))?;
+    let mut value = HeaderValue::from_str(real.expose())
+        .map_err(|_| Sigv4Error::Malformed("session token is not a valid header value".into()))?;
     value.set_sensitive(true);
     head.headers.insert(X_AMZ_TOKEN, value);
     Ok(())
@@ -216,14 +284,24 @@ fn swap_session_token(aws: &AwsBinding, head: &mut http::request::Parts, signed:
 
 /// `(name, canonical value)` for each signed header; `host` falls back to the destination
 /// (HTTP/2 carries it as `:authority`, not a header).
-fn canonical_headers(head: &http::request::Parts, signed: &[String], host: &str) -> Vec<(String, String)> {
+fn canonical_headers(
+    head: &http::request::Parts,
+    signed: &[String],
+    host: &str,
+) -> Vec<(String, String)> {
     signed
         .iter()
         .map(|name| {
-            let values: Vec<String> =
-                head.headers.get_all(name.as_str()).iter().map(|v| sigv4::canonical_header_value(v.as_bytes())).collect();
+            let values: Vec<String> = head
+                .headers
+                .get_all(name.as_str())
+                .iter()
+                .map(|v| sigv4::canonical_header_value(v.as_bytes()))
+                .collect();
             let value = if values.is_empty() && name == "host" {
-                head.uri.authority().map_or_else(|| host.to_owned(), |a| a.as_str().to_owned())
+                head.uri
+                    .authority()
+                    .map_or_else(|| host.to_owned(), |a| a.as_str().to_owned())
             } else {
                 values.join(",")
             };
@@ -232,7 +310,12 @@ fn canonical_headers(head: &http::request::Parts, signed: &[String], host: &str)
         .collect()
 }
 
-fn resign_presigned(aws: &AwsBinding, host: &str, head: &mut http::request::Parts, payload_hash: Option<&str>) -> Result<(), Sigv4Error> {
+fn resign_presigned(
+    aws: &AwsBinding,
+    host: &str,
+    head: &mut http::request::Parts,
+    payload_hash: Option<&str>,
+) -> Result<(), Sigv4Error> {
     let query = head.uri.query().unwrap_or("").to_owned();
     let mut params: Vec<(String, String)> = query
         .split('&')
@@ -243,33 +326,57 @@ fn resign_presigned(aws: &AwsBinding, host: &str, head: &mut http::request::Part
         })
         .collect();
     let get = |params: &[(String, String)], name: &str| {
-        params.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(&sigv4::percent_decode(v)).into_owned())
+        params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(&sigv4::percent_decode(v)).into_owned())
     };
     let missing = |f: &str| Sigv4Error::Malformed(format!("presigned URL lacks {f}"));
     if get(&params, "X-Amz-Algorithm").as_deref() != Some(ALGORITHM) {
-        return Err(Sigv4Error::Malformed("X-Amz-Algorithm is not AWS4-HMAC-SHA256".into()));
+        return Err(Sigv4Error::Malformed(
+            "X-Amz-Algorithm is not AWS4-HMAC-SHA256".into(),
+        ));
     }
-    let credential = parse_credential(&get(&params, "X-Amz-Credential").ok_or_else(|| missing("X-Amz-Credential"))?)?;
+    let credential = parse_credential(
+        &get(&params, "X-Amz-Credential").ok_or_else(|| missing("X-Amz-Credential"))?,
+    )?;
     if credential.key_id != aws.key_id {
-        return Err(Sigv4Error::ForeignKeyId { key_id: credential.key_id });
+        return Err(Sigv4Error::ForeignKeyId {
+            key_id: credential.key_id,
+        });
     }
     let amz_date = get(&params, "X-Amz-Date").ok_or_else(|| missing("X-Amz-Date"))?;
     check_amz_date(&amz_date, &credential.scope)?;
-    let signed_headers = parse_signed_headers(&get(&params, "X-Amz-SignedHeaders").ok_or_else(|| missing("X-Amz-SignedHeaders"))?)?;
+    let signed_headers = parse_signed_headers(
+        &get(&params, "X-Amz-SignedHeaders").ok_or_else(|| missing("X-Amz-SignedHeaders"))?,
+    )?;
     check_signature(&get(&params, "X-Amz-Signature").unwrap_or_default())?;
     let scope = credential.scope;
     params.retain(|(n, _)| n != "X-Amz-Signature");
-    set_param(&mut params, "X-Amz-Credential", &format!("{}/{}", aws.real.access_key_id, scope.as_string()));
+    set_param(
+        &mut params,
+        "X-Amz-Credential",
+        &format!("{}/{}", aws.real.access_key_id, scope.as_string()),
+    );
     if let Some(real) = &aws.real.session_token {
         let sent = get(&params, "X-Amz-Security-Token");
-        if sent.as_deref().is_some_and(|s| Some(s) != aws.token.as_deref()) {
-            return Err(Sigv4Error::Malformed("X-Amz-Security-Token is not this sandbox's placeholder token".into()));
+        if sent
+            .as_deref()
+            .is_some_and(|s| Some(s) != aws.token.as_deref())
+        {
+            return Err(Sigv4Error::Malformed(
+                "X-Amz-Security-Token is not this sandbox's placeholder token".into(),
+            ));
         }
         set_param(&mut params, "X-Amz-Security-Token", real.expose());
     }
     let joined: Vec<String> = params.iter().map(|(n, v)| format!("{n}={v}")).collect();
     let new_query = joined.join("&");
-    let default_hash = if scope.service == "s3" { UNSIGNED_PAYLOAD } else { EMPTY_SHA256 };
+    let default_hash = if scope.service == "s3" {
+        UNSIGNED_PAYLOAD
+    } else {
+        EMPTY_SHA256
+    };
     let creq = CanonicalRequest {
         method: head.method.as_str(),
         uri: sigv4::canonical_uri(head.uri.path(), scope.service != "s3"),
@@ -277,12 +384,19 @@ fn resign_presigned(aws: &AwsBinding, host: &str, head: &mut http::request::Part
         headers: canonical_headers(head, &signed_headers, host),
         payload_hash: payload_hash.unwrap_or(default_hash),
     };
-    let signature = SigningKey::derive(&aws.real.secret_access_key, &scope).sign(&creq.string_to_sign(&amz_date, &scope));
-    let pq = format!("{}?{new_query}&X-Amz-Signature={signature}", head.uri.path());
+    let signature = SigningKey::derive(&aws.real.secret_access_key, &scope)
+        .sign(&creq.string_to_sign(&amz_date, &scope));
+    let pq = format!(
+        "{}?{new_query}&X-Amz-Signature={signature}",
+        head.uri.path()
+    );
     let mut parts = head.uri.clone().into_parts();
-    parts.path_and_query =
-        Some(http::uri::PathAndQuery::from_maybe_shared(pq).map_err(|_| Sigv4Error::Malformed("cannot rebuild URI".into()))?);
-    head.uri = http::Uri::from_parts(parts).map_err(|_| Sigv4Error::Malformed("cannot rebuild URI".into()))?;
+    parts.path_and_query = Some(
+        http::uri::PathAndQuery::from_maybe_shared(pq)
+            .map_err(|_| Sigv4Error::Malformed("cannot rebuild URI".into()))?,
+    );
+    head.uri = http::Uri::from_parts(parts)
+        .map_err(|_| Sigv4Error::Malformed("cannot rebuild URI".into()))?;
     Ok(())
 }
 

@@ -113,27 +113,37 @@ impl RawProvider {
         };
         validate_service(&self.name).map_err(|e| invalid(e.to_string()))?;
         if self.env.is_empty() {
-            return Err(invalid("`env` is empty: name the env var(s) the agent reads".into()));
+            return Err(invalid(
+                "`env` is empty: name the env var(s) the agent reads".into(),
+            ));
         }
         if let Some(bad) = self.env.iter().find(|v| !is_env_name(v)) {
-            return Err(invalid(format!("env var {bad:?} is not a valid name ([A-Z_][A-Z0-9_]*)")));
+            return Err(invalid(format!(
+                "env var {bad:?} is not a valid name ([A-Z_][A-Z0-9_]*)"
+            )));
         }
         if self.hosts.is_empty() {
-            return Err(invalid("`hosts` is empty: a secret must be bound to at least one host".into()));
+            return Err(invalid(
+                "`hosts` is empty: a secret must be bound to at least one host".into(),
+            ));
         }
         let hosts = self
             .hosts
             .iter()
-            .map(|h| HostPattern::parse(h).map_err(|e| invalid(e)))
+            .map(|h| HostPattern::parse(h).map_err(&invalid))
             .collect::<Result<Vec<_>, _>>()?;
         if self.apply.is_empty() {
-            return Err(invalid("`apply` is empty: say how the secret is applied".into()));
+            return Err(invalid(
+                "`apply` is empty: say how the secret is applied".into(),
+            ));
         }
         for apply in &self.apply {
             validate_apply(apply).map_err(&invalid)?;
         }
         if self.apply.iter().any(|a| matches!(a, Apply::Sigv4)) && self.apply.len() > 1 {
-            return Err(invalid("`sigv4` cannot be combined with other apply kinds".into()));
+            return Err(invalid(
+                "`sigv4` cannot be combined with other apply kinds".into(),
+            ));
         }
         Ok(Provider {
             name: self.name.clone(),
@@ -150,10 +160,10 @@ fn validate_apply(apply: &Apply) -> Result<(), String> {
         Apply::Header { name, scheme } => {
             http::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("header name {name:?} is not a valid HTTP header name"))?;
-            if let Some(s) = scheme {
-                if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                    return Err(format!("scheme {s:?} must be a single word like `Bearer`"));
-                }
+            if let Some(s) = scheme
+                && (s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+            {
+                return Err(format!("scheme {s:?} must be a single word like `Bearer`"));
             }
             Ok(())
         }
@@ -166,7 +176,9 @@ fn validate_apply(apply: &Apply) -> Result<(), String> {
 
 fn is_env_name(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// The set of known providers, by name.
@@ -256,8 +268,16 @@ mod tests {
     fn builtin_catalog_parses_and_has_the_required_providers() {
         let catalog = Catalog::from_toml("built-in", BUILTIN).unwrap();
         for name in [
-            "anthropic", "anthropic-oauth", "openai", "github", "gemini", "groq", "mistral", "xai",
-            "openrouter", "aws",
+            "anthropic",
+            "anthropic-oauth",
+            "openai",
+            "github",
+            "gemini",
+            "groq",
+            "mistral",
+            "xai",
+            "openrouter",
+            "aws",
         ] {
             assert!(catalog.get(name).is_some(), "missing {name}");
         }
@@ -268,8 +288,18 @@ mod tests {
         assert!(gh.env.contains(&"GH_TOKEN".into()) && gh.env.contains(&"GITHUB_TOKEN".into()));
         assert!(gh.apply.contains(&Apply::BasicAuth));
         assert!(gh.is_bound_to("github.com") && gh.is_bound_to("api.github.com"));
-        assert!(catalog.get("aws").unwrap().is_bound_to("s3.us-east-1.amazonaws.com"));
-        assert!(!catalog.get("aws").unwrap().is_bound_to("amazonaws.com.evil.net"));
+        assert!(
+            catalog
+                .get("aws")
+                .unwrap()
+                .is_bound_to("s3.us-east-1.amazonaws.com")
+        );
+        assert!(
+            !catalog
+                .get("aws")
+                .unwrap()
+                .is_bound_to("amazonaws.com.evil.net")
+        );
     }
 
     #[test]
@@ -294,9 +324,19 @@ apply = [{ kind = "anywhere", body = true }]
         )
         .unwrap();
         let catalog = Catalog::builtin_with_user_file(&path).unwrap();
-        assert!(catalog.get("openai").unwrap().is_bound_to("openai.internal.example"));
+        assert!(
+            catalog
+                .get("openai")
+                .unwrap()
+                .is_bound_to("openai.internal.example")
+        );
         assert!(!catalog.get("openai").unwrap().is_bound_to("api.openai.com"));
-        assert!(catalog.get("internal").unwrap().is_bound_to("git.corp.example"));
+        assert!(
+            catalog
+                .get("internal")
+                .unwrap()
+                .is_bound_to("git.corp.example")
+        );
         assert!(catalog.get("anthropic").is_some());
         let missing = Catalog::builtin_with_user_file(&dir.path().join("none.toml")).unwrap();
         assert_eq!(missing, Catalog::builtin());
@@ -305,17 +345,43 @@ apply = [{ kind = "anywhere", body = true }]
     #[test]
     fn bad_entries_get_errors_naming_file_provider_and_field() {
         let cases = [
-            ("[[provider]]\nname = \"x\"\nenv = []\nhosts = [\"a.b\"]\napply = [{ kind = \"basic-auth\" }]", "env"),
-            ("[[provider]]\nname = \"x\"\nenv = [\"lower\"]\nhosts = [\"a.b\"]\napply = [{ kind = \"basic-auth\" }]", "lower"),
-            ("[[provider]]\nname = \"x\"\nenv = [\"X\"]\nhosts = []\napply = [{ kind = \"basic-auth\" }]", "hosts"),
-            ("[[provider]]\nname = \"x\"\nenv = [\"X\"]\nhosts = [\"a.*.b\"]\napply = [{ kind = \"basic-auth\" }]", "a.*.b"),
-            ("[[provider]]\nname = \"x\"\nenv = [\"X\"]\nhosts = [\"a.b\"]\napply = [{ kind = \"header\", name = \"bad header\" }]", "bad header"),
-            ("[[provider]]\nname = \"x\"\nenv = [\"X\"]\nhosts = [\"a.b\"]\napply = [{ kind = \"telepathy\" }]", "telepathy"),
-            ("[[provider]]\nname = \"X!\"\nenv = [\"X\"]\nhosts = [\"a.b\"]\napply = [{ kind = \"sigv4\" }]", "service name"),
+            (
+                "[[provider]]\nname = \"x\"\nenv = []\nhosts = [\"a.b\"]\napply = [{ kind = \"basic-auth\" }]",
+                "env",
+            ),
+            (
+                "[[provider]]\nname = \"x\"\nenv = [\"lower\"]\nhosts = [\"a.b\"]\napply = [{ kind = \"basic-auth\" }]",
+                "lower",
+            ),
+            (
+                "[[provider]]\nname = \"x\"\nenv = [\"X\"]\nhosts = []\napply = [{ kind = \"basic-auth\" }]",
+                "hosts",
+            ),
+            (
+                "[[provider]]\nname = \"x\"\nenv = [\"X\"]\nhosts = [\"a.*.b\"]\napply = [{ kind = \"basic-auth\" }]",
+                "a.*.b",
+            ),
+            (
+                "[[provider]]\nname = \"x\"\nenv = [\"X\"]\nhosts = [\"a.b\"]\napply = [{ kind = \"header\", name = \"bad header\" }]",
+                "bad header",
+            ),
+            (
+                "[[provider]]\nname = \"x\"\nenv = [\"X\"]\nhosts = [\"a.b\"]\napply = [{ kind = \"telepathy\" }]",
+                "telepathy",
+            ),
+            (
+                "[[provider]]\nname = \"X!\"\nenv = [\"X\"]\nhosts = [\"a.b\"]\napply = [{ kind = \"sigv4\" }]",
+                "service name",
+            ),
         ];
         for (text, needle) in cases {
-            let err = Catalog::from_toml("user.toml", text).unwrap_err().to_string();
-            assert!(err.contains("user.toml") && err.contains(needle), "{err} lacks {needle}");
+            let err = Catalog::from_toml("user.toml", text)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("user.toml") && err.contains(needle),
+                "{err} lacks {needle}"
+            );
         }
     }
 

@@ -58,7 +58,9 @@ pub enum StoreError {
         mode: u32,
     },
     /// The decrypted store does not parse.
-    #[error("secret store {path} is corrupt at line {line}: {message}; restore it from a backup or move it away")]
+    #[error(
+        "secret store {path} is corrupt at line {line}: {message}; restore it from a backup or move it away"
+    )]
     Corrupt {
         /// The store file.
         path: PathBuf,

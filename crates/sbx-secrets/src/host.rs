@@ -35,10 +35,12 @@ impl HostPattern {
     /// Parses `api.example.com` or `*.example.com`, normalising case and a trailing dot.
     pub fn parse(text: &str) -> Result<Self, String> {
         if let Some(suffix) = text.strip_prefix("*.") {
-            let suffix = normalize_host(suffix)
-                .map_err(|e| format!("host pattern {text:?}: {e}"))?;
+            let suffix =
+                normalize_host(suffix).map_err(|e| format!("host pattern {text:?}: {e}"))?;
             if !suffix.contains('.') {
-                return Err(format!("host pattern {text:?} is too broad: name a domain, not a TLD"));
+                return Err(format!(
+                    "host pattern {text:?} is too broad: name a domain, not a TLD"
+                ));
             }
             return Ok(HostPattern::Subdomains(suffix));
         }
@@ -80,8 +82,12 @@ pub fn normalize_host(raw: &str) -> Result<String, String> {
     if !raw.is_ascii() {
         return Err("host is not ASCII (IDNs must arrive as punycode)".into());
     }
-    if raw.contains(['@', '/', '\\', '%', '?', '#', ' ', '\t']) || raw.bytes().any(|b| b.is_ascii_control()) {
-        return Err(format!("host {raw:?} contains characters a host name cannot have"));
+    if raw.contains(['@', '/', '\\', '%', '?', '#', ' ', '\t'])
+        || raw.bytes().any(|b| b.is_ascii_control())
+    {
+        return Err(format!(
+            "host {raw:?} contains characters a host name cannot have"
+        ));
     }
     let host = strip_port(raw)?;
     let host = host.to_ascii_lowercase();
@@ -90,7 +96,10 @@ pub fn normalize_host(raw: &str) -> Result<String, String> {
     }
     let host = host.strip_suffix('.').unwrap_or(&host);
     let valid_label = |l: &str| {
-        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
     if host.len() > 253 || !host.split('.').all(valid_label) {
         return Err(format!("{raw:?} is not a valid host name"));
@@ -110,7 +119,11 @@ fn strip_port(raw: &str) -> Result<&str, String> {
         0 => Ok(raw),
         1 => {
             let (host, port) = raw.split_once(':').ok_or("bad port")?;
-            if is_port(port) { Ok(host) } else { Err(format!("bad port in {raw:?}")) }
+            if is_port(port) {
+                Ok(host)
+            } else {
+                Err(format!("bad port in {raw:?}"))
+            }
         }
         _ if raw.parse::<Ipv6Addr>().is_ok() => Ok(raw),
         _ => Err(format!("{raw:?} is not host[:port]")),
@@ -118,12 +131,18 @@ fn strip_port(raw: &str) -> Result<&str, String> {
 }
 
 fn is_port(port: &str) -> bool {
-    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
+    !port.is_empty()
+        && port.len() <= 5
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok()
 }
 
 /// The single host a request is going to, or why that cannot be established. Considers the
 /// destination's fields, the absolute-form URI's authority and every Host header.
-pub fn resolve_destination(dest: &Destination<'_>, head: &http::request::Parts) -> Result<String, String> {
+pub fn resolve_destination(
+    dest: &Destination<'_>,
+    head: &http::request::Parts,
+) -> Result<String, String> {
     let mut names: Vec<String> = [dest.connect_host, dest.sni, dest.authority]
         .into_iter()
         .flatten()
@@ -133,7 +152,12 @@ pub fn resolve_destination(dest: &Destination<'_>, head: &http::request::Parts) 
         names.push(authority.as_str().to_owned());
     }
     for value in head.headers.get_all(http::header::HOST) {
-        names.push(value.to_str().map_err(|_| "Host header is not ASCII")?.to_owned());
+        names.push(
+            value
+                .to_str()
+                .map_err(|_| "Host header is not ASCII")?
+                .to_owned(),
+        );
     }
     agree(&names)
 }
@@ -169,14 +193,30 @@ mod tests {
 
     #[test]
     fn normalisation() {
-        assert_eq!(normalize_host("API.Anthropic.COM.").unwrap(), "api.anthropic.com");
-        assert_eq!(normalize_host("api.anthropic.com:443").unwrap(), "api.anthropic.com");
+        assert_eq!(
+            normalize_host("API.Anthropic.COM.").unwrap(),
+            "api.anthropic.com"
+        );
+        assert_eq!(
+            normalize_host("api.anthropic.com:443").unwrap(),
+            "api.anthropic.com"
+        );
         assert_eq!(normalize_host("[::1]:8080").unwrap(), "::1");
         assert_eq!(normalize_host("10.0.0.1:80").unwrap(), "10.0.0.1");
         for bad in [
-            "", "user@api.anthropic.com", "api.anthropic.com@evil.net", "evil.net/api.anthropic.com",
-            "api.anthropic.com..", "a..b", "api.anthropic.com:x", "api.anthropic.com:99999",
-            "api%2eanthropic.com", "аpi.anthropic.com", "a b", "[::1", "host:1:2",
+            "",
+            "user@api.anthropic.com",
+            "api.anthropic.com@evil.net",
+            "evil.net/api.anthropic.com",
+            "api.anthropic.com..",
+            "a..b",
+            "api.anthropic.com:x",
+            "api.anthropic.com:99999",
+            "api%2eanthropic.com",
+            "аpi.anthropic.com",
+            "a b",
+            "[::1",
+            "host:1:2",
         ] {
             assert!(normalize_host(bad).is_err(), "{bad:?} accepted");
         }
@@ -209,10 +249,20 @@ mod tests {
 
     #[test]
     fn destination_must_agree_everywhere() {
-        let d = Destination { connect_host: Some("api.anthropic.com:443"), sni: Some("API.anthropic.com"), authority: None };
-        assert_eq!(resolve_destination(&d, &head("/v1", &["api.anthropic.com."])).unwrap(), "api.anthropic.com");
+        let d = Destination {
+            connect_host: Some("api.anthropic.com:443"),
+            sni: Some("API.anthropic.com"),
+            authority: None,
+        };
+        assert_eq!(
+            resolve_destination(&d, &head("/v1", &["api.anthropic.com."])).unwrap(),
+            "api.anthropic.com"
+        );
         // SNI differs from CONNECT.
-        let d2 = Destination { sni: Some("evil.net"), ..d };
+        let d2 = Destination {
+            sni: Some("evil.net"),
+            ..d
+        };
         assert!(resolve_destination(&d2, &head("/v1", &[])).is_err());
         // Host header differs.
         assert!(resolve_destination(&d, &head("/v1", &["evil.net"])).is_err());

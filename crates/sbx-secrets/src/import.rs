@@ -19,7 +19,10 @@ pub struct Imported {
 /// of its env vars that is set and non-empty. AWS needs both `AWS_ACCESS_KEY_ID` and
 /// `AWS_SECRET_ACCESS_KEY` (and takes `AWS_SESSION_TOKEN` when set). Values that are sbx
 /// placeholders are skipped, so importing inside a sandbox never stores a placeholder.
-pub fn from_env(catalog: &Catalog, vars: impl IntoIterator<Item = (String, String)>) -> Vec<Imported> {
+pub fn from_env(
+    catalog: &Catalog,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Vec<Imported> {
     let vars: std::collections::BTreeMap<String, SecretValue> = vars
         .into_iter()
         .filter(|(_, v)| !v.is_empty() && !is_placeholder(v))
@@ -31,30 +34,42 @@ pub fn from_env(catalog: &Catalog, vars: impl IntoIterator<Item = (String, Strin
             found.extend(aws_from(&provider.name, &vars));
             continue;
         }
-        if let Some(var) = provider.env.iter().find(|v| vars.contains_key(*v)) {
-            if let Some(value) = vars.get(var) {
-                found.push(Imported {
-                    service: provider.name.clone(),
-                    from: vec![var.clone()],
-                    value: value.clone(),
-                });
-            }
+        let first = provider
+            .env
+            .iter()
+            .find_map(|var| vars.get(var).map(|value| (var, value)));
+        if let Some((var, value)) = first {
+            found.push(Imported {
+                service: provider.name.clone(),
+                from: vec![var.clone()],
+                value: value.clone(),
+            });
         }
     }
     found
 }
 
-fn aws_from(service: &str, vars: &std::collections::BTreeMap<String, SecretValue>) -> Option<Imported> {
+fn aws_from(
+    service: &str,
+    vars: &std::collections::BTreeMap<String, SecretValue>,
+) -> Option<Imported> {
     let id = vars.get("AWS_ACCESS_KEY_ID")?;
     let secret = vars.get("AWS_SECRET_ACCESS_KEY")?;
-    let mut from = vec!["AWS_ACCESS_KEY_ID".to_owned(), "AWS_SECRET_ACCESS_KEY".to_owned()];
+    let mut from = vec![
+        "AWS_ACCESS_KEY_ID".to_owned(),
+        "AWS_SECRET_ACCESS_KEY".to_owned(),
+    ];
     let mut combined = format!("{}:{}", id.expose(), secret.expose());
     if let Some(token) = vars.get("AWS_SESSION_TOKEN") {
         combined.push(':');
         combined.push_str(token.expose());
         from.push("AWS_SESSION_TOKEN".into());
     }
-    Some(Imported { service: service.to_owned(), from, value: SecretValue::new(combined) })
+    Some(Imported {
+        service: service.to_owned(),
+        from,
+        value: SecretValue::new(combined),
+    })
 }
 
 fn is_placeholder(value: &str) -> bool {
@@ -79,8 +94,10 @@ mod tests {
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned()));
         let found = from_env(&Catalog::builtin(), env);
-        let by: std::collections::BTreeMap<_, _> =
-            found.iter().map(|i| (i.service.as_str(), i.value.expose())).collect();
+        let by: std::collections::BTreeMap<_, _> = found
+            .iter()
+            .map(|i| (i.service.as_str(), i.value.expose()))
+            .collect();
         assert_eq!(by.get("anthropic"), Some(&"sk-ant-1"));
         assert_eq!(by.get("github"), Some(&"ghp_2"));
         assert_eq!(by.get("aws"), Some(&"AKIDX:s3cr3t:tok"));

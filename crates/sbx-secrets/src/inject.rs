@@ -51,7 +51,10 @@ pub(crate) struct AwsBinding {
 
 impl BoundSecret {
     fn placeholders(&self) -> impl Iterator<Item = &str> {
-        let aws = self.aws.iter().flat_map(|a| std::iter::once(a.key_id.as_str()).chain(a.token.as_deref()));
+        let aws = self
+            .aws
+            .iter()
+            .flat_map(|a| std::iter::once(a.key_id.as_str()).chain(a.token.as_deref()));
         std::iter::once(self.placeholder.as_str()).chain(aws)
     }
 
@@ -69,7 +72,11 @@ pub struct SandboxCredentials {
 
 impl std::fmt::Debug for SandboxCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let services: Vec<&str> = self.bound.iter().map(|b| b.provider.name.as_str()).collect();
+        let services: Vec<&str> = self
+            .bound
+            .iter()
+            .map(|b| b.provider.name.as_str())
+            .collect();
         f.debug_struct("SandboxCredentials")
             .field("sandbox", &self.sandbox)
             .field("services", &services)
@@ -91,21 +98,36 @@ impl SandboxCredentials {
         for (service, value) in secrets {
             let provider = catalog
                 .get(&service)
-                .ok_or_else(|| CredentialsError::UnknownService { service: service.clone() })?
+                .ok_or_else(|| CredentialsError::UnknownService {
+                    service: service.clone(),
+                })?
                 .clone();
             let aws = if provider.is_sigv4() {
-                let real = AwsCredentials::parse(&value).ok_or(CredentialsError::BadAwsCredentials)?;
+                let real =
+                    AwsCredentials::parse(&value).ok_or(CredentialsError::BadAwsCredentials)?;
                 let token = match real.session_token {
                     Some(_) => Some(placeholder::generate(&service)?),
                     None => None,
                 };
-                Some(AwsBinding { real, key_id: placeholder::generate_aws_key_id()?, token })
+                Some(AwsBinding {
+                    real,
+                    key_id: placeholder::generate_aws_key_id()?,
+                    token,
+                })
             } else {
                 None
             };
-            bound.push(BoundSecret { placeholder: placeholder::generate(&service)?, provider, value, aws });
+            bound.push(BoundSecret {
+                placeholder: placeholder::generate(&service)?,
+                provider,
+                value,
+                aws,
+            });
         }
-        Ok(Self { sandbox: sandbox.to_owned(), bound })
+        Ok(Self {
+            sandbox: sandbox.to_owned(),
+            bound,
+        })
     }
 
     /// The sandbox these credentials belong to.
@@ -138,7 +160,10 @@ impl SandboxCredentials {
 
     /// The placeholder of `service`, if this sandbox has that secret.
     pub fn placeholder_for(&self, service: &str) -> Option<&str> {
-        self.bound.iter().find(|b| b.provider.name == service).map(|b| b.placeholder.as_str())
+        self.bound
+            .iter()
+            .find(|b| b.provider.name == service)
+            .map(|b| b.placeholder.as_str())
     }
 
     /// Replaces placeholders in the request head with real values where the destination is a
@@ -151,14 +176,21 @@ impl SandboxCredentials {
     /// it and not reported here.
     ///
     /// Injected header values are marked sensitive (HPACK never-indexed, hidden from `Debug`).
-    pub fn inject(&self, dest: &Destination<'_>, head: &mut http::request::Parts) -> InjectionReport {
+    pub fn inject(
+        &self,
+        dest: &Destination<'_>,
+        head: &mut http::request::Parts,
+    ) -> InjectionReport {
         let mut report = InjectionReport::default();
         if self.bound.is_empty() {
             return report;
         }
         let host = resolve_destination(dest, head).ok();
         let label = host.clone().unwrap_or_else(|| claimed_host(dest, head));
-        let ctx = Ctx { host: host.as_deref(), label: &label };
+        let ctx = Ctx {
+            host: host.as_deref(),
+            label: &label,
+        };
         self.inject_headers(&ctx, head, &mut report);
         self.inject_uri(&ctx, head, &mut report);
         report
@@ -170,15 +202,25 @@ impl SandboxCredentials {
     pub fn inject_body(&self, dest: &Destination<'_>, body: &mut Vec<u8>) -> InjectionReport {
         let mut report = InjectionReport::default();
         let host = resolve_names(dest).ok();
-        let label = host.clone().unwrap_or_else(|| dest.authority.or(dest.sni).unwrap_or("unknown").to_ascii_lowercase());
+        let label = host.clone().unwrap_or_else(|| {
+            dest.authority
+                .or(dest.sni)
+                .unwrap_or("unknown")
+                .to_ascii_lowercase()
+        });
         for b in &self.bound {
-            let wants_body = b.provider.apply.iter().any(|a| matches!(a, Apply::Anywhere { body: true }));
+            let wants_body = b
+                .provider
+                .apply
+                .iter()
+                .any(|a| matches!(a, Apply::Anywhere { body: true }));
             if !wants_body || !contains(body, b.placeholder.as_bytes()) {
                 continue;
             }
             match host.as_deref() {
                 Some(h) if b.provider.is_bound_to(h) => {
-                    let replaced = replace_bytes(body, b.placeholder.as_bytes(), b.value.expose().as_bytes());
+                    let replaced =
+                        replace_bytes(body, b.placeholder.as_bytes(), b.value.expose().as_bytes());
                     *body = replaced;
                     InjectionReport::push(&mut report.injected, &b.provider.name, h);
                 }
@@ -188,15 +230,25 @@ impl SandboxCredentials {
         report
     }
 
-    fn inject_headers(&self, ctx: &Ctx<'_>, head: &mut http::request::Parts, report: &mut InjectionReport) {
+    fn inject_headers(
+        &self,
+        ctx: &Ctx<'_>,
+        head: &mut http::request::Parts,
+        report: &mut InjectionReport,
+    ) {
         let names: Vec<HeaderName> = head.headers.keys().cloned().collect();
         for name in names {
             let values: Vec<HeaderValue> = head.headers.get_all(&name).iter().cloned().collect();
-            if !values.iter().any(|v| might_hold_placeholder(&searchable(&name, v))) {
+            if !values
+                .iter()
+                .any(|v| might_hold_placeholder(&searchable(&name, v)))
+            {
                 continue;
             }
-            let rewritten: Vec<HeaderValue> =
-                values.into_iter().map(|v| self.rewrite_header(ctx, &name, v, report)).collect();
+            let rewritten: Vec<HeaderValue> = values
+                .into_iter()
+                .map(|v| self.rewrite_header(ctx, &name, v, report))
+                .collect();
             head.headers.remove(&name);
             for value in rewritten {
                 head.headers.append(name.clone(), value);
@@ -222,7 +274,8 @@ impl SandboxCredentials {
             }
         };
         let mut injected = Vec::new();
-        let present: Vec<&BoundSecret> = self.bound.iter().filter(|b| b.appears_in(&view)).collect();
+        let present: Vec<&BoundSecret> =
+            self.bound.iter().filter(|b| b.appears_in(&view)).collect();
         for b in present {
             match ctx.host {
                 Some(h) if b.provider.is_bound_to(h) && b.aws.is_some() => {}
@@ -258,8 +311,15 @@ impl SandboxCredentials {
         }
     }
 
-    fn inject_uri(&self, ctx: &Ctx<'_>, head: &mut http::request::Parts, report: &mut InjectionReport) {
-        let Some(pq) = head.uri.path_and_query() else { return };
+    fn inject_uri(
+        &self,
+        ctx: &Ctx<'_>,
+        head: &mut http::request::Parts,
+        report: &mut InjectionReport,
+    ) {
+        let Some(pq) = head.uri.path_and_query() else {
+            return;
+        };
         if !might_hold_placeholder(pq.as_str().as_bytes()) {
             return;
         }
@@ -291,18 +351,30 @@ impl SandboxCredentials {
         }
     }
 
-    fn rewrite_query_pair(&self, ctx: &Ctx<'_>, pair: &str, report: &mut InjectionReport) -> Option<Zeroizing<String>> {
+    fn rewrite_query_pair(
+        &self,
+        ctx: &Ctx<'_>,
+        pair: &str,
+        report: &mut InjectionReport,
+    ) -> Option<Zeroizing<String>> {
         let (name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = Zeroizing::new(percent_decode(raw_value));
         let mut out = None;
-        for b in self.bound.iter().filter(|b| b.appears_in(pair.as_bytes()) || b.appears_in(&value)) {
+        for b in self
+            .bound
+            .iter()
+            .filter(|b| b.appears_in(pair.as_bytes()) || b.appears_in(&value))
+        {
             let bound_host = ctx.host.filter(|h| b.provider.is_bound_to(h));
             match bound_host {
                 Some(_) if b.aws.is_some() => {}
                 Some(h) => {
                     let param_ok = b.provider.apply.iter().any(|a| matches!(a, Apply::Query { name: n } if n.as_bytes() == percent_decode(name)));
                     if param_ok && *value == b.placeholder.as_bytes() {
-                        out = Some(Zeroizing::new(format!("{name}={}", uri_encode(b.value.expose().as_bytes(), false))));
+                        out = Some(Zeroizing::new(format!(
+                            "{name}={}",
+                            uri_encode(b.value.expose().as_bytes(), false)
+                        )));
                         InjectionReport::push(&mut report.injected, &b.provider.name, h);
                     } else {
                         InjectionReport::push(&mut report.blocked, &b.provider.name, h);
@@ -324,14 +396,23 @@ struct Ctx<'a> {
 
 /// Best-effort host name for reports when the destination is ambiguous.
 fn claimed_host(dest: &Destination<'_>, head: &http::request::Parts) -> String {
-    let host_header = head.headers.get(http::header::HOST).and_then(|v| v.to_str().ok());
+    let host_header = head
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok());
     let uri_host = head.uri.host();
-    [dest.authority, host_header, uri_host, dest.sni, dest.connect_host]
-        .into_iter()
-        .flatten()
-        .next()
-        .unwrap_or("unknown")
-        .to_ascii_lowercase()
+    [
+        dest.authority,
+        host_header,
+        uri_host,
+        dest.sni,
+        dest.connect_host,
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .unwrap_or("unknown")
+    .to_ascii_lowercase()
 }
 
 /// Applies `b`'s provider rules to one header value; `None` if the placeholder is not where
@@ -375,7 +456,10 @@ fn basic_auth(text: &str, ph: &str, real: &str) -> Option<Zeroizing<String>> {
     } else {
         return None;
     };
-    Some(Zeroizing::new(format!("{scheme} {}", engine.encode(replaced.as_bytes()))))
+    Some(Zeroizing::new(format!(
+        "{scheme} {}",
+        engine.encode(replaced.as_bytes())
+    )))
 }
 
 /// The bytes to search a header value for placeholders: the value itself, plus the decoded
@@ -384,14 +468,19 @@ fn searchable(name: &HeaderName, value: &HeaderValue) -> Zeroizing<Vec<u8>> {
     let mut view = Zeroizing::new(value.as_bytes().to_vec());
     if *name == AUTHORIZATION || *name == http::header::PROXY_AUTHORIZATION {
         let text = String::from_utf8_lossy(value.as_bytes());
-        if let Some((scheme, encoded)) = text.trim().split_once(' ') {
-            if scheme.eq_ignore_ascii_case("basic") {
-                if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) {
-                    let decoded = Zeroizing::new(decoded);
-                    view.push(b'\n');
-                    view.extend_from_slice(&decoded);
-                }
-            }
+        let decoded = text
+            .trim()
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+            .and_then(|(_, encoded)| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(encoded.trim())
+                    .ok()
+            });
+        if let Some(decoded) = decoded {
+            let decoded = Zeroizing::new(decoded);
+            view.push(b'\n');
+            view.extend_from_slice(&decoded);
         }
     }
     view
@@ -399,7 +488,8 @@ fn searchable(name: &HeaderName, value: &HeaderValue) -> Zeroizing<Vec<u8>> {
 
 /// Cheap pre-filter: can these bytes hold any sbx placeholder at all?
 fn might_hold_placeholder(bytes: &[u8]) -> bool {
-    contains(bytes, placeholder::PREFIX.as_bytes()) || contains(bytes, placeholder::AWS_KEY_ID_PREFIX.as_bytes())
+    contains(bytes, placeholder::PREFIX.as_bytes())
+        || contains(bytes, placeholder::AWS_KEY_ID_PREFIX.as_bytes())
 }
 
 pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {

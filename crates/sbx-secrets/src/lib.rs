@@ -70,8 +70,8 @@ pub use error::{CatalogError, CredentialsError, KeyError, Sigv4Error, StoreError
 pub use host::{Destination, HostPattern};
 pub use inject::{InjectionReport, SandboxCredentials};
 pub use store::{
-    BackendKind, BackendReport, FileStore, MemoryStore, OpenOptions, Preference, Protection, SecretStore, open,
-    open_default,
+    BackendKind, BackendReport, FileStore, MemoryStore, OpenOptions, Preference, Protection,
+    SecretStore, open, open_default,
 };
 pub use value::{Scope, SecretKey, SecretValue};
 

@@ -12,7 +12,10 @@ const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 fn random_base32(len: usize) -> Result<String, CredentialsError> {
     let mut bytes = vec![0u8; len];
     getrandom::fill(&mut bytes).map_err(|e| CredentialsError::Random(e.to_string()))?;
-    Ok(bytes.iter().map(|b| char::from(BASE32[usize::from(b & 31)])).collect())
+    Ok(bytes
+        .iter()
+        .map(|b| char::from(BASE32[usize::from(b & 31)]))
+        .collect())
 }
 
 /// `sbx-ph-<service>-<32 random base32 chars>` (160 bits of randomness).
@@ -23,7 +26,10 @@ pub fn generate(service: &str) -> Result<String, CredentialsError> {
 /// `AKIASBXPH` + 11 random characters of the access key alphabet: looks like a long-term key
 /// id to SDKs that check the shape.
 pub fn generate_aws_key_id() -> Result<String, CredentialsError> {
-    Ok(format!("{AWS_KEY_ID_PREFIX}{}", random_base32(11)?.to_ascii_uppercase()))
+    Ok(format!(
+        "{AWS_KEY_ID_PREFIX}{}",
+        random_base32(11)?.to_ascii_uppercase()
+    ))
 }
 
 #[cfg(test)]
@@ -38,6 +44,10 @@ mod tests {
         assert_ne!(a, b);
         let k = generate_aws_key_id().unwrap();
         assert_eq!(k.len(), 20);
-        assert!(k.starts_with("AKIA") && k.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+        assert!(
+            k.starts_with("AKIA")
+                && k.bytes()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        );
     }
 }

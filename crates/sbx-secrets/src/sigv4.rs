@@ -65,7 +65,10 @@ pub struct Scope {
 impl Scope {
     /// The scope string.
     pub fn as_string(&self) -> String {
-        format!("{}/{}/{}/aws4_request", self.date, self.region, self.service)
+        format!(
+            "{}/{}/{}/aws4_request",
+            self.date, self.region, self.service
+        )
     }
 }
 
@@ -130,7 +133,10 @@ pub fn uri_encode(input: &[u8], keep_slash: bool) -> String {
     const UPPER: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = String::with_capacity(input.len());
     for &b in input {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || (keep_slash && b == b'/') {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~')
+            || (keep_slash && b == b'/')
+        {
             out.push(char::from(b));
         } else {
             out.push('%');
@@ -203,7 +209,10 @@ pub fn canonical_query(wire_query: &str, skip: Option<&str>) -> String {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (name, value) = p.split_once('=').unwrap_or((p, ""));
-            (uri_encode(&percent_decode(name), false), uri_encode(&percent_decode(value), false))
+            (
+                uri_encode(&percent_decode(name), false),
+                uri_encode(&percent_decode(value), false),
+            )
         })
         .filter(|(name, _)| skip.is_none_or(|s| uri_encode(s.as_bytes(), false) != *name))
         .collect();
@@ -258,7 +267,11 @@ impl CanonicalRequest<'_> {
 
     /// The string to sign for `amz_date` (`YYYYMMDDTHHMMSSZ`) and `scope`.
     pub fn string_to_sign(&self, amz_date: &str, scope: &Scope) -> String {
-        format!("{ALGORITHM}\n{amz_date}\n{}\n{}", scope.as_string(), sha256_hex(self.text().as_bytes()))
+        format!(
+            "{ALGORITHM}\n{amz_date}\n{}\n{}",
+            scope.as_string(),
+            sha256_hex(self.text().as_bytes())
+        )
     }
 }
 
@@ -273,7 +286,9 @@ pub struct ChunkSigner {
 
 impl std::fmt::Debug for ChunkSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChunkSigner").field("scope", &self.scope).finish_non_exhaustive()
+        f.debug_struct("ChunkSigner")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
     }
 }
 
@@ -322,7 +337,10 @@ mod tests {
         assert_eq!(canonical_uri("/%E1%88%B4", true), "/%25E1%2588%25B4");
         assert_eq!(canonical_uri("/my%20key", false), "/my%20key");
         assert_eq!(canonical_query("b=2&a=1&a=0&c", None), "a=0&a=1&b=2&c=");
-        assert_eq!(canonical_query("X-Amz-Signature=x&a=%7e", Some("X-Amz-Signature")), "a=~");
+        assert_eq!(
+            canonical_query("X-Amz-Signature=x&a=%7e", Some("X-Amz-Signature")),
+            "a=~"
+        );
         assert_eq!(canonical_header_value(b"  a   b  c "), "a b c");
     }
 

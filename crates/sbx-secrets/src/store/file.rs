@@ -160,10 +160,12 @@ impl FileStore {
     fn decrypt(&self, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         let result = match &self.protection {
             Protection::KeyFile => {
-                let identity = self.read_identity()?.ok_or_else(|| StoreError::MissingKeyFile {
-                    store: self.store_path.clone(),
-                    key_file: self.key_path.clone(),
-                })?;
+                let identity = self
+                    .read_identity()?
+                    .ok_or_else(|| StoreError::MissingKeyFile {
+                        store: self.store_path.clone(),
+                        key_file: self.key_path.clone(),
+                    })?;
                 age::decrypt(&identity, ciphertext)
             }
             Protection::Passphrase { passphrase, .. } => {
@@ -171,7 +173,9 @@ impl FileStore {
                 age::decrypt(&identity, ciphertext)
             }
         };
-        result.map(Zeroizing::new).map_err(|e| self.decrypt_error(e))
+        result
+            .map(Zeroizing::new)
+            .map_err(|e| self.decrypt_error(e))
     }
 
     fn decrypt_error(&self, err: age::DecryptError) -> StoreError {

@@ -77,14 +77,19 @@ fn parse_line(line: &str) -> Result<(SecretKey, SecretValue), String> {
     let scope = Scope::parse(scope).map_err(|e| e.to_string())?;
     let key = SecretKey::new(scope, service).map_err(|e| e.to_string())?;
     let bytes = decode_hex(hex).ok_or_else(|| format!("value of {key} is not valid hex"))?;
-    let text = String::from_utf8(bytes.to_vec())
-        .map_err(|_| format!("value of {key} is not UTF-8"))?;
+    let text =
+        String::from_utf8(bytes.to_vec()).map_err(|_| format!("value of {key} is not UTF-8"))?;
     Ok((key, SecretValue::new(text)))
 }
 
 /// Serialises entries; the buffer is zeroized when dropped.
 pub fn serialize(entries: &Entries) -> Zeroizing<Vec<u8>> {
-    let size = MAGIC.len() + 1 + entries.iter().map(|(k, v)| 40 + k.service.len() + 2 * v.expose().len()).sum::<usize>();
+    let size = MAGIC.len()
+        + 1
+        + entries
+            .iter()
+            .map(|(k, v)| 40 + k.service.len() + 2 * v.expose().len())
+            .sum::<usize>();
     let mut out = Zeroizing::new(Vec::with_capacity(size));
     out.extend_from_slice(MAGIC.as_bytes());
     out.push(b'\n');
@@ -105,7 +110,7 @@ pub fn serialize(entries: &Entries) -> Zeroizing<Vec<u8>> {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn decode_hex(hex: &str) -> Option<Zeroizing<Vec<u8>>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| match c {
@@ -126,7 +131,10 @@ mod tests {
 
     fn sample() -> Entries {
         let mut e = Entries::new();
-        e.insert(SecretKey::global("anthropic").unwrap(), "sk-ant-\t\nx".into());
+        e.insert(
+            SecretKey::global("anthropic").unwrap(),
+            "sk-ant-\t\nx".into(),
+        );
         e.insert(SecretKey::sandbox("dev", "github").unwrap(), "ghp_x".into());
         e.insert(SecretKey::global("empty").unwrap(), "".into());
         e
@@ -150,7 +158,11 @@ mod tests {
             (b"sbx-secrets 1\nglobal\tx\tff\n", 2, "UTF-8"),
             (b"sbx-secrets 1\nlocal\tx\t61\n", 2, "scope"),
             (b"sbx-secrets 1\nglobal\tX\t61\n", 2, "service"),
-            (b"sbx-secrets 1\nglobal\tx\t61\n\nglobal\tx\t62\n", 4, "duplicate"),
+            (
+                b"sbx-secrets 1\nglobal\tx\t61\n\nglobal\tx\t62\n",
+                4,
+                "duplicate",
+            ),
             (b"sbx-secrets 1\n\xff", 0, "UTF-8"),
         ];
         for (input, line, needle) in cases {

@@ -42,8 +42,15 @@ fn create_private_file(path: &Path) -> io::Result<File> {
 /// fsync, rename over, fsync the directory so the rename itself is durable.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}-{}", std::process::id(), unique_suffix()));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        unique_suffix()
+    ));
     let result = write_then_rename(&tmp, path, bytes);
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -178,9 +178,10 @@ fn run_with_timeout<T: Send + 'static>(
 #[cfg(target_os = "linux")]
 fn platform_store() -> Result<(Arc<CredentialStore>, String), String> {
     session_bus_present()?;
-    let store: Arc<CredentialStore> = run_with_timeout(PROBE_TIMEOUT, zbus_secret_service_keyring_store::Store::new)
-        .ok_or("the Secret Service did not answer on the D-Bus session bus")?
-        .map_err(|e| format!("no Secret Service on the D-Bus session bus: {e}"))?;
+    let store: Arc<CredentialStore> =
+        run_with_timeout(PROBE_TIMEOUT, zbus_secret_service_keyring_store::Store::new)
+            .ok_or("the Secret Service did not answer on the D-Bus session bus")?
+            .map_err(|e| format!("no Secret Service on the D-Bus session bus: {e}"))?;
     Ok((store, "Secret Service (D-Bus session bus)".into()))
 }
 
@@ -219,7 +220,6 @@ fn platform_store() -> Result<(Arc<CredentialStore>, String), String> {
     Err("no OS keychain support on this platform".into())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,7 +252,12 @@ mod tests {
                 let store = store.clone();
                 s.spawn(move || {
                     for i in 0..5 {
-                        store.set(&SecretKey::global(&format!("t{t}-{i}")).unwrap(), &"v".into()).unwrap();
+                        store
+                            .set(
+                                &SecretKey::global(&format!("t{t}-{i}")).unwrap(),
+                                &"v".into(),
+                            )
+                            .unwrap();
                     }
                 });
             }
@@ -262,7 +267,10 @@ mod tests {
 
     #[test]
     fn index_lines_round_trip() {
-        for key in [SecretKey::global("x").unwrap(), SecretKey::sandbox("a.b-c", "y_z").unwrap()] {
+        for key in [
+            SecretKey::global("x").unwrap(),
+            SecretKey::sandbox("a.b-c", "y_z").unwrap(),
+        ] {
             assert_eq!(parse_user(&user_for(&key)), Some(key));
         }
         assert_eq!(parse_user("garbage"), None);

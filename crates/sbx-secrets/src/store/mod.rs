@@ -39,10 +39,10 @@ pub trait SecretStore: Send + Sync + fmt::Debug {
     fn effective_for(&self, sandbox: &str) -> Result<BTreeMap<String, SecretValue>, StoreError> {
         let mut out = BTreeMap::new();
         let keys = self.list()?;
-        let ordered = keys
-            .iter()
-            .filter(|k| k.scope == Scope::Global)
-            .chain(keys.iter().filter(|k| matches!(&k.scope, Scope::Sandbox(s) if s == sandbox)));
+        let ordered = keys.iter().filter(|k| k.scope == Scope::Global).chain(
+            keys.iter()
+                .filter(|k| matches!(&k.scope, Scope::Sandbox(s) if s == sandbox)),
+        );
         for key in ordered {
             if let Some(value) = self.get(key)? {
                 out.insert(key.service.clone(), value);
@@ -92,7 +92,11 @@ pub struct BackendReport {
 
 impl fmt::Display for BackendReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "secret store: {} at {} ({})", self.kind, self.location, self.reason)?;
+        write!(
+            f,
+            "secret store: {} at {} ({})",
+            self.kind, self.location, self.reason
+        )?;
         for (kind, why) in &self.passed_over {
             write!(f, "; not {kind}: {why}")?;
         }
@@ -166,7 +170,10 @@ fn open_auto(
         return open_file(dir, options, "a passphrase was given".into(), Vec::new());
     }
     if store_file.exists() {
-        let reason = format!("an encrypted store already exists at {}", store_file.display());
+        let reason = format!(
+            "an encrypted store already exists at {}",
+            store_file.display()
+        );
         return open_file(dir, options, reason, Vec::new());
     }
     if dir.join(KEYCHAIN_MARKER).exists() {
@@ -249,7 +256,11 @@ fn open_keychain(_dir: &Path) -> Result<(Box<dyn SecretStore>, BackendReport), S
 /// The default store directory: `$SBX_HOME/secrets`, else `$XDG_DATA_HOME/sbx/secrets`, else
 /// `~/.local/share/sbx/secrets`.
 pub fn default_dir() -> Option<PathBuf> {
-    let env = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(home) = env("SBX_HOME") {
         return Some(home.join("secrets"));
     }
