@@ -43,6 +43,10 @@ fn main() -> ExitCode {
 }
 
 fn run(mut args: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
+    if args.is_empty() || args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
     let dir = take_value(&mut args, "--dir")?
         .map(PathBuf::from)
         .or_else(sbx_secrets::store::default_dir)

@@ -13,7 +13,10 @@ use std::net::Ipv6Addr;
 /// URI authority) or nothing is injected.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Destination<'a> {
-    /// The CONNECT target (`host:port`), or for plain HTTP the host the proxy dialled.
+    /// The host the proxy actually connects to upstream: the CONNECT target (`host:port`), or
+    /// for plain HTTP the host it dialled. Always pass it: when the client CONNECTs to an IP
+    /// address while claiming a bound name in SNI/Host, the names disagree and nothing is
+    /// injected, so a secret can never ride a connection to an address the client chose.
     pub connect_host: Option<&'a str>,
     /// The TLS SNI the client sent (after the proxy terminated TLS).
     pub sni: Option<&'a str>,
