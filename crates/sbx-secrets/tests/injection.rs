@@ -180,6 +180,25 @@ fn look_alike_and_mismatched_destinations_get_nothing() {
         (tls("api.anthropic.com.."), "/v1", vec![]),
         (tls("api%2eanthropic.com"), "/v1", vec![]),
         (Destination::default(), "/v1", vec![]),
+        // CONNECT to an address the client chose while claiming the bound name.
+        (
+            Destination {
+                connect_host: Some("203.0.113.7:443"),
+                sni: Some("api.anthropic.com"),
+                authority: None,
+            },
+            "/v1",
+            vec![("host", "api.anthropic.com")],
+        ),
+        (
+            Destination {
+                connect_host: Some("[2001:db8::1]:443"),
+                sni: Some("api.anthropic.com"),
+                authority: None,
+            },
+            "/v1",
+            vec![("host", "api.anthropic.com")],
+        ),
     ];
     for (dest, uri, mut headers) in cases {
         headers.push(("x-api-key", &ph));
