@@ -6,7 +6,7 @@ use http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 
 use crate::error::Sigv4Error;
 use crate::host::{Destination, resolve_destination};
-use crate::inject::{AwsBinding, BoundSecret, SandboxCredentials};
+use crate::inject::{AwsBinding, SandboxCredentials};
 use crate::sigv4::{
     self, ALGORITHM, CanonicalRequest, ChunkSigner, EMPTY_SHA256, STREAMING_PAYLOAD, Scope,
     SigningKey, UNSIGNED_PAYLOAD,
@@ -173,7 +173,7 @@ impl SandboxCredentials {
             .map(str::to_owned);
         match header {
             Some(text) if text.starts_with(ALGORITHM) => {
-                let chunk_signer = resign_header(bound, aws, &host, &text, head, payload_hash)?;
+                let chunk_signer = resign_header(aws, &host, &text, head, payload_hash)?;
                 Ok(Sigv4Outcome { host, chunk_signer })
             }
             _ if head
@@ -193,7 +193,6 @@ impl SandboxCredentials {
 }
 
 fn resign_header(
-    bound: &BoundSecret,
     aws: &AwsBinding,
     host: &str,
     auth: &str,
@@ -247,7 +246,6 @@ fn resign_header(
         .map_err(|_| Sigv4Error::Malformed("cannot build Authorization".into()))?;
     value.set_sensitive(true);
     head.headers.insert(AUTHORIZATION, value);
-    let _ = bound;
     Ok((payload_hash == STREAMING_PAYLOAD)
         .then(|| ChunkSigner::new(key, &amz_date, &scope, &signature)))
 }
