@@ -1,0 +1,207 @@
+//! Loading the kernel, initrd and command line, and writing boot_params with the e820 map (Linux 64-bit boot
+//! protocol; a bzImage is entered at its 64-bit entry point).
+
+use std::fs::File;
+use std::path::Path;
+
+use linux_loader::configurator::linux::LinuxBootConfigurator;
+use linux_loader::configurator::{BootConfigurator, BootParams};
+use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
+use linux_loader::loader::{BzImage, Elf, KernelLoader};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, ReadVolatile};
+
+use super::{layout, mptable, regs};
+use crate::builder::{KernelKind, kernel_kind};
+use crate::error::StartError;
+use crate::vstate::memory::GuestMemory;
+
+const E820_RAM: u32 = 1;
+const E820_RESERVED: u32 = 2;
+const KERNEL_BOOT_FLAG_MAGIC: u16 = 0xaa55;
+const KERNEL_HDR_MAGIC: u32 = 0x5372_6448; // "HdrS"
+const KERNEL_LOADER_OTHER: u8 = 0xff;
+const KERNEL_MIN_ALIGNMENT: u32 = 0x0100_0000;
+/// Offset of the 64-bit entry point from a bzImage's protected-mode load address.
+const BZIMAGE_64BIT_ENTRY_OFFSET: u64 = 0x200;
+
+/// Where the boot CPU starts.
+#[derive(Debug, Clone, Copy)]
+pub struct BootInfo {
+    /// The 64-bit entry point.
+    pub entry: u64,
+}
+
+/// What [`load_guest`] needs.
+#[derive(Debug)]
+pub struct GuestImage<'a> {
+    /// Kernel file and path.
+    pub kernel: (&'a Path, &'a File),
+    /// Initrd file and path.
+    pub initrd: Option<(&'a Path, &'a File)>,
+    /// Complete kernel command line.
+    pub cmdline: &'a str,
+    /// vCPU count (for the MP table).
+    pub vcpus: u8,
+}
+
+/// Loads everything into guest memory and returns the entry point.
+pub fn load_guest(mem: &GuestMemory, image: GuestImage<'_>) -> Result<BootInfo, StartError> {
+    let (kernel_path, kernel_file) = image.kernel;
+    let load_err = |reason: String| StartError::KernelLoad {
+        path: kernel_path.to_path_buf(),
+        reason,
+    };
+    let mut kernel = kernel_file.try_clone().map_err(|e| load_err(e.to_string()))?;
+    let mut head = [0u8; 0x206];
+    let read = read_head(&mut kernel, &mut head).map_err(|e| load_err(e.to_string()))?;
+    let kind = kernel_kind(&head[..read]).map_err(load_err)?;
+    let highmem = Some(GuestAddress(layout::HIMEM_START));
+    let (loaded, entry) = match kind {
+        KernelKind::Elf => {
+            let r = Elf::load(mem, None, &mut kernel, highmem).map_err(|e| load_err(e.to_string()))?;
+            // vmlinux's e_entry is the physical address of startup_64, the 64-bit boot protocol entry.
+            let entry = r.kernel_load.0;
+            (r, entry)
+        }
+        KernelKind::BzImage => {
+            let r = BzImage::load(mem, None, &mut kernel, highmem).map_err(|e| load_err(e.to_string()))?;
+            let entry = r.kernel_load.0 + BZIMAGE_64BIT_ENTRY_OFFSET;
+            (r, entry)
+        }
+    };
+    let mut params = boot_params::default();
+    if let Some(hdr) = loaded.setup_header {
+        params.hdr = hdr;
+    }
+    params.hdr.boot_flag = KERNEL_BOOT_FLAG_MAGIC;
+    params.hdr.header = KERNEL_HDR_MAGIC;
+    params.hdr.type_of_loader = KERNEL_LOADER_OTHER;
+    if params.hdr.kernel_alignment == 0 {
+        params.hdr.kernel_alignment = KERNEL_MIN_ALIGNMENT;
+    }
+
+    write_cmdline(mem, image.cmdline)?;
+    params.hdr.cmd_line_ptr = layout::CMDLINE_START as u32;
+    params.hdr.cmdline_size = image.cmdline.len() as u32;
+
+    if let Some((path, file)) = image.initrd {
+        let (addr, size) = load_initrd(mem, path, file, loaded.kernel_end)?;
+        params.hdr.ramdisk_image = addr as u32;
+        params.hdr.ramdisk_size = size as u32;
+    }
+
+    let map = e820_map(mem.last_addr().0 + 1);
+    if map.len() > params.e820_table.len() {
+        return Err(StartError::BootSetup {
+            what: "e820 map",
+            reason: format!("{} entries do not fit", map.len()),
+        });
+    }
+    for (slot, (addr, size, kind)) in params.e820_table.iter_mut().zip(&map) {
+        *slot = boot_e820_entry {
+            addr: *addr,
+            size: *size,
+            r#type: *kind,
+        };
+    }
+    params.e820_entries = map.len() as u8;
+
+    let boot = BootParams::new(&params, GuestAddress(layout::ZERO_PAGE_START));
+    LinuxBootConfigurator::write_bootparams(&boot, mem).map_err(|e| StartError::BootSetup {
+        what: "boot_params",
+        reason: e.to_string(),
+    })?;
+    regs::write_gdt_and_page_tables(mem)?;
+    mptable::write(mem, image.vcpus)?;
+    Ok(BootInfo { entry })
+}
+
+fn read_head(file: &mut File, head: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0))?;
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read(&mut head[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    file.seek(SeekFrom::Start(0))?;
+    Ok(filled)
+}
+
+fn write_cmdline(mem: &GuestMemory, cmdline: &str) -> Result<(), StartError> {
+    if cmdline.len() >= layout::CMDLINE_MAX_SIZE {
+        return Err(StartError::BootSetup {
+            what: "command line",
+            reason: format!("{} bytes exceed {}", cmdline.len(), layout::CMDLINE_MAX_SIZE - 1),
+        });
+    }
+    let mut bytes = cmdline.as_bytes().to_vec();
+    bytes.push(0);
+    mem.write_slice(&bytes, GuestAddress(layout::CMDLINE_START))
+        .map_err(|e| StartError::BootSetup {
+            what: "command line",
+            reason: e.to_string(),
+        })
+}
+
+/// Places the initrd at the top of low RAM (page aligned), above the kernel.
+fn load_initrd(mem: &GuestMemory, path: &Path, file: &File, kernel_end: u64) -> Result<(u64, u64), StartError> {
+    let err = |reason: String| StartError::InitrdLoad {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let size = file.metadata().map_err(|e| err(e.to_string()))?.len();
+    let low_end = (mem.last_addr().0 + 1).min(layout::MMIO_GAP_START);
+    let addr = low_end
+        .checked_sub(size)
+        .map(|a| a & !0xfff)
+        .filter(|a| *a >= kernel_end.max(layout::HIMEM_START))
+        .ok_or_else(|| err(format!("{size} bytes do not fit in guest memory above the kernel; add memory")))?;
+    let mut reader = file.try_clone().map_err(|e| err(e.to_string()))?;
+    let mut remaining = size as usize;
+    let mut at = addr;
+    while remaining > 0 {
+        let slice = mem
+            .get_slice(GuestAddress(at), remaining.min(1 << 20))
+            .map_err(|e| err(e.to_string()))?;
+        let n = reader.read_volatile(&mut slice.clone()).map_err(|e| err(e.to_string()))?;
+        if n == 0 {
+            return Err(err("file shrank while loading".into()));
+        }
+        remaining -= n;
+        at += n as u64;
+    }
+    Ok((addr, size))
+}
+
+/// The e820 map for a guest whose RAM ends at `ram_end` (exclusive, counting the part above 4 GiB).
+pub fn e820_map(ram_end: u64) -> Vec<(u64, u64, u32)> {
+    let mut map = vec![
+        (0, layout::EBDA_START, E820_RAM),
+        (layout::EBDA_START, 0x100000 - layout::EBDA_START, E820_RESERVED),
+    ];
+    let low_end = ram_end.min(layout::MMIO_GAP_START);
+    map.push((layout::HIMEM_START, low_end - layout::HIMEM_START, E820_RAM));
+    if ram_end > layout::MMIO_GAP_END {
+        map.push((layout::MMIO_GAP_END, ram_end - layout::MMIO_GAP_END, E820_RAM));
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e820_small_and_large() {
+        let small = e820_map(128 << 20);
+        assert_eq!(small.len(), 3);
+        assert_eq!(small[2], (0x100000, (128 << 20) - 0x100000, E820_RAM));
+        let large = e820_map(layout::MMIO_GAP_END + (1 << 30));
+        assert_eq!(large.len(), 4);
+        assert_eq!(large[2].0 + large[2].1, layout::MMIO_GAP_START);
+        assert_eq!(large[3], (layout::MMIO_GAP_END, 1 << 30, E820_RAM));
+    }
+}
