@@ -1,0 +1,136 @@
+//! Level-1 KVM tests: tiny guests assembled by the test enter long mode, talk to the serial port, the boot timer and
+//! the i8042, and end the VM in every way the VMM distinguishes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::asm::Asm;
+use common::{Console, run_with_limit, skip_without_kvm, write_guest};
+use sbx_vmm::{ConfigError, ExitReason, VmBuilder};
+
+const EFER: u32 = 0xc000_0080;
+const EFER_LMA: u32 = 1 << 10;
+
+fn boot(code: &[u8], console: &Console) -> (tempfile::TempDir, sbx_vmm::Vm) {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = write_guest(dir.path(), code);
+    let config = VmBuilder::new()
+        .kernel(kernel)
+        .memory_mib(32)
+        .serial(console.output())
+        .build()
+        .expect("valid config");
+    (dir, sbx_vmm::Vm::start(config).expect("VM starts"))
+}
+
+#[test]
+fn long_mode_serial_pio_mmio_and_i8042_reset() {
+    if skip_without_kvm("long_mode_serial_pio_mmio_and_i8042_reset") {
+        return;
+    }
+    let mut a = Asm::new();
+    a.print("hello from long mode\n");
+    // EFER.LMA proves the VMM's page tables, GDT and control registers put the CPU in 64-bit mode.
+    let not_long = a.label();
+    let after = a.label();
+    a.mov_ecx(EFER).rdmsr().and_eax(EFER_LMA).cmp_eax(EFER_LMA).jne(not_long);
+    a.print("LMA=1\n").jmp(after);
+    a.bind(not_long).print("LMA=0\n");
+    a.bind(after);
+    // An unclaimed port reads as 0xff (a PIO exit answered by the empty bus).
+    a.mov_dx(0x510).in_al_dx().print_al();
+    // MMIO write exit: the boot timer.
+    a.store32(sbx_vmm::arch::layout::BOOT_TIMER_START, u32::from(sbx_vmm::devices::boot_timer::MAGIC));
+    a.print("\nbye\n").reset();
+    let console = Console::default();
+    let (_dir, vm) = boot(&a.finish(), &console);
+    let handle = vm.handle();
+    let reason = run_with_limit(vm, Duration::from_secs(60));
+    let text = console.text();
+    assert_eq!(reason, ExitReason::GuestReset, "console: {text}");
+    assert_eq!(reason.exit_code(), 0);
+    assert!(text.contains("hello from long mode\nLMA=1\n\u{fffd}\nbye\n"), "console: {text:?}");
+    let report = handle.startup_report();
+    assert!(report.to_first_kvm_run.is_some());
+    assert!(report.to_boot_ready.is_some(), "the boot timer saw the guest's write");
+}
+
+#[test]
+fn stop_on_request_ends_a_halted_guest() {
+    if skip_without_kvm("stop_on_request_ends_a_halted_guest") {
+        return;
+    }
+    let mut a = Asm::new();
+    a.print("halting\n");
+    let top = a.label();
+    a.bind(top).cli().hlt().jmp(top);
+    let console = Console::default();
+    let (_dir, vm) = boot(&a.finish(), &console);
+    let handle = vm.handle();
+    let waiter = std::thread::spawn(move || vm.wait());
+    // Wait until the guest is halted, then stop it from another thread.
+    let start = std::time::Instant::now();
+    while !console.text().contains("halting") {
+        assert!(start.elapsed() < Duration::from_secs(60), "guest never printed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(handle.is_running());
+    handle.stop();
+    let reason = waiter.join().unwrap().unwrap();
+    assert!(matches!(reason, ExitReason::Requested | ExitReason::GuestPowerOff), "{reason}");
+    assert!(!handle.is_running());
+}
+
+#[test]
+fn busy_guest_is_stopped_on_request() {
+    if skip_without_kvm("busy_guest_is_stopped_on_request") {
+        return;
+    }
+    let mut a = Asm::new();
+    a.print("spinning\n");
+    let top = a.label();
+    a.bind(top).jmp(top);
+    let console = Console::default();
+    let (_dir, vm) = boot(&a.finish(), &console);
+    let handle = vm.handle();
+    let start = std::time::Instant::now();
+    while !console.text().contains("spinning") {
+        assert!(start.elapsed() < Duration::from_secs(60), "guest never printed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    handle.stop();
+    assert_eq!(vm.wait().unwrap(), ExitReason::Requested);
+}
+
+#[test]
+fn config_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = VmBuilder::new().kvm_device(dir.path().join("no-kvm")).build().unwrap_err();
+    assert!(matches!(err, ConfigError::KvmMissing { .. }), "{err}");
+    assert!(err.to_string().contains("modprobe"), "{err}");
+    if common::kvm_unusable().is_some() {
+        println!("SKIPPED config_errors_name_the_problem (kernel checks): /dev/kvm is not usable");
+        return;
+    }
+    let err = VmBuilder::new().build().unwrap_err();
+    assert!(matches!(err, ConfigError::KernelNotSet), "{err}");
+    let err = VmBuilder::new().kernel(dir.path().join("missing")).build().unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
+    let script = dir.path().join("script.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    let err = VmBuilder::new().kernel(&script).build().unwrap_err();
+    assert!(matches!(err, ConfigError::NotAKernel { .. }), "{err}");
+    assert!(err.to_string().contains("cargo xtask guest-kernel"), "{err}");
+    let kernel = write_guest(dir.path(), &[0xf4]);
+    let err = VmBuilder::new().kernel(&kernel).memory_mib(4).build().unwrap_err();
+    assert!(matches!(err, ConfigError::MemoryTooSmall { .. }), "{err}");
+    let err = VmBuilder::new().kernel(&kernel).memory_mib(1 << 30).build().unwrap_err();
+    assert!(matches!(err, ConfigError::MemoryTooLarge { .. }), "{err}");
+    let err = VmBuilder::new().kernel(&kernel).vcpus(0).build().unwrap_err();
+    assert!(matches!(err, ConfigError::BadVcpuCount { .. }), "{err}");
+    let err = VmBuilder::new().kernel(&kernel).cmdline("console=ttyS0\0").build().unwrap_err();
+    assert!(matches!(err, ConfigError::BadCmdline { .. }), "{err}");
+    let err = VmBuilder::new().kernel(&kernel).disk(dir.path().join("no.img"), false).build().unwrap_err();
+    assert!(err.to_string().contains("no.img"), "{err}");
+}
