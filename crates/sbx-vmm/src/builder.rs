@@ -390,6 +390,11 @@ fn check_cmdline(cmdline: &str) -> Result<(), ConfigError> {
     if cmdline.contains('\0') {
         return Err(bad("it contains a NUL byte".into()));
     }
+    if let Some(c) = cmdline.chars().find(|c| !c.is_ascii() || (c.is_ascii_control() && *c != '\t')) {
+        return Err(bad(format!(
+            "it contains {c:?}; the kernel command line must be printable ASCII"
+        )));
+    }
     // Leave room for the virtio_mmio.device= entries the VMM appends.
     let budget = layout::CMDLINE_MAX_SIZE - 1024;
     if cmdline.len() > budget {
@@ -521,7 +526,9 @@ mod tests {
         let err = check_cmdline("init=/bin/sh virtio_mmio.device=4K@0x1000:5").unwrap_err().to_string();
         assert!(err.contains("virtio_mmio.device="), "{err}");
         let err = check_cmdline("caf\u{e9}=1").unwrap_err().to_string();
-        assert!(err.contains("invalid"), "{err}");
+        assert!(err.contains("printable ASCII"), "{err}");
+        let err = check_cmdline("a=1\nb=2").unwrap_err().to_string();
+        assert!(err.contains("printable ASCII"), "{err}");
     }
 
     #[test]

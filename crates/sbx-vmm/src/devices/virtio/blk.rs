@@ -347,3 +347,263 @@ impl VirtioDevice for Block {
         self.active = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::virtio::test_utils::*;
+    use virtio_queue::desc::RawDescriptor;
+
+    const HDR: u64 = 0x10000;
+    const DATA: u64 = 0x11000;
+    const STATUS: u64 = 0x12000;
+
+    struct Harness {
+        dir: tempfile::TempDir,
+        mem: GuestMemory,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            Self {
+                dir: tempfile::tempdir().unwrap(),
+                mem: memory(),
+            }
+        }
+        fn image(&self, sectors: u64) -> std::path::PathBuf {
+            let path = self.dir.path().join("disk.img");
+            let f = File::create(&path).unwrap();
+            f.set_len(sectors * SECTOR_SIZE).unwrap();
+            path
+        }
+        fn header(&self, kind: u32, sector: u64) {
+            self.mem.write_obj(kind, GuestAddress(HDR)).unwrap();
+            self.mem.write_obj(0u32, GuestAddress(HDR + 4)).unwrap();
+            self.mem.write_obj(sector, GuestAddress(HDR + 8)).unwrap();
+            self.mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
+        }
+        /// Runs the device over `descs` (one or more chains) and returns (result, device).
+        fn run(&self, path: &std::path::Path, ro: bool, descs: &[RawDescriptor]) -> (Result<(), DeviceError>, Vec<(u32, u32)>, u16) {
+            let file = std::fs::OpenOptions::new().read(true).write(!ro).open(path).unwrap();
+            let mut dev = Block::new(Disk::new(file, ro, "test").unwrap());
+            let (mocks, ctx) = activate_ctx(&self.mem, 1);
+            mocks[0].add_desc_chains(descs, 0).unwrap();
+            dev.activate(ctx).unwrap();
+            let result = dev.queue_notify(0);
+            let n = used_idx(&mocks[0]);
+            let elems = (0..usize::from(n)).map(|i| used(&mocks[0], i)).collect();
+            (result, elems, n)
+        }
+    }
+
+    fn request(data_flags: u16, data_len: u32) -> Vec<RawDescriptor> {
+        vec![
+            raw(HDR, 16, NEXT, 1),
+            raw(DATA, data_len, NEXT | data_flags, 2),
+            raw(STATUS, 1, WRITE, 0),
+        ]
+    }
+
+    #[test]
+    fn write_then_read_round_trip() {
+        let h = Harness::new();
+        let img = h.image(8);
+        h.header(request::OUT, 3);
+        h.mem.write_slice(&[0xab; 1024], GuestAddress(DATA)).unwrap();
+        let (res, used, _) = h.run(&img, false, &request(0, 1024));
+        res.unwrap();
+        assert_eq!(used, vec![(0, 1)]);
+        assert_eq!(byte_at(&h.mem, STATUS), status::OK);
+        let disk = std::fs::read(&img).unwrap();
+        assert_eq!(&disk[3 * 512..5 * 512], &[0xab; 1024][..]);
+
+        h.header(request::IN, 3);
+        h.mem.write_slice(&[0; 1024], GuestAddress(DATA)).unwrap();
+        let (res, used, _) = h.run(&img, true, &request(WRITE, 1024));
+        res.unwrap();
+        assert_eq!(used, vec![(0, 1025)]);
+        assert_eq!(byte_at(&h.mem, STATUS), status::OK);
+        assert_eq!(byte_at(&h.mem, DATA + 1023), 0xab);
+    }
+
+    #[test]
+    fn flush_get_id_and_unsupported() {
+        let h = Harness::new();
+        let img = h.image(8);
+        h.header(request::FLUSH, 0);
+        let (res, _, _) = h.run(&img, false, &[raw(HDR, 16, NEXT, 1), raw(STATUS, 1, WRITE, 0)]);
+        res.unwrap();
+        assert_eq!(byte_at(&h.mem, STATUS), status::OK);
+        h.header(request::GET_ID, 0);
+        let (_, used, _) = h.run(&img, false, &request(WRITE, 20));
+        assert_eq!(used[0].1, 21, "20 id bytes and the status byte");
+        assert_eq!(h.mem.read_obj::<[u8; 4]>(GuestAddress(DATA)).unwrap(), *b"test");
+        h.header(0x1234, 0);
+        let _ = h.run(&img, false, &request(0, 512));
+        assert_eq!(byte_at(&h.mem, STATUS), status::UNSUPP);
+    }
+
+    #[test]
+    fn hostile_requests_get_ioerr() {
+        let h = Harness::new();
+        let img = h.image(8);
+        let cases: Vec<(&str, u32, u64, Vec<RawDescriptor>)> = vec![
+            ("data outside guest memory", request::IN, 0, vec![
+                raw(HDR, 16, NEXT, 1), raw(0xffff_ffff_0000, 512, NEXT | WRITE, 2), raw(STATUS, 1, WRITE, 0)]),
+            ("huge data length", request::IN, 0, vec![
+                raw(HDR, 16, NEXT, 1), raw(DATA, 0x10_0000, NEXT | WRITE, 2), raw(STATUS, 1, WRITE, 0)]),
+            ("write-only header", request::IN, 0, vec![
+                raw(HDR, 16, NEXT | WRITE, 1), raw(DATA, 512, NEXT | WRITE, 2), raw(STATUS, 1, WRITE, 0)]),
+            ("short header", request::IN, 0, vec![
+                raw(HDR, 8, NEXT, 1), raw(DATA, 512, NEXT | WRITE, 2), raw(STATUS, 1, WRITE, 0)]),
+            ("zero-length header", request::IN, 0, vec![
+                raw(HDR, 0, NEXT, 1), raw(DATA, 512, NEXT | WRITE, 2), raw(STATUS, 1, WRITE, 0)]),
+            ("readable buffer for a read", request::IN, 0, request(0, 512)),
+            ("writable buffer for a write", request::OUT, 0, request(WRITE, 512)),
+            ("partial sector", request::IN, 0, request(WRITE, 100)),
+            ("past the end", request::IN, 8, request(WRITE, 512)),
+            ("sector overflow", request::IN, u64::MAX, request(WRITE, 512)),
+            ("no header at all", request::IN, 0, vec![raw(STATUS, 1, WRITE, 0)]),
+        ];
+        for (name, kind, sector, descs) in cases {
+            h.header(kind, sector);
+            let (res, used, _) = h.run(&img, false, &descs);
+            res.unwrap();
+            assert_eq!(used.len(), 1, "{name}");
+            assert_eq!(byte_at(&h.mem, STATUS), status::IOERR, "{name}");
+        }
+        assert!(std::fs::read(&img).unwrap().iter().all(|b| *b == 0), "nothing was written");
+    }
+
+    #[test]
+    fn chain_longer_than_4_gib_is_cut_short_safely() {
+        let h = Harness::new();
+        let img = h.image(8);
+        h.header(request::IN, 0);
+        // virtio-queue stops a chain whose lengths overflow u32; what remains has no valid layout or only the
+        // device's own writable buffer as status. Either way: one used entry, nothing written to disk, no panic.
+        let descs = vec![
+            raw(HDR, 16, NEXT, 1),
+            raw(DATA, u32::MAX, NEXT | WRITE, 2),
+            raw(STATUS, 1, WRITE, 0),
+        ];
+        let (res, used, _) = h.run(&img, false, &descs);
+        res.unwrap();
+        assert_eq!(used.len(), 1);
+        assert!(used[0].1 <= 1);
+        assert!(std::fs::read(&img).unwrap().iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn read_only_disk_refuses_writes_and_discards() {
+        let h = Harness::new();
+        let img = h.image(8);
+        h.header(request::OUT, 0);
+        h.mem.write_slice(&[0xcd; 512], GuestAddress(DATA)).unwrap();
+        let _ = h.run(&img, true, &request(0, 512));
+        assert_eq!(byte_at(&h.mem, STATUS), status::IOERR);
+        h.header(request::DISCARD, 0);
+        let _ = h.run(&img, true, &request(0, 16));
+        assert_eq!(byte_at(&h.mem, STATUS), status::UNSUPP);
+        assert!(std::fs::read(&img).unwrap().iter().all(|b| *b == 0));
+    }
+
+    #[test]
+    fn discard_punches_holes_within_the_disk_only() {
+        let h = Harness::new();
+        let img = h.image(16);
+        std::fs::write(&img, vec![0x11u8; 16 * 512]).unwrap();
+        h.header(request::DISCARD, 0);
+        h.mem.write_obj(2u64, GuestAddress(DATA)).unwrap();
+        h.mem.write_obj(4u32, GuestAddress(DATA + 8)).unwrap();
+        h.mem.write_obj(0u32, GuestAddress(DATA + 12)).unwrap();
+        h.run(&img, false, &request(0, 16)).0.unwrap();
+        assert_eq!(byte_at(&h.mem, STATUS), status::OK);
+        let disk = std::fs::read(&img).unwrap();
+        assert!(disk[2 * 512..6 * 512].iter().all(|b| *b == 0));
+        assert_eq!(disk[6 * 512], 0x11);
+        // A segment beyond the end fails the whole request and punches nothing.
+        h.header(request::DISCARD, 0);
+        h.mem.write_obj(15u64, GuestAddress(DATA)).unwrap();
+        h.mem.write_obj(4u32, GuestAddress(DATA + 8)).unwrap();
+        h.run(&img, false, &request(0, 16)).0.unwrap();
+        assert_eq!(byte_at(&h.mem, STATUS), status::IOERR);
+        assert_eq!(std::fs::read(&img).unwrap()[15 * 512], 0x11);
+    }
+
+    #[test]
+    fn chains_without_a_status_byte_are_returned_empty() {
+        let h = Harness::new();
+        let img = h.image(8);
+        h.header(request::IN, 0);
+        for descs in [
+            // Last descriptor readable.
+            vec![raw(HDR, 16, NEXT, 1), raw(DATA, 512, 0, 0)],
+            // Status outside guest memory.
+            vec![raw(HDR, 16, NEXT, 1), raw(0xffff_ffff_ffff_fff0, 1, WRITE, 0)],
+            // Zero-length status.
+            vec![raw(HDR, 16, NEXT, 1), raw(STATUS, 0, WRITE, 0)],
+        ] {
+            let (res, used, _) = h.run(&img, false, &descs);
+            res.unwrap();
+            assert_eq!(used, vec![(0, 0)]);
+            assert_eq!(byte_at(&h.mem, STATUS), 0xff, "status untouched");
+        }
+    }
+
+    #[test]
+    fn descriptor_loops_terminate() {
+        let h = Harness::new();
+        let img = h.image(8);
+        h.header(request::IN, 0);
+        // 0 -> 1 -> 0 -> ...: the chain iterator stops after the queue size.
+        let (res, used, _) = h.run(&img, false, &[raw(HDR, 16, NEXT, 1), raw(STATUS, 1, WRITE | NEXT, 0)]);
+        res.unwrap();
+        assert_eq!(used.len(), 1);
+        // A self-loop on the head, and a next index beyond the table.
+        let (res, _, _) = h.run(&img, false, &[raw(HDR, 16, NEXT, 0)]);
+        res.unwrap();
+        let (res, _, _) = h.run(&img, false, &[raw(HDR, 16, NEXT, 500)]);
+        res.unwrap();
+    }
+
+    #[test]
+    fn indirect_tables_outside_memory_are_harmless() {
+        let h = Harness::new();
+        let img = h.image(8);
+        h.header(request::IN, 0);
+        let (res, used, _) = h.run(&img, false, &[raw(0xffff_ffff_0000, 16 * 4, INDIRECT, 0)]);
+        res.unwrap();
+        assert_eq!(used.len(), 1);
+        // An indirect table of absurd length.
+        let (res, _, _) = h.run(&img, false, &[raw(DATA, u32::MAX & !0xf, INDIRECT, 0)]);
+        res.unwrap();
+    }
+
+    #[test]
+    fn corrupt_available_index_fails_the_device() {
+        let h = Harness::new();
+        let img = h.image(8);
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(&img).unwrap();
+        let mut dev = Block::new(Disk::new(file, false, "t").unwrap());
+        let (mocks, ctx) = activate_ctx(&h.mem, 1);
+        dev.activate(ctx).unwrap();
+        // The driver claims 1000 new entries in a 16-entry queue.
+        mocks[0].avail().idx().store(1000);
+        assert!(matches!(dev.queue_notify(0), Err(DeviceError::Queue { .. })));
+    }
+
+    #[test]
+    fn config_space_reports_capacity() {
+        let h = Harness::new();
+        let img = h.image(32);
+        let dev = Block::new(Disk::new(File::open(&img).unwrap(), true, "x").unwrap());
+        let mut b = [0u8; 8];
+        dev.read_config(0, &mut b);
+        assert_eq!(u64::from_le_bytes(b), 32);
+        assert_ne!(dev.features() & features::RO, 0);
+        let mut far = [0xffu8; 4];
+        dev.read_config(u64::MAX, &mut far);
+        assert_eq!(far, [0; 4]);
+    }
+}

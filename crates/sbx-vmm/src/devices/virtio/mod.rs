@@ -21,6 +21,9 @@ pub mod mmio;
 pub mod rng;
 pub mod vsock;
 
+#[cfg(test)]
+pub(crate) mod test_utils;
+
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
