@@ -668,14 +668,156 @@ impl Drop for Vsock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::virtio::test_utils::*;
+    use vm_memory::{Bytes, GuestAddress};
+
+    const RXBUF: u64 = 0x20000;
+    const TXHDR: u64 = 0x30000;
+    const TXDATA: u64 = 0x31000;
+
+    fn header(mem: &GuestMemory, at: u64, src_cid: u64, dst_port: u32, op: u16, len: u32) {
+        let mut h = [0u8; PKT_HEADER_SIZE];
+        h[0..8].copy_from_slice(&src_cid.to_le_bytes());
+        h[8..16].copy_from_slice(&HOST_CID.to_le_bytes());
+        h[16..20].copy_from_slice(&1234u32.to_le_bytes());
+        h[20..24].copy_from_slice(&dst_port.to_le_bytes());
+        h[24..28].copy_from_slice(&len.to_le_bytes());
+        h[28..30].copy_from_slice(&TYPE_STREAM.to_le_bytes());
+        h[30..32].copy_from_slice(&op.to_le_bytes());
+        h[36..40].copy_from_slice(&65536u32.to_le_bytes());
+        mem.write_slice(&h, GuestAddress(at)).unwrap();
+    }
+
+    fn rx_op(mem: &GuestMemory) -> u16 {
+        mem.read_obj(GuestAddress(RXBUF + 30)).unwrap()
+    }
 
     #[test]
-    fn connect_line_parsing() {
-        assert_eq!(parse_connect(b"CONNECT 52"), Some(52));
-        assert_eq!(parse_connect(b"CONNECT 52\r"), Some(52));
-        assert_eq!(parse_connect(b"CONNECT -1"), None);
-        assert_eq!(parse_connect(b"CONNECT 99999999999"), None);
-        assert_eq!(parse_connect(b"connect 5"), None);
-        assert_eq!(parse_connect(b"\xff\xfe"), None);
+    fn parse_tx_rejects_malformed_chains() {
+        let mem = memory();
+        let q = virtio_queue::mock::MockSplitQueue::new(&mem, 16);
+        header(&mem, TXHDR, 3, 5000, op::RW, 4);
+        let cases = [
+            ("write-only header", vec![raw(TXHDR, 44, WRITE, 0)]),
+            ("short header", vec![raw(TXHDR, 20, 0, 0)]),
+            ("header outside memory", vec![raw(0xffff_ffff_0000, 44, 0, 0)]),
+            ("data outside memory", vec![raw(TXHDR, 44, NEXT, 1), raw(0xffff_ffff_0000, 4, 0, 0)]),
+            ("write-only data", vec![raw(TXHDR, 44, NEXT, 1), raw(TXDATA, 4, WRITE, 0)]),
+            ("data shorter than len", vec![raw(TXHDR, 44, NEXT, 1), raw(TXDATA, 2, 0, 0)]),
+            ("huge data", vec![raw(TXHDR, 44, NEXT, 1), raw(TXDATA, u32::MAX, 0, 0)]),
+        ];
+        for (name, descs) in cases {
+            let mut chain = q.build_desc_chain(&descs).unwrap();
+            assert!(parse_tx(&mem, &mut chain).is_none(), "{name}");
+        }
+        mem.write_slice(b"ping", GuestAddress(TXDATA)).unwrap();
+        let mut chain = q.build_desc_chain(&[raw(TXHDR, 44, NEXT, 1), raw(TXDATA, 4, 0, 0)]).unwrap();
+        let (hdr, data) = parse_tx(&mem, &mut chain).unwrap();
+        assert_eq!((hdr.op, hdr.dst_port, data.as_slice()), (op::RW, 5000, &b"ping"[..]));
+    }
+
+    fn device(dir: &tempfile::TempDir, mem: &GuestMemory) -> (Vsock, Vec<virtio_queue::mock::MockSplitQueue<'static, GuestMemory>>) {
+        let mem: &'static GuestMemory = Box::leak(Box::new(mem.clone()));
+        let mut dev = Vsock::new(3, &dir.path().join("v.sock")).unwrap();
+        let (mocks, ctx) = activate_ctx(mem, 3);
+        dev.activate(ctx).unwrap();
+        (dev, mocks)
+    }
+
+    fn send(dev: &mut Vsock, mocks: &[virtio_queue::mock::MockSplitQueue<'_, GuestMemory>], descs: &[virtio_queue::desc::RawDescriptor], slot: u16) {
+        mocks[TX].add_desc_chains(descs, slot).unwrap();
+        dev.queue_notify(TX).unwrap();
+    }
+
+    #[test]
+    fn request_without_host_listener_is_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let mem = memory();
+        let (mut dev, mocks) = device(&dir, &mem);
+        let gmem = dev.active.as_ref().unwrap().mem.clone();
+        mocks[RX].add_desc_chains(&[raw(RXBUF, 44 + 64, WRITE, 0)], 0).unwrap();
+        header(&gmem, TXHDR, 3, 7777, op::REQUEST, 0);
+        send(&mut dev, &mocks, &[raw(TXHDR, 44, 0, 0)], 0);
+        assert_eq!(used_idx(&mocks[RX]), 1);
+        assert_eq!(rx_op(&gmem), op::RST);
+        assert_eq!(dev.connection_count(), 0);
+    }
+
+    #[test]
+    fn spoofed_source_cid_is_reset_and_no_connection_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let _listener = UnixListener::bind(dir.path().join("v.sock_5000")).unwrap();
+        let mem = memory();
+        let (mut dev, mocks) = device(&dir, &mem);
+        let gmem = dev.active.as_ref().unwrap().mem.clone();
+        mocks[RX].add_desc_chains(&[raw(RXBUF, 44 + 64, WRITE, 0)], 0).unwrap();
+        header(&gmem, TXHDR, 2, 5000, op::REQUEST, 0);
+        send(&mut dev, &mocks, &[raw(TXHDR, 44, 0, 0)], 0);
+        assert_eq!(rx_op(&gmem), op::RST);
+        assert_eq!(dev.connection_count(), 0);
+    }
+
+    #[test]
+    fn data_for_unknown_connection_is_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let mem = memory();
+        let (mut dev, mocks) = device(&dir, &mem);
+        let gmem = dev.active.as_ref().unwrap().mem.clone();
+        mocks[RX].add_desc_chains(&[raw(RXBUF, 44 + 64, WRITE, 0)], 0).unwrap();
+        header(&gmem, TXHDR, 3, 5000, op::RW, 4);
+        send(&mut dev, &mocks, &[raw(TXHDR, 44, NEXT, 1), raw(TXDATA, 4, 0, 0)], 0);
+        assert_eq!(rx_op(&gmem), op::RST);
+    }
+
+    #[test]
+    fn connection_then_guest_data_reaches_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(dir.path().join("v.sock_5000")).unwrap();
+        let mem = memory();
+        let (mut dev, mocks) = device(&dir, &mem);
+        let gmem = dev.active.as_ref().unwrap().mem.clone();
+        mocks[RX].add_desc_chains(&[raw(RXBUF, 44 + 64, WRITE, 0)], 0).unwrap();
+        header(&gmem, TXHDR, 3, 5000, op::REQUEST, 0);
+        send(&mut dev, &mocks, &[raw(TXHDR, 44, 0, 0)], 0);
+        assert_eq!(rx_op(&gmem), op::RESPONSE);
+        assert_eq!(dev.connection_count(), 1);
+        let (mut host, _) = listener.accept().unwrap();
+        header(&gmem, TXHDR, 3, 5000, op::RW, 5);
+        gmem.write_slice(b"hello", GuestAddress(TXDATA)).unwrap();
+        send(&mut dev, &mocks, &[raw(TXHDR, 44, NEXT, 2), raw(TXDATA, 5, 0, 0)], 1);
+        let mut got = [0u8; 5];
+        host.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hello");
+        // A second REQUEST for the same connection is a protocol violation: RST.
+        mocks[RX].add_desc_chains(&[raw(RXBUF, 44 + 64, WRITE, 0)], 1).unwrap();
+        header(&gmem, TXHDR, 3, 5000, op::REQUEST, 0);
+        send(&mut dev, &mocks, &[raw(TXHDR, 44, 0, 0)], 3);
+        assert_eq!(rx_op(&gmem), op::RST);
+    }
+
+    #[test]
+    fn bad_host_handshakes_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mem = memory();
+        let (mut dev, _mocks) = device(&dir, &mem);
+        let uds = dir.path().join("v.sock");
+        for garbage in [&b"HELLO 5\n"[..], &[b'A'; 100][..], b"CONNECT 99999999999\n"] {
+            let mut client = UnixStream::connect(&uds).unwrap();
+            client.write_all(garbage).unwrap();
+            dev.backend_event(LISTENER_TOKEN, true, false).unwrap();
+            let tokens: Vec<u32> = dev.handshakes.keys().copied().collect();
+            for t in tokens {
+                dev.backend_event(t, true, false).unwrap();
+            }
+            assert!(dev.handshakes.is_empty(), "{garbage:?}");
+            assert_eq!(dev.connection_count(), 0);
+            client.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 8];
+            let closed = match client.read(&mut buf) {
+                Ok(n) => n == 0,
+                Err(e) => e.kind() == ErrorKind::ConnectionReset,
+            };
+            assert!(closed, "the VMM closed {garbage:?}");
+        }
     }
 }
