@@ -3,6 +3,7 @@
 //! `cargo xtask ci` is the one test command: it installs what the tests need on a fresh machine, then runs
 //! `cargo fmt --check`, `cargo clippy --workspace --all-targets -- -D warnings` and the whole test suite.
 
+mod bench_vmm;
 mod ci;
 mod guest_kernel;
 
@@ -14,6 +15,7 @@ tasks:
   ci         install test prerequisites, then fmt --check, clippy -D warnings, the whole test suite
   deps       only install the test prerequisites (apt packages, cargo tools)
   guest-kernel  build the microVM guest kernel (sbx-vmm); prints the vmlinux path last
+  bench-vmm  sbx-vmm start-up CPU time and memory overhead vs Firecracker
 ";
 
 fn main() -> Result<()> {
@@ -22,6 +24,7 @@ fn main() -> Result<()> {
         Some("ci") => ci::pipeline(),
         Some("deps") => ci::install_prerequisites(),
         Some("guest-kernel") => guest_kernel::run(&args[1..]),
+        Some("bench-vmm") => bench_vmm::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             eprint!("{USAGE}");
             Ok(())

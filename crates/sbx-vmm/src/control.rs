@@ -23,8 +23,9 @@ pub(crate) struct Control {
     pub(crate) stop_evt: EventFd,
     pub(crate) started: Instant,
     pub(crate) started_cpu: Duration,
-    /// Wall and process CPU time from [`Control::started`] to the first `KVM_RUN`.
-    pub(crate) first_run: OnceLock<(Duration, Duration)>,
+    /// Wall and process CPU time from [`Control::started`] to the first `KVM_RUN`, and the process's total CPU time
+    /// at that moment.
+    pub(crate) first_run: OnceLock<(Duration, Duration, Duration)>,
     /// Wall time from start to the guest's boot-timer write.
     pub(crate) boot_ready: OnceLock<Duration>,
 }
@@ -64,10 +65,8 @@ impl Control {
 
     pub(crate) fn mark_first_run(&self) {
         self.first_run.get_or_init(|| {
-            (
-                self.started.elapsed(),
-                process_cpu_time().saturating_sub(self.started_cpu),
-            )
+            let cpu = process_cpu_time();
+            (self.started.elapsed(), cpu.saturating_sub(self.started_cpu), cpu)
         });
     }
 }

@@ -92,6 +92,9 @@ pub struct StartupReport {
     pub to_first_kvm_run: Option<Duration>,
     /// Process CPU time spent from [`Vm::start`] to the first `KVM_RUN`.
     pub cpu_to_first_kvm_run: Option<Duration>,
+    /// Process CPU time (since exec, all threads) when the first `KVM_RUN` was entered: the VMM start-up cost as
+    /// Firecracker measures it.
+    pub process_cpu_at_first_kvm_run: Option<Duration>,
     /// Wall time from [`Vm::start`] to the guest's boot-timer write.
     pub to_boot_ready: Option<Duration>,
 }
@@ -121,6 +124,7 @@ fn report(control: &Control) -> StartupReport {
     StartupReport {
         to_first_kvm_run: control.first_run.get().map(|t| t.0),
         cpu_to_first_kvm_run: control.first_run.get().map(|t| t.1),
+        process_cpu_at_first_kvm_run: control.first_run.get().map(|t| t.2),
         to_boot_ready: control.boot_ready.get().copied(),
     }
 }
