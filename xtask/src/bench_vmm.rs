@@ -26,21 +26,37 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--runs" => runs = it.next().context("--runs needs a number")?.parse().context("--runs")?,
+            "--runs" => {
+                runs = it
+                    .next()
+                    .context("--runs needs a number")?
+                    .parse()
+                    .context("--runs")?
+            }
             "--kernel" => kernel = Some(it.next().context("--kernel needs a path")?.clone()),
-            other => bail!("unknown argument {other}; usage: cargo xtask bench-vmm [--runs N] [--kernel PATH]"),
+            other => bail!(
+                "unknown argument {other}; usage: cargo xtask bench-vmm [--runs N] [--kernel PATH]"
+            ),
         }
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .current_dir(workspace_root())
-        .args(["build", "--release", "-p", "sbx-vmm", "--example", "bench_start"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "sbx-vmm",
+            "--example",
+            "bench_start",
+        ])
         .status()
         .context("running cargo build")?;
     if !status.success() {
         bail!("building the bench_start example failed");
     }
-    let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| workspace_root().join("target"), Into::into);
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map_or_else(|_| workspace_root().join("target"), Into::into);
     let exe = target.join("release/examples/bench_start");
     let mut samples: Vec<[f64; 4]> = Vec::new();
     for i in 0..runs {
@@ -48,7 +64,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         if let Some(k) = &kernel {
             cmd.args(["--kernel", k]);
         }
-        let out = cmd.output().with_context(|| format!("running {}", exe.display()))?;
+        let out = cmd
+            .output()
+            .with_context(|| format!("running {}", exe.display()))?;
         if !out.status.success() {
             bail!("run {i} failed: {}", String::from_utf8_lossy(&out.stderr));
         }
@@ -60,7 +78,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         (percentile(&v, 0.5), percentile(&v, 0.9))
     };
     let (cpu, start_cpu, start_wall, rss) = (column(0), column(1), column(2), column(3));
-    let guest = kernel.as_deref().unwrap_or("tiny test guest (11 bytes of code)");
+    let guest = kernel
+        .as_deref()
+        .unwrap_or("tiny test guest (11 bytes of code)");
     println!("sbx-vmm start-up, {runs} runs, guest: {guest}, 128 MiB\n");
     println!("| metric | sbx-vmm median | p90 | goal | Firecracker (published) |");
     println!("|---|---|---|---|---|");
@@ -99,7 +119,15 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 
 fn parse_line(line: &str) -> Result<[f64; 4]> {
     let mut out = [0.0; 4];
-    for (i, key) in ["process_cpu_ms", "start_cpu_ms", "start_wall_ms", "overhead_kib"].iter().enumerate() {
+    for (i, key) in [
+        "process_cpu_ms",
+        "start_cpu_ms",
+        "start_wall_ms",
+        "overhead_kib",
+    ]
+    .iter()
+    .enumerate()
+    {
         let value = line
             .split_whitespace()
             .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
@@ -131,7 +159,9 @@ mod tests {
 
     #[test]
     fn parses_the_example_output() {
-        let v = parse_line("process_cpu_ms=4.8 start_cpu_ms=2.6 start_wall_ms=8.5 overhead_kib=2396\n").unwrap();
+        let v =
+            parse_line("process_cpu_ms=4.8 start_cpu_ms=2.6 start_wall_ms=8.5 overhead_kib=2396\n")
+                .unwrap();
         assert_eq!(v, [4.8, 2.6, 8.5, 2396.0]);
         assert!(parse_line("garbage").is_err());
         assert_eq!(percentile(&[1.0, 2.0, 3.0], 0.5), 2.0);

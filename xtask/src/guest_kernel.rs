@@ -56,8 +56,12 @@ pub(crate) fn cache_dir() -> Result<PathBuf> {
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let force = args.iter().any(|a| a == "--force");
     let fragment_path = workspace_root().join("crates/sbx-vmm/guest/kernel.config");
-    let fragment = fs::read_to_string(&fragment_path)
-        .with_context(|| format!("reading the kernel config fragment {}", fragment_path.display()))?;
+    let fragment = fs::read_to_string(&fragment_path).with_context(|| {
+        format!(
+            "reading the kernel config fragment {}",
+            fragment_path.display()
+        )
+    })?;
     ensure_build_packages()?;
     let tarball = find_source_tarball()?;
     let key = cache_key(&tarball, &fragment);
@@ -124,7 +128,9 @@ fn find_source_tarball() -> Result<PathBuf> {
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            let version = name.strip_prefix("linux-source-")?.strip_suffix(".tar.xz")?;
+            let version = name
+                .strip_prefix("linux-source-")?
+                .strip_suffix(".tar.xz")?;
             let parts = version
                 .split('.')
                 .map(|p| p.parse().ok())
@@ -133,17 +139,19 @@ fn find_source_tarball() -> Result<PathBuf> {
         })
         .collect();
     found.sort();
-    found
-        .pop()
-        .map(|(_, p)| p)
-        .context("no /usr/src/linux-source-*.tar.xz; install it with `apt-get install linux-source`")
+    found.pop().map(|(_, p)| p).context(
+        "no /usr/src/linux-source-*.tar.xz; install it with `apt-get install linux-source`",
+    )
 }
 
 /// FNV-1a over the inputs that determine the output: stable across Rust versions, unlike `DefaultHasher`.
 fn cache_key(tarball: &Path, fragment: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let size = fs::metadata(tarball).map(|m| m.len()).unwrap_or(0);
-    let input = format!("{RECIPE_VERSION}\0{}\0{size}\0{fragment}", tarball.display());
+    let input = format!(
+        "{RECIPE_VERSION}\0{}\0{size}\0{fragment}",
+        tarball.display()
+    );
     for byte in input.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
@@ -167,15 +175,30 @@ fn build(tarball: &Path, fragment: &str, cache: &Path, out_dir: &Path) -> Result
     let src = work.join(stem);
     if !src.join("Makefile").is_file() {
         fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-        eprintln!("guest-kernel: [1/4] unpacking {} into {}", tarball.display(), work.display());
-        run_checked(Command::new("tar").arg("-xf").arg(tarball).arg("-C").arg(&work))?;
+        eprintln!(
+            "guest-kernel: [1/4] unpacking {} into {}",
+            tarball.display(),
+            work.display()
+        );
+        run_checked(
+            Command::new("tar")
+                .arg("-xf")
+                .arg(tarball)
+                .arg("-C")
+                .arg(&work),
+        )?;
     } else {
-        eprintln!("guest-kernel: [1/4] reusing unpacked source in {}", src.display());
+        eprintln!(
+            "guest-kernel: [1/4] reusing unpacked source in {}",
+            src.display()
+        );
     }
     eprintln!("guest-kernel: [2/4] configuring (tinyconfig + crates/sbx-vmm/guest/kernel.config)");
     configure(&src, fragment)?;
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
-    eprintln!("guest-kernel: [3/4] compiling vmlinux with {jobs} jobs (about 6-10 minutes on 2 cores)");
+    eprintln!(
+        "guest-kernel: [3/4] compiling vmlinux with {jobs} jobs (about 6-10 minutes on 2 cores)"
+    );
     compile(&src, jobs)?;
     eprintln!("guest-kernel: [4/4] storing the result");
     fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
@@ -285,7 +308,9 @@ fn link_latest(cache: &Path, vmlinux: &Path) -> Result<()> {
 
 fn run_quiet(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
-    let out = cmd.output().with_context(|| format!("could not start {shown}"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("could not start {shown}"))?;
     if !out.status.success() {
         bail!(
             "{shown} failed with {}:\n{}{}",
@@ -299,7 +324,9 @@ fn run_quiet(cmd: &mut Command) -> Result<()> {
 
 fn run_checked(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("could not start {shown}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {shown}"))?;
     if !status.success() {
         bail!("{shown} failed with {status}");
     }
@@ -314,6 +341,9 @@ mod tests {
     fn dropped_options_reports_missing_and_unwanted() {
         let fragment = "# c\nCONFIG_A=y\nCONFIG_B=y\nCONFIG_M=n\nCONFIG_N=n\n";
         let config = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_M=y\n";
-        assert_eq!(dropped_options(fragment, config), vec!["CONFIG_B=y", "CONFIG_M=n"]);
+        assert_eq!(
+            dropped_options(fragment, config),
+            vec!["CONFIG_B=y", "CONFIG_M=n"]
+        );
     }
 }

@@ -14,7 +14,9 @@ use vm_memory::{GuestMemoryBackend as _, GuestMemoryRegion, MemoryRegionAddress}
 
 /// out 0x3f8, 'R'; cli; hlt; jmp back to hlt — loaded at 2 MiB.
 fn tiny_guest() -> Vec<u8> {
-    let code: &[u8] = &[0x66, 0xba, 0xf8, 0x03, 0xb0, b'R', 0xee, 0xfa, 0xf4, 0xeb, 0xfd];
+    let code: &[u8] = &[
+        0x66, 0xba, 0xf8, 0x03, 0xb0, b'R', 0xee, 0xfa, 0xf4, 0xeb, 0xfd,
+    ];
     let load: u64 = 0x20_0000;
     let mut elf = Vec::new();
     elf.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
@@ -30,7 +32,14 @@ fn tiny_guest() -> Vec<u8> {
     }
     elf.extend_from_slice(&1u32.to_le_bytes());
     elf.extend_from_slice(&5u32.to_le_bytes());
-    for v in [0x1000u64, load, load, code.len() as u64, code.len() as u64, 0x1000] {
+    for v in [
+        0x1000u64,
+        load,
+        load,
+        code.len() as u64,
+        code.len() as u64,
+        0x1000,
+    ] {
         elf.extend_from_slice(&v.to_le_bytes());
     }
     elf.resize(0x1000, 0);
@@ -46,7 +55,8 @@ fn rss_outside(guest: &[(u64, u64)]) -> u64 {
     for line in smaps.lines() {
         if let Some((range, _)) = line.split_once(' ')
             && let Some((start, end)) = range.split_once('-')
-            && let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+            && let (Ok(start), Ok(end)) =
+                (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
         {
             in_guest = guest.iter().any(|(gs, ge)| start < *ge && *gs < end);
             continue;
@@ -54,7 +64,12 @@ fn rss_outside(guest: &[(u64, u64)]) -> u64 {
         if let Some(rest) = line.strip_prefix("Rss:")
             && !in_guest
         {
-            total += rest.trim().trim_end_matches(" kB").trim().parse::<u64>().unwrap_or(0);
+            total += rest
+                .trim()
+                .trim_end_matches(" kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0);
         }
     }
     total
@@ -90,7 +105,9 @@ fn main() {
         .unwrap_or_else(|e| panic!("{e}"));
     let vm = Vm::start(config).unwrap_or_else(|e| panic!("{e}"));
     let start = Instant::now();
-    while vm.startup_report().to_first_kvm_run.is_none() && start.elapsed() < Duration::from_secs(10) {
+    while vm.startup_report().to_first_kvm_run.is_none()
+        && start.elapsed() < Duration::from_secs(10)
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
     // Let the guest run briefly so the measurement includes a running VMM, not just a built one.

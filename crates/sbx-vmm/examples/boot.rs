@@ -17,7 +17,9 @@ const USAGE: &str = "usage: boot --kernel PATH [--initrd PATH] [--cmdline STR] [
 const EXIT_USAGE: u8 = 64;
 
 fn parse(args: &[String]) -> Result<VmBuilder, String> {
-    let mut builder = VmBuilder::new().serial(SerialOutput::Stdout).handle_signals(true);
+    let mut builder = VmBuilder::new()
+        .serial(SerialOutput::Stdout)
+        .handle_signals(true);
     let mut kernel = false;
     let mut vsock_uds: Option<PathBuf> = None;
     let mut vsock_cid = 3u32;
@@ -37,11 +39,17 @@ fn parse(args: &[String]) -> Result<VmBuilder, String> {
             "--cmdline" => builder.cmdline(value()?),
             "--mem-mib" => {
                 let v = value()?;
-                builder.memory_mib(v.parse().map_err(|_| format!("--mem-mib {v:?}: not a number"))?)
+                builder.memory_mib(
+                    v.parse()
+                        .map_err(|_| format!("--mem-mib {v:?}: not a number"))?,
+                )
             }
             "--vcpus" => {
                 let v = value()?;
-                builder.vcpus(v.parse().map_err(|_| format!("--vcpus {v:?}: not a number from 1 to 255"))?)
+                builder.vcpus(
+                    v.parse()
+                        .map_err(|_| format!("--vcpus {v:?}: not a number from 1 to 255"))?,
+                )
             }
             "--disk" => {
                 let v = value()?;
@@ -56,7 +64,9 @@ fn parse(args: &[String]) -> Result<VmBuilder, String> {
             }
             "--vsock-cid" => {
                 let v = value()?;
-                vsock_cid = v.parse().map_err(|_| format!("--vsock-cid {v:?}: not a number"))?;
+                vsock_cid = v
+                    .parse()
+                    .map_err(|_| format!("--vsock-cid {v:?}: not a number"))?;
                 builder
             }
             "--rng" => builder.rng(true),

@@ -90,7 +90,9 @@ pub(crate) struct NamedDevice {
 
 impl std::fmt::Debug for NamedDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NamedDevice").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("NamedDevice")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -236,7 +238,10 @@ impl VmBuilder {
         if let Some(vsock) = &self.vsock {
             check_vsock(vsock)?;
         }
-        let count = disks.len() + usize::from(self.vsock.is_some()) + usize::from(self.rng) + self.extra_devices.len();
+        let count = disks.len()
+            + usize::from(self.vsock.is_some())
+            + usize::from(self.rng)
+            + self.extra_devices.len();
         if count > layout::MAX_VIRTIO_DEVICES {
             return Err(ConfigError::TooManyDevices {
                 count,
@@ -275,9 +280,11 @@ fn open_kvm(path: &Path) -> Result<kvm_ioctls::Kvm, ConfigError> {
             path: path.to_path_buf(),
             source,
         })?;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| ConfigError::KvmUnusable {
-        path: path.to_path_buf(),
-        reason: "the path contains a NUL byte".into(),
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
+        ConfigError::KvmUnusable {
+            path: path.to_path_buf(),
+            reason: "the path contains a NUL byte".into(),
+        }
     })?;
     let kvm = kvm_ioctls::Kvm::new_with_path(c_path).map_err(|e| ConfigError::KvmUnusable {
         path: path.to_path_buf(),
@@ -339,7 +346,9 @@ pub(crate) fn kernel_kind(head: &[u8]) -> Result<KernelKind, String> {
         }
         let machine = head.get(18..20).map(|b| u16::from_le_bytes([b[0], b[1]]));
         if machine != Some(62) {
-            return Err(format!("an ELF file for machine {machine:?}, not x86_64 (62)"));
+            return Err(format!(
+                "an ELF file for machine {machine:?}, not x86_64 (62)"
+            ));
         }
         return Ok(KernelKind::Elf);
     }
@@ -390,7 +399,10 @@ fn check_cmdline(cmdline: &str) -> Result<(), ConfigError> {
     if cmdline.contains('\0') {
         return Err(bad("it contains a NUL byte".into()));
     }
-    if let Some(c) = cmdline.chars().find(|c| !c.is_ascii() || (c.is_ascii_control() && *c != '\t')) {
+    if let Some(c) = cmdline
+        .chars()
+        .find(|c| !c.is_ascii() || (c.is_ascii_control() && *c != '\t'))
+    {
         return Err(bad(format!(
             "it contains {c:?}; the kernel command line must be printable ASCII"
         )));
@@ -407,7 +419,8 @@ fn check_cmdline(cmdline: &str) -> Result<(), ConfigError> {
         .map_err(|e| bad(e.to_string()))?;
     if cmdline.contains("virtio_mmio.device=") {
         return Err(bad(
-            "it names virtio_mmio.device= itself; the VMM adds those entries for its devices".into(),
+            "it names virtio_mmio.device= itself; the VMM adds those entries for its devices"
+                .into(),
         ));
     }
     Ok(())
@@ -523,7 +536,9 @@ mod tests {
         assert!(err.contains("NUL"), "{err}");
         let err = check_cmdline(&"a".repeat(5000)).unwrap_err().to_string();
         assert!(err.contains("bytes"), "{err}");
-        let err = check_cmdline("init=/bin/sh virtio_mmio.device=4K@0x1000:5").unwrap_err().to_string();
+        let err = check_cmdline("init=/bin/sh virtio_mmio.device=4K@0x1000:5")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("virtio_mmio.device="), "{err}");
         let err = check_cmdline("caf\u{e9}=1").unwrap_err().to_string();
         assert!(err.contains("printable ASCII"), "{err}");
@@ -533,8 +548,14 @@ mod tests {
 
     #[test]
     fn memory_bounds() {
-        assert!(matches!(check_memory(1), Err(ConfigError::MemoryTooSmall { .. })));
-        assert!(matches!(check_memory(1 << 40), Err(ConfigError::MemoryTooLarge { .. })));
+        assert!(matches!(
+            check_memory(1),
+            Err(ConfigError::MemoryTooSmall { .. })
+        ));
+        assert!(matches!(
+            check_memory(1 << 40),
+            Err(ConfigError::MemoryTooLarge { .. })
+        ));
         assert!(check_memory(64).is_ok());
     }
 
@@ -545,18 +566,36 @@ mod tests {
             uds_path: std::env::temp_dir().join("v.sock"),
         };
         assert!(check_vsock(&ok).is_ok());
-        let low_cid = VsockConfig { guest_cid: 2, ..ok.clone() };
-        assert!(check_vsock(&low_cid).unwrap_err().to_string().contains("reserved"));
+        let low_cid = VsockConfig {
+            guest_cid: 2,
+            ..ok.clone()
+        };
+        assert!(
+            check_vsock(&low_cid)
+                .unwrap_err()
+                .to_string()
+                .contains("reserved")
+        );
         let long = VsockConfig {
             uds_path: PathBuf::from(format!("/tmp/{}", "x".repeat(120))),
             ..ok.clone()
         };
-        assert!(check_vsock(&long).unwrap_err().to_string().contains("under 97"));
+        assert!(
+            check_vsock(&long)
+                .unwrap_err()
+                .to_string()
+                .contains("under 97")
+        );
         let missing_dir = VsockConfig {
             uds_path: PathBuf::from("/nonexistent-sbx-dir/v.sock"),
             ..ok
         };
-        assert!(check_vsock(&missing_dir).unwrap_err().to_string().contains("does not exist"));
+        assert!(
+            check_vsock(&missing_dir)
+                .unwrap_err()
+                .to_string()
+                .contains("does not exist")
+        );
     }
 
     #[test]
@@ -564,9 +603,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("odd.img");
         std::fs::write(&path, vec![0u8; 1000]).unwrap();
-        let err = open_disk(&DiskConfig { path: path.clone(), read_only: true }).unwrap_err();
-        assert!(matches!(err, ConfigError::DiskSize { size: 1000, .. }), "{err}");
-        let missing = open_disk(&DiskConfig { path: dir.path().join("nope"), read_only: false }).unwrap_err();
+        let err = open_disk(&DiskConfig {
+            path: path.clone(),
+            read_only: true,
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, ConfigError::DiskSize { size: 1000, .. }),
+            "{err}"
+        );
+        let missing = open_disk(&DiskConfig {
+            path: dir.path().join("nope"),
+            read_only: false,
+        })
+        .unwrap_err();
         assert!(missing.to_string().contains("nope"), "{missing}");
     }
 }

@@ -66,7 +66,11 @@ impl Control {
     pub(crate) fn mark_first_run(&self) {
         self.first_run.get_or_init(|| {
             let cpu = process_cpu_time();
-            (self.started.elapsed(), cpu.saturating_sub(self.started_cpu), cpu)
+            (
+                self.started.elapsed(),
+                cpu.saturating_sub(self.started_cpu),
+                cpu,
+            )
         });
     }
 }

@@ -35,7 +35,9 @@ pub enum ConfigError {
         reason: String,
     },
     /// No kernel was given.
-    #[error("no kernel image configured: call VmBuilder::kernel(PATH) (build one with `cargo xtask guest-kernel`)")]
+    #[error(
+        "no kernel image configured: call VmBuilder::kernel(PATH) (build one with `cargo xtask guest-kernel`)"
+    )]
     KernelNotSet,
     /// The kernel file cannot be read.
     #[error("kernel image {path}: {source}")]
@@ -105,7 +107,9 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// A disk image's size is not a multiple of 512 bytes.
-    #[error("disk image {path} is {size} bytes, not a multiple of 512; resize it (e.g. `truncate -s 64M {path}`)")]
+    #[error(
+        "disk image {path} is {size} bytes, not a multiple of 512; resize it (e.g. `truncate -s 64M {path}`)"
+    )]
     DiskSize {
         /// The image path.
         path: PathBuf,

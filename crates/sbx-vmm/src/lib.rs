@@ -50,8 +50,8 @@ mod sys;
 pub mod vstate;
 
 pub use builder::{
-    DEFAULT_CMDLINE, DiskConfig, KvmFlavor, MAX_VCPUS, MIN_MEMORY_MIB, SerialOutput, VmBuilder, VmConfig, VsockConfig,
-    kvm_hardware_virtualization,
+    DEFAULT_CMDLINE, DiskConfig, KvmFlavor, MAX_VCPUS, MIN_MEMORY_MIB, SerialOutput, VmBuilder,
+    VmConfig, VsockConfig, kvm_hardware_virtualization,
 };
 pub use error::{ConfigError, RunError, StartError};
 pub use runtime::{ExitReason, StartupReport, Vm, VmHandle};

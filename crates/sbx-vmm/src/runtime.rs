@@ -146,7 +146,8 @@ impl Vm {
         let started = Instant::now();
         let started_cpu = process_cpu_time();
         let os = |what| move |source| StartError::Os { what, source };
-        let control = Arc::new(Control::new(started, started_cpu).map_err(os("creating the stop eventfd"))?);
+        let control =
+            Arc::new(Control::new(started, started_cpu).map_err(os("creating the stop eventfd"))?);
         let mem = memory::create(config.memory_mib)?;
         let vm_fd = crate::vstate::vm::create(&config.kvm, &mem)?;
 
@@ -155,9 +156,27 @@ impl Vm {
         let serial_irq = EventFd::new(EFD_NONBLOCK).map_err(os("creating the serial irqfd"))?;
         register_irqfd(&vm_fd, &serial_irq, layout::COM1_IRQ)?;
         let serial = SerialConsole::new(serial_irq, serial_writer(&config.serial)?);
-        insert(&mut pio, Arc::new(Mutex::new(serial)), u64::from(layout::COM1_PORT), 8, "serial")?;
-        insert(&mut pio, Arc::new(Mutex::new(I8042::new(control.clone()))), u64::from(layout::I8042_PORT), 5, "i8042")?;
-        insert(&mut mmio, Arc::new(Mutex::new(BootTimer::new(control.clone()))), layout::BOOT_TIMER_START, 0x1000, "boot timer")?;
+        insert(
+            &mut pio,
+            Arc::new(Mutex::new(serial)),
+            u64::from(layout::COM1_PORT),
+            8,
+            "serial",
+        )?;
+        insert(
+            &mut pio,
+            Arc::new(Mutex::new(I8042::new(control.clone()))),
+            u64::from(layout::I8042_PORT),
+            5,
+            "i8042",
+        )?;
+        insert(
+            &mut mmio,
+            Arc::new(Mutex::new(BootTimer::new(control.clone()))),
+            layout::BOOT_TIMER_START,
+            0x1000,
+            "boot timer",
+        )?;
 
         let mut cmdline = config.cmdline.clone();
         let mut subscribers: Vec<Box<dyn MutEventSubscriber + Send>> = Vec::new();
@@ -181,14 +200,20 @@ impl Vm {
         for id in 0..config.vcpus {
             let vcpu = vm_fd
                 .create_vcpu(u64::from(id))
-                .map_err(|source| StartError::Kvm { step: "KVM_CREATE_VCPU", source })?;
+                .map_err(|source| StartError::Kvm {
+                    step: "KVM_CREATE_VCPU",
+                    source,
+                })?;
             crate::arch::configure_vcpu(&config.kvm, &vcpu, id, config.vcpus, &boot)?;
             vcpus.push(vcpu);
         }
 
         signals::install_kick_handler().map_err(os("installing the vCPU kick handler"))?;
         let shutdown_evt = if config.handle_signals {
-            Some(signals::install_shutdown_handlers().map_err(os("installing SIGTERM/SIGINT handlers"))?)
+            Some(
+                signals::install_shutdown_handlers()
+                    .map_err(os("installing SIGTERM/SIGINT handlers"))?,
+            )
         } else {
             None
         };
@@ -261,7 +286,8 @@ impl Vm {
             && t.join().is_err()
         {
             panicked = Some("sbx-vmm-events".to_string());
-            self.control.request_exit(ExitReason::VmmFailed("event loop panicked".into()));
+            self.control
+                .request_exit(ExitReason::VmmFailed("event loop panicked".into()));
         }
         // vCPUs halted in the guest stay in KVM_RUN until kicked; kick until every thread has seen the stop flag.
         while self.vcpu_threads.iter().any(|t| !t.is_finished()) {
@@ -291,7 +317,13 @@ impl Drop for Vm {
     }
 }
 
-fn insert(bus: &mut Bus, dev: Arc<Mutex<dyn BusDevice>>, base: u64, len: u64, name: &str) -> Result<(), StartError> {
+fn insert(
+    bus: &mut Bus,
+    dev: Arc<Mutex<dyn BusDevice>>,
+    base: u64,
+    len: u64,
+    name: &str,
+) -> Result<(), StartError> {
     bus.insert(dev, base, len).map_err(|e| StartError::Device {
         device: name.to_string(),
         reason: e.to_string(),
@@ -300,7 +332,10 @@ fn insert(bus: &mut Bus, dev: Arc<Mutex<dyn BusDevice>>, base: u64, len: u64, na
 
 fn register_irqfd(vm: &VmFd, evt: &EventFd, gsi: u32) -> Result<(), StartError> {
     vm.register_irqfd(evt, gsi)
-        .map_err(|source| StartError::Kvm { step: "KVM_IRQFD", source })
+        .map_err(|source| StartError::Kvm {
+            step: "KVM_IRQFD",
+            source,
+        })
 }
 
 /// A writer appending to a shared buffer.
@@ -337,8 +372,11 @@ fn serial_writer(output: &SerialOutput) -> Result<Box<dyn Write + Send>, StartEr
     })
 }
 
-fn virtio_devices(config: &mut VmConfig) -> Result<Vec<(String, Box<dyn VirtioDevice>)>, StartError> {
-    let mut devices: Vec<(String, Box<dyn VirtioDevice>)> = Vec::new();
+/// A virtio device with the name used in error messages.
+type NamedVirtio = (String, Box<dyn VirtioDevice>);
+
+fn virtio_devices(config: &mut VmConfig) -> Result<Vec<NamedVirtio>, StartError> {
+    let mut devices: Vec<NamedVirtio> = Vec::new();
     for (i, (disk, file)) in config.disks.iter().enumerate() {
         let name = format!("virtio-blk {}", disk.path.display());
         let err = |e: std::io::Error| StartError::Device {
@@ -383,14 +421,28 @@ fn attach_virtio(
     };
     let irq = Arc::new(EventFd::new(EFD_NONBLOCK).map_err(|e| dev_err(e.to_string()))?);
     register_irqfd(vm, &irq, gsi)?;
-    let transport = MmioTransport::new(device, mem.clone(), irq).map_err(|e| dev_err(e.to_string()))?;
+    let transport =
+        MmioTransport::new(device, mem.clone(), irq).map_err(|e| dev_err(e.to_string()))?;
     let queue_evts = transport.queue_evts().to_vec();
     for (index, evt) in queue_evts.iter().enumerate() {
-        vm.register_ioevent(evt, &IoEventAddress::Mmio(base + reg::QUEUE_NOTIFY), index as u32)
-            .map_err(|source| StartError::Kvm { step: "KVM_IOEVENTFD", source })?;
+        vm.register_ioevent(
+            evt,
+            &IoEventAddress::Mmio(base + reg::QUEUE_NOTIFY),
+            index as u32,
+        )
+        .map_err(|source| StartError::Kvm {
+            step: "KVM_IOEVENTFD",
+            source,
+        })?;
     }
     let transport = Arc::new(Mutex::new(transport));
-    insert(mmio, transport.clone(), base, layout::VIRTIO_MMIO_SIZE, name)?;
+    insert(
+        mmio,
+        transport.clone(),
+        base,
+        layout::VIRTIO_MMIO_SIZE,
+        name,
+    )?;
     Ok(VirtioSubscriber {
         transport,
         queue_evts,
@@ -422,7 +474,9 @@ impl VirtioSubscriber {
             .collect();
         for fd in stale {
             // Fails harmlessly when the fd was closed (epoll forgot it already).
-            let _ = self.backend.ctl(ControlOperation::Delete, fd, EpollEvent::default());
+            let _ = self
+                .backend
+                .ctl(ControlOperation::Delete, fd, EpollEvent::default());
             self.registered.remove(&fd);
         }
         for (fd, b) in wanted {
@@ -438,7 +492,11 @@ impl VirtioSubscriber {
             }
             if self
                 .backend
-                .ctl(ControlOperation::Add, fd, EpollEvent::new(set, u64::from(b.token)))
+                .ctl(
+                    ControlOperation::Add,
+                    fd,
+                    EpollEvent::new(set, u64::from(b.token)),
+                )
                 .is_ok()
             {
                 self.registered.insert(fd, b);
@@ -450,13 +508,23 @@ impl VirtioSubscriber {
 impl MutEventSubscriber for VirtioSubscriber {
     fn init(&mut self, ops: &mut EventOps<'_>) {
         for (index, evt) in self.queue_evts.iter().enumerate() {
-            let _ = ops.add(Events::with_data(evt.as_ref(), index as u32, event_manager::EventSet::IN));
+            let _ = ops.add(Events::with_data(
+                evt.as_ref(),
+                index as u32,
+                event_manager::EventSet::IN,
+            ));
         }
-        let _ = ops.add(Events::with_data(&self.backend, BACKEND_EVENT, event_manager::EventSet::IN));
+        let _ = ops.add(Events::with_data(
+            &self.backend,
+            BACKEND_EVENT,
+            event_manager::EventSet::IN,
+        ));
     }
 
     fn process(&mut self, events: Events, _ops: &mut EventOps<'_>) {
-        let Ok(mut transport) = self.transport.lock() else { return };
+        let Ok(mut transport) = self.transport.lock() else {
+            return;
+        };
         if events.data() == BACKEND_EVENT {
             let mut ready = [EpollEvent::default(); 32];
             let n = self.backend.wait(0, &mut ready).unwrap_or(0);
@@ -484,9 +552,17 @@ struct StopSubscriber {
 
 impl MutEventSubscriber for StopSubscriber {
     fn init(&mut self, ops: &mut EventOps<'_>) {
-        let _ = ops.add(Events::with_data(&self.control.stop_evt, 0, event_manager::EventSet::IN));
+        let _ = ops.add(Events::with_data(
+            &self.control.stop_evt,
+            0,
+            event_manager::EventSet::IN,
+        ));
         if let Some(evt) = &self.shutdown_evt {
-            let _ = ops.add(Events::with_data(evt.as_ref(), 1, event_manager::EventSet::IN));
+            let _ = ops.add(Events::with_data(
+                evt.as_ref(),
+                1,
+                event_manager::EventSet::IN,
+            ));
         }
     }
 
@@ -495,7 +571,8 @@ impl MutEventSubscriber for StopSubscriber {
             if let Some(evt) = &self.shutdown_evt {
                 let _ = evt.read();
             }
-            self.control.request_exit(ExitReason::Signal(signals::last_shutdown_signal()));
+            self.control
+                .request_exit(ExitReason::Signal(signals::last_shutdown_signal()));
         } else {
             let _ = self.control.stop_evt.read();
         }
@@ -506,7 +583,9 @@ fn event_loop(control: Arc<Control>, subscribers: Vec<Box<dyn MutEventSubscriber
     let mut manager = match EventManager::<Box<dyn MutEventSubscriber + Send>>::new() {
         Ok(m) => m,
         Err(e) => {
-            control.request_exit(ExitReason::VmmFailed(format!("creating the event manager: {e:?}")));
+            control.request_exit(ExitReason::VmmFailed(format!(
+                "creating the event manager: {e:?}"
+            )));
             return;
         }
     };
@@ -519,4 +598,3 @@ fn event_loop(control: Arc<Control>, subscribers: Vec<Box<dyn MutEventSubscriber
         }
     }
 }
-

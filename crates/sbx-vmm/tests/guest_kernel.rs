@@ -54,12 +54,19 @@ fn real_kernel_early_boot_reaches_the_serial_console() {
         .unwrap_or_else(|e| panic!("{}: {e}", kernel.display()));
     let vm = sbx_vmm::Vm::start(config).expect("VM starts");
     let handle = vm.handle();
-    let wanted = ["Linux version", "BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable", "Hypervisor detected: KVM"];
+    let wanted = [
+        "Linux version",
+        "BIOS-e820: [mem 0x0000000000000000-0x000000000009fbff] usable",
+        "Hypervisor detected: KVM",
+    ];
     let limit = Duration::from_secs(300);
     let start = Instant::now();
     loop {
         let text = console.text();
-        if wanted.iter().all(|w| text.contains(w)) || !handle.is_running() || start.elapsed() > limit {
+        if wanted.iter().all(|w| text.contains(w))
+            || !handle.is_running()
+            || start.elapsed() > limit
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -78,6 +85,12 @@ fn real_kernel_early_boot_reaches_the_serial_console() {
         text.contains("BIOS-e820: [mem 0x0000000000100000-0x0000000007ffffff] usable"),
         "the e820 map shows the 128 MiB of RAM: {text}"
     );
-    println!("early boot lines arrived after {:?}; VM ended: {reason}", start.elapsed());
-    assert!(matches!(reason, ExitReason::Requested | ExitReason::VcpuFailed { .. } | ExitReason::GuestReset));
+    println!(
+        "early boot lines arrived after {:?}; VM ended: {reason}",
+        start.elapsed()
+    );
+    assert!(matches!(
+        reason,
+        ExitReason::Requested | ExitReason::VcpuFailed { .. } | ExitReason::GuestReset
+    ));
 }

@@ -34,14 +34,21 @@ fn long_mode_serial_pio_mmio_and_i8042_reset() {
     // EFER.LMA proves the VMM's page tables, GDT and control registers put the CPU in 64-bit mode.
     let not_long = a.label();
     let after = a.label();
-    a.mov_ecx(EFER).rdmsr().and_eax(EFER_LMA).cmp_eax(EFER_LMA).jne(not_long);
+    a.mov_ecx(EFER)
+        .rdmsr()
+        .and_eax(EFER_LMA)
+        .cmp_eax(EFER_LMA)
+        .jne(not_long);
     a.print("LMA=1\n").jmp(after);
     a.bind(not_long).print("LMA=0\n");
     a.bind(after);
     // An unclaimed port reads as 0xff (a PIO exit answered by the empty bus).
     a.mov_dx(0x510).in_al_dx().print_al();
     // MMIO write exit: the boot timer.
-    a.store32(sbx_vmm::arch::layout::BOOT_TIMER_START, u32::from(sbx_vmm::devices::boot_timer::MAGIC));
+    a.store32(
+        sbx_vmm::arch::layout::BOOT_TIMER_START,
+        u32::from(sbx_vmm::devices::boot_timer::MAGIC),
+    );
     a.print("\nbye\n").reset();
     let console = Console::default();
     let (_dir, vm) = boot(&a.finish(), &console);
@@ -50,10 +57,16 @@ fn long_mode_serial_pio_mmio_and_i8042_reset() {
     let text = console.text();
     assert_eq!(reason, ExitReason::GuestReset, "console: {text}");
     assert_eq!(reason.exit_code(), 0);
-    assert!(text.contains("hello from long mode\nLMA=1\n\u{fffd}\nbye\n"), "console: {text:?}");
+    assert!(
+        text.contains("hello from long mode\nLMA=1\n\u{fffd}\nbye\n"),
+        "console: {text:?}"
+    );
     let report = handle.startup_report();
     assert!(report.to_first_kvm_run.is_some());
-    assert!(report.to_boot_ready.is_some(), "the boot timer saw the guest's write");
+    assert!(
+        report.to_boot_ready.is_some(),
+        "the boot timer saw the guest's write"
+    );
 }
 
 #[test]
@@ -72,13 +85,19 @@ fn stop_on_request_ends_a_halted_guest() {
     // Wait until the guest is halted, then stop it from another thread.
     let start = std::time::Instant::now();
     while !console.text().contains("halting") {
-        assert!(start.elapsed() < Duration::from_secs(60), "guest never printed");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "guest never printed"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     assert!(handle.is_running());
     handle.stop();
     let reason = waiter.join().unwrap().unwrap();
-    assert!(matches!(reason, ExitReason::Requested | ExitReason::GuestPowerOff), "{reason}");
+    assert!(
+        matches!(reason, ExitReason::Requested | ExitReason::GuestPowerOff),
+        "{reason}"
+    );
     assert!(!handle.is_running());
 }
 
@@ -96,7 +115,10 @@ fn busy_guest_is_stopped_on_request() {
     let handle = vm.handle();
     let start = std::time::Instant::now();
     while !console.text().contains("spinning") {
-        assert!(start.elapsed() < Duration::from_secs(60), "guest never printed");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "guest never printed"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     handle.stop();
@@ -106,7 +128,10 @@ fn busy_guest_is_stopped_on_request() {
 #[test]
 fn config_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
-    let err = VmBuilder::new().kvm_device(dir.path().join("no-kvm")).build().unwrap_err();
+    let err = VmBuilder::new()
+        .kvm_device(dir.path().join("no-kvm"))
+        .build()
+        .unwrap_err();
     assert!(matches!(err, ConfigError::KvmMissing { .. }), "{err}");
     assert!(err.to_string().contains("modprobe"), "{err}");
     if common::kvm_unusable().is_some() {
@@ -115,22 +140,48 @@ fn config_errors_name_the_problem() {
     }
     let err = VmBuilder::new().build().unwrap_err();
     assert!(matches!(err, ConfigError::KernelNotSet), "{err}");
-    let err = VmBuilder::new().kernel(dir.path().join("missing")).build().unwrap_err();
+    let err = VmBuilder::new()
+        .kernel(dir.path().join("missing"))
+        .build()
+        .unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
     let script = dir.path().join("script.sh");
     std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
     let err = VmBuilder::new().kernel(&script).build().unwrap_err();
     assert!(matches!(err, ConfigError::NotAKernel { .. }), "{err}");
-    assert!(err.to_string().contains("cargo xtask guest-kernel"), "{err}");
+    assert!(
+        err.to_string().contains("cargo xtask guest-kernel"),
+        "{err}"
+    );
     let kernel = write_guest(dir.path(), &[0xf4]);
-    let err = VmBuilder::new().kernel(&kernel).memory_mib(4).build().unwrap_err();
+    let err = VmBuilder::new()
+        .kernel(&kernel)
+        .memory_mib(4)
+        .build()
+        .unwrap_err();
     assert!(matches!(err, ConfigError::MemoryTooSmall { .. }), "{err}");
-    let err = VmBuilder::new().kernel(&kernel).memory_mib(1 << 30).build().unwrap_err();
+    let err = VmBuilder::new()
+        .kernel(&kernel)
+        .memory_mib(1 << 30)
+        .build()
+        .unwrap_err();
     assert!(matches!(err, ConfigError::MemoryTooLarge { .. }), "{err}");
-    let err = VmBuilder::new().kernel(&kernel).vcpus(0).build().unwrap_err();
+    let err = VmBuilder::new()
+        .kernel(&kernel)
+        .vcpus(0)
+        .build()
+        .unwrap_err();
     assert!(matches!(err, ConfigError::BadVcpuCount { .. }), "{err}");
-    let err = VmBuilder::new().kernel(&kernel).cmdline("console=ttyS0\0").build().unwrap_err();
+    let err = VmBuilder::new()
+        .kernel(&kernel)
+        .cmdline("console=ttyS0\0")
+        .build()
+        .unwrap_err();
     assert!(matches!(err, ConfigError::BadCmdline { .. }), "{err}");
-    let err = VmBuilder::new().kernel(&kernel).disk(dir.path().join("no.img"), false).build().unwrap_err();
+    let err = VmBuilder::new()
+        .kernel(&kernel)
+        .disk(dir.path().join("no.img"), false)
+        .build()
+        .unwrap_err();
     assert!(err.to_string().contains("no.img"), "{err}");
 }

@@ -36,7 +36,9 @@ impl GuestQueue {
     }
     fn set_desc(&self, a: &mut Asm, i: u64, addr: u64, len: u32, flags: u32, next: u32) {
         let d = self.desc + 16 * i;
-        a.store64(d, addr).store32(d + 8, len).store32(d + 12, flags | (next << 16));
+        a.store64(d, addr)
+            .store32(d + 8, len)
+            .store32(d + 12, flags | (next << 16));
     }
     /// Publishes descriptor `head` as the `n`-th available entry (n from 0) and makes idx n+1.
     fn publish(&self, a: &mut Asm, n: u16, head: u16) {
@@ -48,27 +50,69 @@ impl GuestQueue {
 
 /// The driver side of device initialisation, with a check printed at each step.
 fn init_device(a: &mut Asm, base: u64, device_id: u32, queues: &[(u32, GuestQueue)]) {
-    a.check32(base + reg::MAGIC, u32::MAX, 0x7472_6976, "magic ", "FAIL magic\n");
+    a.check32(
+        base + reg::MAGIC,
+        u32::MAX,
+        0x7472_6976,
+        "magic ",
+        "FAIL magic\n",
+    );
     a.check32(base + reg::VERSION, u32::MAX, 2, "v2 ", "FAIL version\n");
-    a.check32(base + reg::DEVICE_ID, u32::MAX, device_id, "id ", "FAIL device id\n");
-    a.store32(base + reg::STATUS, 1).store32(base + reg::STATUS, 3);
+    a.check32(
+        base + reg::DEVICE_ID,
+        u32::MAX,
+        device_id,
+        "id ",
+        "FAIL device id\n",
+    );
+    a.store32(base + reg::STATUS, 1)
+        .store32(base + reg::STATUS, 3);
     a.store32(base + reg::DEVICE_FEATURES_SEL, 1);
-    a.check32(base + reg::DEVICE_FEATURES, 1, 1, "version1 ", "FAIL features\n");
-    a.store32(base + reg::DRIVER_FEATURES_SEL, 1).store32(base + reg::DRIVER_FEATURES, 1);
-    a.store32(base + reg::DRIVER_FEATURES_SEL, 0).store32(base + reg::DRIVER_FEATURES, 0);
+    a.check32(
+        base + reg::DEVICE_FEATURES,
+        1,
+        1,
+        "version1 ",
+        "FAIL features\n",
+    );
+    a.store32(base + reg::DRIVER_FEATURES_SEL, 1)
+        .store32(base + reg::DRIVER_FEATURES, 1);
+    a.store32(base + reg::DRIVER_FEATURES_SEL, 0)
+        .store32(base + reg::DRIVER_FEATURES, 0);
     a.store32(base + reg::STATUS, 0xb);
-    a.check32(base + reg::STATUS, 0xff, 0xb, "features-ok ", "FAIL features-ok\n");
+    a.check32(
+        base + reg::STATUS,
+        0xff,
+        0xb,
+        "features-ok ",
+        "FAIL features-ok\n",
+    );
     for (index, q) in queues {
         a.store32(base + reg::QUEUE_SEL, *index);
-        a.check32(base + reg::QUEUE_NUM_MAX, u32::MAX, 256, "", "FAIL queue max\n");
+        a.check32(
+            base + reg::QUEUE_NUM_MAX,
+            u32::MAX,
+            256,
+            "",
+            "FAIL queue max\n",
+        );
         a.store32(base + reg::QUEUE_NUM, 8);
-        a.store32(base + reg::QUEUE_DESC_LOW, q.desc as u32).store32(base + reg::QUEUE_DESC_HIGH, 0);
-        a.store32(base + reg::QUEUE_DRIVER_LOW, q.avail as u32).store32(base + reg::QUEUE_DRIVER_HIGH, 0);
-        a.store32(base + reg::QUEUE_DEVICE_LOW, q.used as u32).store32(base + reg::QUEUE_DEVICE_HIGH, 0);
+        a.store32(base + reg::QUEUE_DESC_LOW, q.desc as u32)
+            .store32(base + reg::QUEUE_DESC_HIGH, 0);
+        a.store32(base + reg::QUEUE_DRIVER_LOW, q.avail as u32)
+            .store32(base + reg::QUEUE_DRIVER_HIGH, 0);
+        a.store32(base + reg::QUEUE_DEVICE_LOW, q.used as u32)
+            .store32(base + reg::QUEUE_DEVICE_HIGH, 0);
         a.store32(base + reg::QUEUE_READY, 1);
     }
     a.store32(base + reg::STATUS, 0xf);
-    a.check32(base + reg::STATUS, 0xff, 0xf, "driver-ok\n", "FAIL driver-ok\n");
+    a.check32(
+        base + reg::STATUS,
+        0xff,
+        0xf,
+        "driver-ok\n",
+        "FAIL driver-ok\n",
+    );
 }
 
 fn notify(a: &mut Asm, base: u64, queue: u32) {
@@ -85,11 +129,22 @@ fn virtio_blk_round_trip_reads_and_writes_the_image() {
     let (header, data, status) = (0x13000u64, 0x14000u64, 0x15000u64);
     let mut a = Asm::new();
     init_device(&mut a, base, 2, &[(0, q)]);
-    a.check32(base + reg::CONFIG, u32::MAX, 16, "capacity=16\n", "FAIL capacity\n");
+    a.check32(
+        base + reg::CONFIG,
+        u32::MAX,
+        16,
+        "capacity=16\n",
+        "FAIL capacity\n",
+    );
 
     // 1. OUT: write sector 1 with 0x5a bytes.
-    a.store32(header, 1).store32(header + 4, 0).store64(header + 8, 1);
-    a.mov_rdi(data).mov_eax(0x5a5a_5a5a).mov_ecx(128).rep_stosd();
+    a.store32(header, 1)
+        .store32(header + 4, 0)
+        .store64(header + 8, 1);
+    a.mov_rdi(data)
+        .mov_eax(0x5a5a_5a5a)
+        .mov_ecx(128)
+        .rep_stosd();
     a.store32(status, 0xff);
     q.set_desc(&mut a, 0, header, 16, NEXT, 1);
     q.set_desc(&mut a, 1, data, 512, NEXT, 2);
@@ -100,7 +155,9 @@ fn virtio_blk_round_trip_reads_and_writes_the_image() {
     a.check32(status, 0xff, 0, "write-ok\n", "FAIL write\n");
 
     // 2. IN: read sector 2 into the (device-writable) data buffer.
-    a.store32(header, 0).store64(header + 8, 2).store32(status, 0xff);
+    a.store32(header, 0)
+        .store64(header + 8, 2)
+        .store32(status, 0xff);
     q.set_desc(&mut a, 1, data, 512, NEXT | WRITE, 2);
     q.publish(&mut a, 1, 0);
     notify(&mut a, base, 0);
@@ -148,10 +205,20 @@ fn virtio_blk_round_trip_reads_and_writes_the_image() {
         text.contains("magic v2 id version1 features-ok driver-ok\ncapacity=16\n"),
         "console: {text}"
     );
-    assert!(text.contains("write-ok\nread-ok sector-two-data!\n"), "console: {text}");
-    assert!(text.contains("bad-address-ioerr\npast-end-ioerr\n"), "console: {text}");
+    assert!(
+        text.contains("write-ok\nread-ok sector-two-data!\n"),
+        "console: {text}"
+    );
+    assert!(
+        text.contains("bad-address-ioerr\npast-end-ioerr\n"),
+        "console: {text}"
+    );
     let written = std::fs::read(&image).unwrap();
-    assert_eq!(&written[512..1024], &[0x5a; 512][..], "sector 1 holds what the guest wrote");
+    assert_eq!(
+        &written[512..1024],
+        &[0x5a; 512][..],
+        "sector 1 holds what the guest wrote"
+    );
     assert_eq!(&written[..512], &[0; 512][..], "sector 0 untouched");
 }
 
@@ -173,14 +240,25 @@ fn virtio_vsock_round_trip_both_directions() {
     notify(&mut a, base, 0);
 
     // Guest → host: REQUEST to (CID 2, port 5000) from port 1234.
-    a.store64(txhdr, 3).store64(txhdr + 8, 2).store32(txhdr + 16, 1234).store32(txhdr + 20, 5000);
-    a.store32(txhdr + 24, 0).store32(txhdr + 28, 1 | (1 << 16)).store32(txhdr + 32, 0);
+    a.store64(txhdr, 3)
+        .store64(txhdr + 8, 2)
+        .store32(txhdr + 16, 1234)
+        .store32(txhdr + 20, 5000);
+    a.store32(txhdr + 24, 0)
+        .store32(txhdr + 28, 1 | (1 << 16))
+        .store32(txhdr + 32, 0);
     a.store32(txhdr + 36, 65536).store32(txhdr + 40, 0);
     tx.set_desc(&mut a, 0, txhdr, 44, 0, 0);
     tx.publish(&mut a, 0, 0);
     notify(&mut a, base, 1);
     a.wait_u16(rx.used + 2, 1);
-    a.check32(rxbuf + 28, 0xffff_0000, 2 << 16, "response ", "FAIL response\n");
+    a.check32(
+        rxbuf + 28,
+        0xffff_0000,
+        2 << 16,
+        "response ",
+        "FAIL response\n",
+    );
     rx.publish(&mut a, 1, 0);
     notify(&mut a, base, 0);
 
@@ -200,11 +278,19 @@ fn virtio_vsock_round_trip_both_directions() {
     notify(&mut a, base, 0);
     a.print("ready\n");
     a.wait_u16(rx.used + 2, 3);
-    a.check32(rxbuf + 28, 0xffff_0000, 1 << 16, "request ", "FAIL request\n");
+    a.check32(
+        rxbuf + 28,
+        0xffff_0000,
+        1 << 16,
+        "request ",
+        "FAIL request\n",
+    );
     a.check32(rxbuf + 20, u32::MAX, 6000, "port=6000 ", "FAIL port\n");
     // Reply RESPONSE to the host port the VMM chose (the request's source port).
     a.load32(rxbuf + 16).mov_rbx(txhdr + 20).store_eax_rbx();
-    a.store32(txhdr + 16, 6000).store32(txhdr + 24, 0).store32(txhdr + 28, 1 | (2 << 16));
+    a.store32(txhdr + 16, 6000)
+        .store32(txhdr + 24, 0)
+        .store32(txhdr + 28, 1 | (2 << 16));
     tx.set_desc(&mut a, 0, txhdr, 44, 0, 0);
     tx.publish(&mut a, 2, 0);
     notify(&mut a, base, 1);
@@ -239,12 +325,18 @@ fn virtio_vsock_round_trip_both_directions() {
     let start = Instant::now();
     while !console.text().contains("ready\n") {
         assert!(handle.is_running(), "VM ended early: {}", console.text());
-        assert!(start.elapsed() < Duration::from_secs(120), "console: {}", console.text());
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "console: {}",
+            console.text()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let mut stream = UnixStream::connect(&uds).unwrap();
     stream.write_all(b"CONNECT 6000\n").unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
     let mut line = String::new();
     BufReader::new(&stream).read_line(&mut line).unwrap();
 
@@ -253,10 +345,22 @@ fn virtio_vsock_round_trip_both_directions() {
     assert_eq!(reason, ExitReason::GuestReset, "console: {text}");
     let (got, _stream) = host_side.join().unwrap();
     assert_eq!(&got, b"ping");
-    assert!(text.contains("cid=3\nresponse rw pong\n"), "console: {text}");
-    assert!(text.contains("request port=6000 accepted\n"), "console: {text}");
-    assert!(line.starts_with("OK ") && line.ends_with('\n'), "handshake reply {line:?}");
+    assert!(
+        text.contains("cid=3\nresponse rw pong\n"),
+        "console: {text}"
+    );
+    assert!(
+        text.contains("request port=6000 accepted\n"),
+        "console: {text}"
+    );
+    assert!(
+        line.starts_with("OK ") && line.ends_with('\n'),
+        "handshake reply {line:?}"
+    );
     let port: u32 = line[3..].trim().parse().unwrap();
     assert!(port >= 1 << 30, "host port {port}");
-    assert!(!uds.exists(), "the device removes its socket when the VM ends");
+    assert!(
+        !uds.exists(),
+        "the device removes its socket when the VM ends"
+    );
 }

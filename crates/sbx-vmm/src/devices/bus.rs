@@ -43,7 +43,12 @@ impl Bus {
     }
 
     /// Adds `device` at `base..base+len`.
-    pub fn insert(&mut self, device: SharedDevice, base: u64, len: u64) -> Result<(), OverlapError> {
+    pub fn insert(
+        &mut self,
+        device: SharedDevice,
+        base: u64,
+        len: u64,
+    ) -> Result<(), OverlapError> {
         let end = base.checked_add(len).ok_or(OverlapError { base, len })?;
         if len == 0 || self.ranges.iter().any(|(b, l, _)| base < b + l && *b < end) {
             return Err(OverlapError { base, len });
@@ -54,7 +59,10 @@ impl Bus {
     }
 
     fn find(&self, addr: u64, size: usize) -> Option<(&SharedDevice, u64)> {
-        let idx = self.ranges.partition_point(|(b, _, _)| *b <= addr).checked_sub(1)?;
+        let idx = self
+            .ranges
+            .partition_point(|(b, _, _)| *b <= addr)
+            .checked_sub(1)?;
         let (base, len, dev) = &self.ranges[idx];
         let offset = addr - base;
         (offset.checked_add(size as u64)? <= *len).then_some((dev, offset))

@@ -42,7 +42,12 @@ impl BusDevice for I8042 {
         let value = match offset {
             OFFSET_DATA => self.output.take().unwrap_or(0),
             OFFSET_COMMAND => {
-                STATUS_SYSTEM_FLAG | if self.output.is_some() { STATUS_OUTPUT_FULL } else { 0 }
+                STATUS_SYSTEM_FLAG
+                    | if self.output.is_some() {
+                        STATUS_OUTPUT_FULL
+                    } else {
+                        0
+                    }
             }
             _ => 0xff,
         };

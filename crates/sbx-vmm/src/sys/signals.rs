@@ -16,7 +16,11 @@ static LAST_SIGNAL: AtomicI32 = AtomicI32::new(0);
 static SHUTDOWN_EVT: OnceLock<Arc<EventFd>> = OnceLock::new();
 static INSTALL: Mutex<()> = Mutex::new(());
 
-extern "C" fn on_shutdown_signal(num: libc::c_int, _info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+extern "C" fn on_shutdown_signal(
+    num: libc::c_int,
+    _info: *mut libc::siginfo_t,
+    _ctx: *mut libc::c_void,
+) {
     LAST_SIGNAL.store(num, Ordering::SeqCst);
     let fd = SHUTDOWN_FD.load(Ordering::SeqCst);
     if fd >= 0 {
@@ -34,14 +38,17 @@ fn write_one(fd: RawFd) {
 
 /// Installs SIGTERM/SIGINT handlers (once per process) and returns the eventfd they signal.
 pub(crate) fn install_shutdown_handlers() -> std::io::Result<Arc<EventFd>> {
-    let _guard = INSTALL.lock().map_err(|_| std::io::Error::other("signal setup lock poisoned"))?;
+    let _guard = INSTALL
+        .lock()
+        .map_err(|_| std::io::Error::other("signal setup lock poisoned"))?;
     if let Some(evt) = SHUTDOWN_EVT.get() {
         return Ok(evt.clone());
     }
     let evt = Arc::new(EventFd::new(EFD_NONBLOCK)?);
     SHUTDOWN_FD.store(evt.as_raw_fd(), Ordering::SeqCst);
     for sig in [libc::SIGTERM, libc::SIGINT] {
-        register_signal_handler(sig, on_shutdown_signal).map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
+        register_signal_handler(sig, on_shutdown_signal)
+            .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
     }
     let _ = SHUTDOWN_EVT.set(evt.clone());
     Ok(evt)
@@ -65,7 +72,8 @@ pub(crate) fn install_kick_handler() -> std::io::Result<()> {
     if DONE.get().is_some() {
         return Ok(());
     }
-    register_signal_handler(kick_signal(), on_kick).map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
+    register_signal_handler(kick_signal(), on_kick)
+        .map_err(|e| std::io::Error::from_raw_os_error(e.errno()))?;
     let _ = DONE.set(());
     Ok(())
 }

@@ -71,7 +71,8 @@ impl Asm {
     }
     /// Two dword stores for a u64.
     pub fn store64(&mut self, addr: u64, v: u64) -> &mut Self {
-        self.store32(addr, v as u32).store32(addr + 4, (v >> 32) as u32)
+        self.store32(addr, v as u32)
+            .store32(addr + 4, (v >> 32) as u32)
     }
     /// `mov dword [rbx], eax`
     pub fn store_eax_rbx(&mut self) -> &mut Self {
@@ -155,7 +156,10 @@ impl Asm {
     /// Spins until the u16 at `addr` equals `value`.
     pub fn wait_u16(&mut self, addr: u64, value: u16) -> &mut Self {
         let top = self.label();
-        self.bind(top).load16(addr).cmp_eax(u32::from(value)).jne(top)
+        self.bind(top)
+            .load16(addr)
+            .cmp_eax(u32::from(value))
+            .jne(top)
     }
     /// Checks the dword at `addr` (after `and mask`) equals `value`; prints `ok` or `fail` and resets on failure.
     pub fn check32(&mut self, addr: u64, mask: u32, value: u32, ok: &str, fail: &str) -> &mut Self {

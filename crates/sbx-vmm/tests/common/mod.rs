@@ -13,7 +13,11 @@ pub const LOAD_ADDR: u64 = 0x20_0000;
 
 /// `Some(reason)` when /dev/kvm cannot be used here; tests then print one skip line.
 pub fn kvm_unusable() -> Option<String> {
-    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
         Ok(_) => None,
         Err(e) => Some(format!("/dev/kvm is not usable ({e})")),
     }

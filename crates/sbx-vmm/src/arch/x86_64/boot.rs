@@ -51,20 +51,24 @@ pub fn load_guest(mem: &GuestMemory, image: GuestImage<'_>) -> Result<BootInfo, 
         path: kernel_path.to_path_buf(),
         reason,
     };
-    let mut kernel = kernel_file.try_clone().map_err(|e| load_err(e.to_string()))?;
+    let mut kernel = kernel_file
+        .try_clone()
+        .map_err(|e| load_err(e.to_string()))?;
     let mut head = [0u8; 0x206];
     let read = read_head(&mut kernel, &mut head).map_err(|e| load_err(e.to_string()))?;
     let kind = kernel_kind(&head[..read]).map_err(load_err)?;
     let highmem = Some(GuestAddress(layout::HIMEM_START));
     let (loaded, entry) = match kind {
         KernelKind::Elf => {
-            let r = Elf::load(mem, None, &mut kernel, highmem).map_err(|e| load_err(e.to_string()))?;
+            let r =
+                Elf::load(mem, None, &mut kernel, highmem).map_err(|e| load_err(e.to_string()))?;
             // vmlinux's e_entry is the physical address of startup_64, the 64-bit boot protocol entry.
             let entry = r.kernel_load.0;
             (r, entry)
         }
         KernelKind::BzImage => {
-            let r = BzImage::load(mem, None, &mut kernel, highmem).map_err(|e| load_err(e.to_string()))?;
+            let r = BzImage::load(mem, None, &mut kernel, highmem)
+                .map_err(|e| load_err(e.to_string()))?;
             let entry = r.kernel_load.0 + BZIMAGE_64BIT_ENTRY_OFFSET;
             (r, entry)
         }
@@ -134,7 +138,11 @@ fn write_cmdline(mem: &GuestMemory, cmdline: &str) -> Result<(), StartError> {
     if cmdline.len() >= layout::CMDLINE_MAX_SIZE {
         return Err(StartError::BootSetup {
             what: "command line",
-            reason: format!("{} bytes exceed {}", cmdline.len(), layout::CMDLINE_MAX_SIZE - 1),
+            reason: format!(
+                "{} bytes exceed {}",
+                cmdline.len(),
+                layout::CMDLINE_MAX_SIZE - 1
+            ),
         });
     }
     let mut bytes = cmdline.as_bytes().to_vec();
@@ -147,7 +155,12 @@ fn write_cmdline(mem: &GuestMemory, cmdline: &str) -> Result<(), StartError> {
 }
 
 /// Places the initrd at the top of low RAM (page aligned), above the kernel.
-fn load_initrd(mem: &GuestMemory, path: &Path, file: &File, kernel_end: u64) -> Result<(u64, u64), StartError> {
+fn load_initrd(
+    mem: &GuestMemory,
+    path: &Path,
+    file: &File,
+    kernel_end: u64,
+) -> Result<(u64, u64), StartError> {
     let err = |reason: String| StartError::InitrdLoad {
         path: path.to_path_buf(),
         reason,
@@ -158,7 +171,11 @@ fn load_initrd(mem: &GuestMemory, path: &Path, file: &File, kernel_end: u64) -> 
         .checked_sub(size)
         .map(|a| a & !0xfff)
         .filter(|a| *a >= kernel_end.max(layout::HIMEM_START))
-        .ok_or_else(|| err(format!("{size} bytes do not fit in guest memory above the kernel; add memory")))?;
+        .ok_or_else(|| {
+            err(format!(
+                "{size} bytes do not fit in guest memory above the kernel; add memory"
+            ))
+        })?;
     let mut reader = file.try_clone().map_err(|e| err(e.to_string()))?;
     let mut remaining = size as usize;
     let mut at = addr;
@@ -166,7 +183,9 @@ fn load_initrd(mem: &GuestMemory, path: &Path, file: &File, kernel_end: u64) -> 
         let slice = mem
             .get_slice(GuestAddress(at), remaining.min(1 << 20))
             .map_err(|e| err(e.to_string()))?;
-        let n = reader.read_volatile(&mut slice.clone()).map_err(|e| err(e.to_string()))?;
+        let n = reader
+            .read_volatile(&mut slice.clone())
+            .map_err(|e| err(e.to_string()))?;
         if n == 0 {
             return Err(err("file shrank while loading".into()));
         }
@@ -180,12 +199,20 @@ fn load_initrd(mem: &GuestMemory, path: &Path, file: &File, kernel_end: u64) -> 
 pub fn e820_map(ram_end: u64) -> Vec<(u64, u64, u32)> {
     let mut map = vec![
         (0, layout::EBDA_START, E820_RAM),
-        (layout::EBDA_START, 0x100000 - layout::EBDA_START, E820_RESERVED),
+        (
+            layout::EBDA_START,
+            0x100000 - layout::EBDA_START,
+            E820_RESERVED,
+        ),
     ];
     let low_end = ram_end.min(layout::MMIO_GAP_START);
     map.push((layout::HIMEM_START, low_end - layout::HIMEM_START, E820_RAM));
     if ram_end > layout::MMIO_GAP_END {
-        map.push((layout::MMIO_GAP_END, ram_end - layout::MMIO_GAP_END, E820_RAM));
+        map.push((
+            layout::MMIO_GAP_END,
+            ram_end - layout::MMIO_GAP_END,
+            E820_RAM,
+        ));
     }
     map
 }

@@ -26,7 +26,8 @@ pub fn adjust(entries: &mut [kvm_bindings::kvm_cpuid_entry2], id: u8, count: u8)
     for entry in entries.iter_mut() {
         match entry.function {
             1 => {
-                entry.ebx = (entry.ebx & 0x0000_ffff) | (u32::from(id) << 24) | (u32::from(count) << 16);
+                entry.ebx =
+                    (entry.ebx & 0x0000_ffff) | (u32::from(id) << 24) | (u32::from(count) << 16);
                 entry.ecx |= ECX_HYPERVISOR;
                 if count > 1 {
                     entry.edx |= EDX_HTT;
@@ -86,8 +87,16 @@ mod tests {
     #[test]
     fn leaf_b_reports_topology() {
         let mut entries = [
-            kvm_cpuid_entry2 { function: 0xb, index: 0, ..Default::default() },
-            kvm_cpuid_entry2 { function: 0xb, index: 1, ..Default::default() },
+            kvm_cpuid_entry2 {
+                function: 0xb,
+                index: 0,
+                ..Default::default()
+            },
+            kvm_cpuid_entry2 {
+                function: 0xb,
+                index: 1,
+                ..Default::default()
+            },
         ];
         adjust(&mut entries, 2, 4);
         assert_eq!((entries[0].ebx, entries[0].edx), (1, 2));

@@ -29,10 +29,14 @@ pub const TABLE: [u64; 4] = [
 /// The `kvm_segment` matching GDT entry `index`.
 pub fn segment(index: usize) -> kvm_segment {
     let raw = TABLE[index];
-    let base = (((raw >> 16) & 0x00ff_ffff) | ((raw >> 32) & 0xff00_0000)) as u64;
+    let base = ((raw >> 16) & 0x00ff_ffff) | ((raw >> 32) & 0xff00_0000);
     let limit_raw = ((raw & 0xffff) | ((raw >> 32) & 0x000f_0000)) as u32;
     let granular = (raw >> 55) & 1 == 1;
-    let limit = if granular { (limit_raw << 12) | 0xfff } else { limit_raw };
+    let limit = if granular {
+        (limit_raw << 12) | 0xfff
+    } else {
+        limit_raw
+    };
     kvm_segment {
         base,
         limit,
@@ -58,7 +62,10 @@ mod tests {
     fn code_segment_is_64_bit_ring_0() {
         let code = segment(1);
         assert_eq!(code.selector, CODE_SELECTOR);
-        assert_eq!((code.l, code.db, code.dpl, code.present, code.s), (1, 0, 0, 1, 1));
+        assert_eq!(
+            (code.l, code.db, code.dpl, code.present, code.s),
+            (1, 0, 0, 1, 1)
+        );
         assert_eq!(code.type_, 0xb);
         assert_eq!(code.limit, 0xffff_ffff);
         let data = segment(2);

@@ -71,6 +71,9 @@ pub fn ram_regions(mem_bytes: u64) -> Vec<(u64, u64)> {
     if mem_bytes <= MMIO_GAP_START {
         vec![(0, mem_bytes)]
     } else {
-        vec![(0, MMIO_GAP_START), (MMIO_GAP_END, mem_bytes - MMIO_GAP_START)]
+        vec![
+            (0, MMIO_GAP_START),
+            (MMIO_GAP_END, mem_bytes - MMIO_GAP_START),
+        ]
     }
 }

@@ -26,7 +26,8 @@ fn kvm_err(step: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> StartError {
 pub fn setup_vm(vm: &VmFd) -> Result<(), StartError> {
     vm.set_tss_address(layout::KVM_TSS_ADDRESS)
         .map_err(kvm_err("KVM_SET_TSS_ADDR"))?;
-    vm.create_irq_chip().map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
+    vm.create_irq_chip()
+        .map_err(kvm_err("KVM_CREATE_IRQCHIP"))?;
     let pit = kvm_pit_config {
         // KVM_PIT_SPEAKER_DUMMY: the PC speaker port reads without exiting.
         flags: kvm_bindings::KVM_PIT_SPEAKER_DUMMY,

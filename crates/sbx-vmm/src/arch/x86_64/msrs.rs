@@ -47,9 +47,10 @@ pub fn setup(vcpu: &VcpuFd) -> Result<(), StartError> {
         what: "MSR list",
         reason: format!("{e:?}"),
     })?;
-    let written = vcpu
-        .set_msrs(&msrs)
-        .map_err(|source| StartError::Kvm { step: "KVM_SET_MSRS", source })?;
+    let written = vcpu.set_msrs(&msrs).map_err(|source| StartError::Kvm {
+        step: "KVM_SET_MSRS",
+        source,
+    })?;
     if written != entries.len() {
         return Err(StartError::BootSetup {
             what: "MSRs",

@@ -76,7 +76,10 @@ pub fn setup_lapic(vcpu: &VcpuFd) -> Result<(), StartError> {
     const MODE_NMI: u32 = 0x4;
     let mut lapic = vcpu.get_lapic().map_err(kvm_err("KVM_GET_LAPIC"))?;
     for (offset, mode) in [(LVT_LINT0, MODE_EXTINT), (LVT_LINT1, MODE_NMI)] {
-        let bytes: Vec<u8> = lapic.regs[offset..offset + 4].iter().map(|b| *b as u8).collect();
+        let bytes: Vec<u8> = lapic.regs[offset..offset + 4]
+            .iter()
+            .map(|b| *b as u8)
+            .collect();
         let value = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         let value = (value & !0x700) | (mode << 8);
         for (i, b) in value.to_le_bytes().iter().enumerate() {
@@ -98,12 +101,18 @@ pub fn write_gdt_and_page_tables(mem: &GuestMemory) -> Result<(), StartError> {
         mem.write_obj(*entry, GuestAddress(layout::GDT_START + 8 * i as u64))
             .map_err(fail("GDT"))?;
     }
-    mem.write_obj(layout::PDPTE_START | PTE_PRESENT_RW, GuestAddress(layout::PML4_START))
-        .map_err(fail("PML4"))?;
+    mem.write_obj(
+        layout::PDPTE_START | PTE_PRESENT_RW,
+        GuestAddress(layout::PML4_START),
+    )
+    .map_err(fail("PML4"))?;
     for dir in 0..4u64 {
         let pd = layout::PDE_START + dir * 0x1000;
-        mem.write_obj(pd | PTE_PRESENT_RW, GuestAddress(layout::PDPTE_START + dir * 8))
-            .map_err(fail("PDPT"))?;
+        mem.write_obj(
+            pd | PTE_PRESENT_RW,
+            GuestAddress(layout::PDPTE_START + dir * 8),
+        )
+        .map_err(fail("PDPT"))?;
         for i in 0..512u64 {
             let frame = ((dir << 9) + i) << 21;
             mem.write_obj(frame | PTE_PRESENT_RW | PDE_LARGE, GuestAddress(pd + i * 8))

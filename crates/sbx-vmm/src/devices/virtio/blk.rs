@@ -12,7 +12,10 @@ use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{DescriptorChain, Queue};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemory as _, Permissions};
 
-use super::{ActivateContext, DeviceError, Interrupt, VirtioDevice, complete, device_type, next_chain, notify_driver};
+use super::{
+    ActivateContext, DeviceError, Interrupt, VirtioDevice, complete, device_type, next_chain,
+    notify_driver,
+};
 use crate::vstate::memory::GuestMemory;
 
 /// Sector size.
@@ -96,7 +99,11 @@ enum Reject {
 }
 
 /// Handles one chain; returns the used length to report (bytes written into the chain).
-pub fn handle_chain(mem: &GuestMemory, chain: DescriptorChain<&GuestMemory>, disk: &mut Disk) -> u32 {
+pub fn handle_chain(
+    mem: &GuestMemory,
+    chain: DescriptorChain<&GuestMemory>,
+    disk: &mut Disk,
+) -> u32 {
     match parse(mem, chain) {
         Ok(req) => {
             let (st, written) = execute(mem, &req, disk);
@@ -118,7 +125,10 @@ fn parse(mem: &GuestMemory, chain: DescriptorChain<&GuestMemory>) -> Result<Requ
     // The iterator stops after `queue size` descriptors, so loops end; collecting is bounded the same way.
     let descs: Vec<Descriptor> = chain.collect();
     let (last, rest) = descs.split_last().ok_or(Reject::NoStatus)?;
-    if !last.is_write_only() || last.len() < 1 || !mem.check_range(last.addr(), 1, Permissions::Write) {
+    if !last.is_write_only()
+        || last.len() < 1
+        || !mem.check_range(last.addr(), 1, Permissions::Write)
+    {
         return Err(Reject::NoStatus);
     }
     let status_addr = last.addr();
@@ -127,14 +137,20 @@ fn parse(mem: &GuestMemory, chain: DescriptorChain<&GuestMemory>) -> Result<Requ
     if header.is_write_only() || header.len() < 16 {
         return Err(err(status::IOERR));
     }
-    let kind: u32 = mem.read_obj(header.addr()).map_err(|_| err(status::IOERR))?;
+    let kind: u32 = mem
+        .read_obj(header.addr())
+        .map_err(|_| err(status::IOERR))?;
     let sector_addr = header.addr().checked_add(8).ok_or(err(status::IOERR))?;
     let sector: u64 = mem.read_obj(sector_addr).map_err(|_| err(status::IOERR))?;
     if data.len() > SEG_MAX as usize {
         return Err(err(status::IOERR));
     }
     for d in data {
-        let access = if d.is_write_only() { Permissions::Write } else { Permissions::Read };
+        let access = if d.is_write_only() {
+            Permissions::Write
+        } else {
+            Permissions::Read
+        };
         if !mem.check_range(d.addr(), d.len() as usize, access) {
             return Err(err(status::IOERR));
         }
@@ -158,7 +174,7 @@ fn data_len(data: &[Descriptor], writable: bool) -> Option<u64> {
 fn disk_range(disk: &Disk, sector: u64, len: u64) -> Option<u64> {
     let offset = sector.checked_mul(SECTOR_SIZE)?;
     let end = offset.checked_add(len)?;
-    (len % SECTOR_SIZE == 0 && end <= disk.sectors * SECTOR_SIZE).then_some(offset)
+    (len.is_multiple_of(SECTOR_SIZE) && end <= disk.sectors * SECTOR_SIZE).then_some(offset)
 }
 
 fn execute(mem: &GuestMemory, req: &Request, disk: &mut Disk) -> (u8, u32) {
@@ -183,7 +199,9 @@ fn execute(mem: &GuestMemory, req: &Request, disk: &mut Disk) -> (u8, u32) {
                 return (status::IOERR, 0);
             };
             match disk_range(disk, req.sector, len) {
-                Some(offset) if write_from_guest(mem, &req.data, disk, offset).is_ok() => (status::OK, 0),
+                Some(offset) if write_from_guest(mem, &req.data, disk, offset).is_ok() => {
+                    (status::OK, 0)
+                }
                 _ => (status::IOERR, 0),
             }
         }
@@ -209,13 +227,20 @@ fn execute(mem: &GuestMemory, req: &Request, disk: &mut Disk) -> (u8, u32) {
     }
 }
 
-fn read_into_guest(mem: &GuestMemory, data: &[Descriptor], disk: &Disk, mut offset: u64) -> Result<(), ()> {
+fn read_into_guest(
+    mem: &GuestMemory,
+    data: &[Descriptor],
+    disk: &Disk,
+    mut offset: u64,
+) -> Result<(), ()> {
     let mut buf = vec![0u8; BOUNCE];
     for d in data {
         let mut done = 0u64;
         while done < u64::from(d.len()) {
             let n = (u64::from(d.len()) - done).min(BOUNCE as u64) as usize;
-            disk.file.read_exact_at(&mut buf[..n], offset).map_err(|_| ())?;
+            disk.file
+                .read_exact_at(&mut buf[..n], offset)
+                .map_err(|_| ())?;
             let addr = d.addr().checked_add(done).ok_or(())?;
             mem.write_slice(&buf[..n], addr).map_err(|_| ())?;
             done += n as u64;
@@ -225,7 +250,12 @@ fn read_into_guest(mem: &GuestMemory, data: &[Descriptor], disk: &Disk, mut offs
     Ok(())
 }
 
-fn write_from_guest(mem: &GuestMemory, data: &[Descriptor], disk: &Disk, mut offset: u64) -> Result<(), ()> {
+fn write_from_guest(
+    mem: &GuestMemory,
+    data: &[Descriptor],
+    disk: &Disk,
+    mut offset: u64,
+) -> Result<(), ()> {
     let mut buf = vec![0u8; BOUNCE];
     for d in data {
         let mut done = 0u64;
@@ -263,8 +293,13 @@ fn discard(mem: &GuestMemory, data: &[Descriptor], disk: &Disk) -> Result<(), ()
     }
     for (offset, len) in segments {
         if len > 0 {
-            fallocate(&disk.file, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, offset, len)
-                .map_err(|_| ())?;
+            fallocate(
+                &disk.file,
+                FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+                offset,
+                len,
+            )
+            .map_err(|_| ())?;
         }
     }
     Ok(())
@@ -312,7 +347,9 @@ impl VirtioDevice for Block {
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let cfg = self.config();
         data.fill(0);
-        let Ok(start) = usize::try_from(offset) else { return };
+        let Ok(start) = usize::try_from(offset) else {
+            return;
+        };
         if let Some(src) = cfg.get(start..) {
             let n = src.len().min(data.len());
             data[..n].copy_from_slice(&src[..n]);
@@ -383,8 +420,17 @@ mod tests {
             self.mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
         }
         /// Runs the device over `descs` (one or more chains) and returns (result, device).
-        fn run(&self, path: &std::path::Path, ro: bool, descs: &[RawDescriptor]) -> (Result<(), DeviceError>, Vec<(u32, u32)>, u16) {
-            let file = std::fs::OpenOptions::new().read(true).write(!ro).open(path).unwrap();
+        fn run(
+            &self,
+            path: &std::path::Path,
+            ro: bool,
+            descs: &[RawDescriptor],
+        ) -> (Result<(), DeviceError>, Vec<(u32, u32)>, u16) {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(!ro)
+                .open(path)
+                .unwrap();
             let mut dev = Block::new(Disk::new(file, ro, "test").unwrap());
             let (mocks, ctx) = activate_ctx(&self.mem, 1);
             mocks[0].add_desc_chains(descs, 0).unwrap();
@@ -409,7 +455,9 @@ mod tests {
         let h = Harness::new();
         let img = h.image(8);
         h.header(request::OUT, 3);
-        h.mem.write_slice(&[0xab; 1024], GuestAddress(DATA)).unwrap();
+        h.mem
+            .write_slice(&[0xab; 1024], GuestAddress(DATA))
+            .unwrap();
         let (res, used, _) = h.run(&img, false, &request(0, 1024));
         res.unwrap();
         assert_eq!(used, vec![(0, 1)]);
@@ -431,13 +479,20 @@ mod tests {
         let h = Harness::new();
         let img = h.image(8);
         h.header(request::FLUSH, 0);
-        let (res, _, _) = h.run(&img, false, &[raw(HDR, 16, NEXT, 1), raw(STATUS, 1, WRITE, 0)]);
+        let (res, _, _) = h.run(
+            &img,
+            false,
+            &[raw(HDR, 16, NEXT, 1), raw(STATUS, 1, WRITE, 0)],
+        );
         res.unwrap();
         assert_eq!(byte_at(&h.mem, STATUS), status::OK);
         h.header(request::GET_ID, 0);
         let (_, used, _) = h.run(&img, false, &request(WRITE, 20));
         assert_eq!(used[0].1, 21, "20 id bytes and the status byte");
-        assert_eq!(h.mem.read_obj::<[u8; 4]>(GuestAddress(DATA)).unwrap(), *b"test");
+        assert_eq!(
+            h.mem.read_obj::<[u8; 4]>(GuestAddress(DATA)).unwrap(),
+            *b"test"
+        );
         h.header(0x1234, 0);
         let _ = h.run(&img, false, &request(0, 512));
         assert_eq!(byte_at(&h.mem, STATUS), status::UNSUPP);
@@ -448,22 +503,82 @@ mod tests {
         let h = Harness::new();
         let img = h.image(8);
         let cases: Vec<(&str, u32, u64, Vec<RawDescriptor>)> = vec![
-            ("data outside guest memory", request::IN, 0, vec![
-                raw(HDR, 16, NEXT, 1), raw(0xffff_ffff_0000, 512, NEXT | WRITE, 2), raw(STATUS, 1, WRITE, 0)]),
-            ("huge data length", request::IN, 0, vec![
-                raw(HDR, 16, NEXT, 1), raw(DATA, 0x10_0000, NEXT | WRITE, 2), raw(STATUS, 1, WRITE, 0)]),
-            ("write-only header", request::IN, 0, vec![
-                raw(HDR, 16, NEXT | WRITE, 1), raw(DATA, 512, NEXT | WRITE, 2), raw(STATUS, 1, WRITE, 0)]),
-            ("short header", request::IN, 0, vec![
-                raw(HDR, 8, NEXT, 1), raw(DATA, 512, NEXT | WRITE, 2), raw(STATUS, 1, WRITE, 0)]),
-            ("zero-length header", request::IN, 0, vec![
-                raw(HDR, 0, NEXT, 1), raw(DATA, 512, NEXT | WRITE, 2), raw(STATUS, 1, WRITE, 0)]),
-            ("readable buffer for a read", request::IN, 0, request(0, 512)),
-            ("writable buffer for a write", request::OUT, 0, request(WRITE, 512)),
+            (
+                "data outside guest memory",
+                request::IN,
+                0,
+                vec![
+                    raw(HDR, 16, NEXT, 1),
+                    raw(0xffff_ffff_0000, 512, NEXT | WRITE, 2),
+                    raw(STATUS, 1, WRITE, 0),
+                ],
+            ),
+            (
+                "huge data length",
+                request::IN,
+                0,
+                vec![
+                    raw(HDR, 16, NEXT, 1),
+                    raw(DATA, 0x10_0000, NEXT | WRITE, 2),
+                    raw(STATUS, 1, WRITE, 0),
+                ],
+            ),
+            (
+                "write-only header",
+                request::IN,
+                0,
+                vec![
+                    raw(HDR, 16, NEXT | WRITE, 1),
+                    raw(DATA, 512, NEXT | WRITE, 2),
+                    raw(STATUS, 1, WRITE, 0),
+                ],
+            ),
+            (
+                "short header",
+                request::IN,
+                0,
+                vec![
+                    raw(HDR, 8, NEXT, 1),
+                    raw(DATA, 512, NEXT | WRITE, 2),
+                    raw(STATUS, 1, WRITE, 0),
+                ],
+            ),
+            (
+                "zero-length header",
+                request::IN,
+                0,
+                vec![
+                    raw(HDR, 0, NEXT, 1),
+                    raw(DATA, 512, NEXT | WRITE, 2),
+                    raw(STATUS, 1, WRITE, 0),
+                ],
+            ),
+            (
+                "readable buffer for a read",
+                request::IN,
+                0,
+                request(0, 512),
+            ),
+            (
+                "writable buffer for a write",
+                request::OUT,
+                0,
+                request(WRITE, 512),
+            ),
             ("partial sector", request::IN, 0, request(WRITE, 100)),
             ("past the end", request::IN, 8, request(WRITE, 512)),
-            ("sector overflow", request::IN, u64::MAX, request(WRITE, 512)),
-            ("no header at all", request::IN, 0, vec![raw(STATUS, 1, WRITE, 0)]),
+            (
+                "sector overflow",
+                request::IN,
+                u64::MAX,
+                request(WRITE, 512),
+            ),
+            (
+                "no header at all",
+                request::IN,
+                0,
+                vec![raw(STATUS, 1, WRITE, 0)],
+            ),
         ];
         for (name, kind, sector, descs) in cases {
             h.header(kind, sector);
@@ -472,7 +587,10 @@ mod tests {
             assert_eq!(used.len(), 1, "{name}");
             assert_eq!(byte_at(&h.mem, STATUS), status::IOERR, "{name}");
         }
-        assert!(std::fs::read(&img).unwrap().iter().all(|b| *b == 0), "nothing was written");
+        assert!(
+            std::fs::read(&img).unwrap().iter().all(|b| *b == 0),
+            "nothing was written"
+        );
     }
 
     #[test]
@@ -540,7 +658,10 @@ mod tests {
             // Last descriptor readable.
             vec![raw(HDR, 16, NEXT, 1), raw(DATA, 512, 0, 0)],
             // Status outside guest memory.
-            vec![raw(HDR, 16, NEXT, 1), raw(0xffff_ffff_ffff_fff0, 1, WRITE, 0)],
+            vec![
+                raw(HDR, 16, NEXT, 1),
+                raw(0xffff_ffff_ffff_fff0, 1, WRITE, 0),
+            ],
             // Zero-length status.
             vec![raw(HDR, 16, NEXT, 1), raw(STATUS, 0, WRITE, 0)],
         ] {
@@ -557,7 +678,11 @@ mod tests {
         let img = h.image(8);
         h.header(request::IN, 0);
         // 0 -> 1 -> 0 -> ...: the chain iterator stops after the queue size.
-        let (res, used, _) = h.run(&img, false, &[raw(HDR, 16, NEXT, 1), raw(STATUS, 1, WRITE | NEXT, 0)]);
+        let (res, used, _) = h.run(
+            &img,
+            false,
+            &[raw(HDR, 16, NEXT, 1), raw(STATUS, 1, WRITE | NEXT, 0)],
+        );
         res.unwrap();
         assert_eq!(used.len(), 1);
         // A self-loop on the head, and a next index beyond the table.
@@ -576,7 +701,7 @@ mod tests {
         res.unwrap();
         assert_eq!(used.len(), 1);
         // An indirect table of absurd length.
-        let (res, _, _) = h.run(&img, false, &[raw(DATA, u32::MAX & !0xf, INDIRECT, 0)]);
+        let (res, _, _) = h.run(&img, false, &[raw(DATA, 0xffff_fff0, INDIRECT, 0)]);
         res.unwrap();
     }
 
@@ -584,13 +709,20 @@ mod tests {
     fn corrupt_available_index_fails_the_device() {
         let h = Harness::new();
         let img = h.image(8);
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(&img).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&img)
+            .unwrap();
         let mut dev = Block::new(Disk::new(file, false, "t").unwrap());
         let (mocks, ctx) = activate_ctx(&h.mem, 1);
         dev.activate(ctx).unwrap();
         // The driver claims 1000 new entries in a 16-entry queue.
         mocks[0].avail().idx().store(1000);
-        assert!(matches!(dev.queue_notify(0), Err(DeviceError::Queue { .. })));
+        assert!(matches!(
+            dev.queue_notify(0),
+            Err(DeviceError::Queue { .. })
+        ));
     }
 
     #[test]

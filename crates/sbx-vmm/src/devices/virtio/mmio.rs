@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use virtio_queue::{Queue, QueueT};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{ActivateContext, DeviceError, INTERRUPT_CONFIG, Interrupt, VIRTIO_F_VERSION_1, VirtioDevice};
+use super::{
+    ActivateContext, DeviceError, INTERRUPT_CONFIG, Interrupt, VIRTIO_F_VERSION_1, VirtioDevice,
+};
 use crate::devices::BusDevice;
 use crate::vstate::memory::GuestMemory;
 
@@ -92,7 +94,11 @@ impl std::fmt::Debug for MmioTransport {
 
 impl MmioTransport {
     /// Wraps `device`; `irq` is the eventfd bound to its interrupt line.
-    pub fn new(device: Box<dyn VirtioDevice>, mem: GuestMemory, irq: Arc<EventFd>) -> std::io::Result<Self> {
+    pub fn new(
+        device: Box<dyn VirtioDevice>,
+        mem: GuestMemory,
+        irq: Arc<EventFd>,
+    ) -> std::io::Result<Self> {
         let queues = Self::fresh_queues(device.as_ref());
         let queue_evts = (0..queues.len())
             .map(|_| EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).map(Arc::new))
@@ -156,7 +162,9 @@ impl MmioTransport {
     }
 
     fn queue_setup_allowed(&self) -> bool {
-        self.status & status::FEATURES_OK != 0 && self.status & status::DRIVER_OK == 0 && !self.failed
+        self.status & status::FEATURES_OK != 0
+            && self.status & status::DRIVER_OK == 0
+            && !self.failed
     }
 
     /// Marks the device broken: DEVICE_NEEDS_RESET plus a configuration-change interrupt.
@@ -230,7 +238,9 @@ impl MmioTransport {
                 let offered = self.offered_features();
                 // The driver must accept VERSION_1 and nothing the device did not offer; otherwise FEATURES_OK does
                 // not stick and the driver sees the negotiation failed.
-                if self.driver_features & !offered == 0 && self.driver_features & VIRTIO_F_VERSION_1 != 0 {
+                if self.driver_features & !offered == 0
+                    && self.driver_features & VIRTIO_F_VERSION_1 != 0
+                {
                     self.status = value;
                 }
             }
@@ -326,8 +336,13 @@ impl MmioTransport {
             reg::DEVICE_FEATURES_SEL => self.device_features_sel = value,
             reg::DRIVER_FEATURES_SEL => self.driver_features_sel = value,
             reg::DRIVER_FEATURES if negotiating => match self.driver_features_sel {
-                0 => self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(value),
-                1 => self.driver_features = (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32),
+                0 => {
+                    self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(value)
+                }
+                1 => {
+                    self.driver_features =
+                        (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32)
+                }
                 _ => {}
             },
             reg::QUEUE_SEL => self.queue_sel = value,
@@ -362,7 +377,7 @@ impl BusDevice for MmioTransport {
             return;
         }
         // Registers are 32-bit and aligned; anything else reads as zero.
-        if data.len() != 4 || offset % 4 != 0 {
+        if data.len() != 4 || !offset.is_multiple_of(4) {
             data.fill(0);
             return;
         }
@@ -381,7 +396,7 @@ impl BusDevice for MmioTransport {
         let Ok(bytes) = <[u8; 4]>::try_from(data) else {
             return;
         };
-        if offset % 4 == 0 {
+        if offset.is_multiple_of(4) {
             self.write_register(offset, u32::from_le_bytes(bytes));
         }
     }
@@ -419,7 +434,11 @@ mod tests {
         w(t, reg::STATUS, status::ACKNOWLEDGE | status::DRIVER);
         w(t, reg::DRIVER_FEATURES_SEL, 1);
         w(t, reg::DRIVER_FEATURES, 1);
-        w(t, reg::STATUS, status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
+        w(
+            t,
+            reg::STATUS,
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK,
+        );
     }
 
     fn setup_queue(t: &mut MmioTransport, desc: u64) {
@@ -452,7 +471,10 @@ mod tests {
     fn full_negotiation_activates() {
         let mut t = transport();
         negotiate(&mut t);
-        assert_eq!(r(&mut t, reg::STATUS) & status::FEATURES_OK, status::FEATURES_OK);
+        assert_eq!(
+            r(&mut t, reg::STATUS) & status::FEATURES_OK,
+            status::FEATURES_OK
+        );
         setup_queue(&mut t, 0x1000);
         w(&mut t, reg::STATUS, 0xf);
         assert!(t.is_activated());
@@ -471,7 +493,11 @@ mod tests {
         w(&mut t, reg::DRIVER_FEATURES, 1 << 20);
         w(&mut t, reg::DRIVER_FEATURES_SEL, 1);
         w(&mut t, reg::DRIVER_FEATURES, 1);
-        w(&mut t, reg::STATUS, status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
+        w(
+            &mut t,
+            reg::STATUS,
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK,
+        );
         assert_eq!(r(&mut t, reg::STATUS) & status::FEATURES_OK, 0);
     }
 
@@ -480,7 +506,11 @@ mod tests {
         let mut t = transport();
         w(&mut t, reg::STATUS, status::ACKNOWLEDGE);
         w(&mut t, reg::STATUS, status::ACKNOWLEDGE | status::DRIVER);
-        w(&mut t, reg::STATUS, status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK);
+        w(
+            &mut t,
+            reg::STATUS,
+            status::ACKNOWLEDGE | status::DRIVER | status::FEATURES_OK,
+        );
         assert_eq!(r(&mut t, reg::STATUS) & status::FEATURES_OK, 0);
     }
 
@@ -490,7 +520,11 @@ mod tests {
         w(&mut t, reg::STATUS, 0xf);
         assert_eq!(r(&mut t, reg::STATUS), 0);
         w(&mut t, reg::STATUS, status::ACKNOWLEDGE);
-        w(&mut t, reg::STATUS, status::ACKNOWLEDGE | status::DRIVER | status::DRIVER_OK);
+        w(
+            &mut t,
+            reg::STATUS,
+            status::ACKNOWLEDGE | status::DRIVER | status::DRIVER_OK,
+        );
         assert_eq!(r(&mut t, reg::STATUS), status::ACKNOWLEDGE);
         assert!(!t.is_activated());
     }

@@ -150,7 +150,12 @@ pub trait VirtioDevice: Send {
         Vec::new()
     }
     /// A watched fd is ready.
-    fn backend_event(&mut self, _token: u32, _readable: bool, _writable: bool) -> Result<(), DeviceError> {
+    fn backend_event(
+        &mut self,
+        _token: u32,
+        _readable: bool,
+        _writable: bool,
+    ) -> Result<(), DeviceError> {
         Ok(())
     }
     /// The driver reset the device: drop the queues and return to the pre-activation state.
@@ -180,10 +185,12 @@ pub(crate) fn complete(
     len: u32,
 ) -> Result<(), DeviceError> {
     use virtio_queue::QueueT;
-    queue.add_used(mem, head, len).map_err(|e| DeviceError::Queue {
-        queue: index,
-        reason: e.to_string(),
-    })
+    queue
+        .add_used(mem, head, len)
+        .map_err(|e| DeviceError::Queue {
+            queue: index,
+            reason: e.to_string(),
+        })
 }
 
 /// Raises the used-buffer interrupt when the driver has not suppressed it.

@@ -3,7 +3,10 @@
 use virtio_queue::{DescriptorChain, Queue};
 use vm_memory::{Address, Bytes};
 
-use super::{ActivateContext, DeviceError, Interrupt, VirtioDevice, complete, device_type, next_chain, notify_driver};
+use super::{
+    ActivateContext, DeviceError, Interrupt, VirtioDevice, complete, device_type, next_chain,
+    notify_driver,
+};
 use crate::vstate::memory::GuestMemory;
 
 /// Largest number of bytes served per request (a guest asking for 4 GiB gets this much).
@@ -32,7 +35,9 @@ pub fn fill_chain(mem: &GuestMemory, chain: DescriptorChain<&GuestMemory>) -> u3
         let mut addr = desc.addr();
         while remaining > 0 {
             let n = remaining.min(buf.len());
-            if rustix::rand::getrandom(&mut buf[..n], rustix::rand::GetRandomFlags::empty()).is_err() {
+            if rustix::rand::getrandom(&mut buf[..n], rustix::rand::GetRandomFlags::empty())
+                .is_err()
+            {
                 return written as u32;
             }
             // An address outside guest memory ends the request with what was written so far.

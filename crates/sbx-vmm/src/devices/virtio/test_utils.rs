@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 
+use virtio_queue::Queue;
 use virtio_queue::desc::RawDescriptor;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::mock::MockSplitQueue;
-use virtio_queue::Queue;
 use vm_memory::{Bytes, GuestAddress};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -29,12 +29,18 @@ pub(crate) fn raw(addr: u64, len: u32, flags: u16, next: u16) -> RawDescriptor {
 }
 
 /// Mock queues (each 16 entries) at distinct addresses below 0x10000, and an activation context for them.
-pub(crate) fn activate_ctx<'a>(mem: &'a GuestMemory, count: usize) -> (Vec<MockSplitQueue<'a, GuestMemory>>, ActivateContext) {
+pub(crate) fn activate_ctx<'a>(
+    mem: &'a GuestMemory,
+    count: usize,
+) -> (Vec<MockSplitQueue<'a, GuestMemory>>, ActivateContext) {
     let mocks: Vec<_> = (0..count)
         .map(|i| MockSplitQueue::create(mem, GuestAddress(0x4000 * i as u64), 16))
         .collect();
     let queues: Vec<Queue> = mocks.iter().map(|m| m.create_queue().unwrap()).collect();
-    let interrupt = Interrupt::new(Arc::new(AtomicU32::new(0)), Arc::new(EventFd::new(0).unwrap()));
+    let interrupt = Interrupt::new(
+        Arc::new(AtomicU32::new(0)),
+        Arc::new(EventFd::new(0).unwrap()),
+    );
     let ctx = ActivateContext {
         mem: mem.clone(),
         queues,

@@ -69,7 +69,10 @@ impl Conn {
 
     /// Whether to watch the host socket for readability.
     pub(crate) fn wants_read(&self) -> bool {
-        self.state == State::Established && !self.host_eof && self.to_guest.is_empty() && self.peer_credit() > 0
+        self.state == State::Established
+            && !self.host_eof
+            && self.to_guest.is_empty()
+            && self.peer_credit() > 0
     }
 
     /// Accepts guest data; `false` means the guest exceeded the credit we gave it.

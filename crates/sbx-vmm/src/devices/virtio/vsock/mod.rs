@@ -23,7 +23,10 @@ use virtio_vsock::packet::{PKT_HEADER_SIZE, VsockPacket};
 pub use conn::{BUF_ALLOC, READ_CHUNK};
 use conn::{Conn, State};
 
-use super::{ActivateContext, BackendFd, DeviceError, Interrupt, VirtioDevice, complete, device_type, next_chain, notify_driver};
+use super::{
+    ActivateContext, BackendFd, DeviceError, Interrupt, VirtioDevice, complete, device_type,
+    next_chain, notify_driver,
+};
 use crate::vstate::memory::GuestMemory;
 
 /// The host's CID.
@@ -198,7 +201,9 @@ impl Vsock {
             op::SHUTDOWN => self.guest_shutdown(key, hdr.flags),
             op::RST => self.remove_conn(key),
             op::CREDIT_UPDATE => {}
-            op::CREDIT_REQUEST if self.conns.contains_key(&key) => self.queue_control(op::CREDIT_UPDATE, key, 0),
+            op::CREDIT_REQUEST if self.conns.contains_key(&key) => {
+                self.queue_control(op::CREDIT_UPDATE, key, 0)
+            }
             _ => self.reset_conn(key),
         }
     }
@@ -281,7 +286,13 @@ impl Vsock {
                         continue;
                     }
                     let token = self.alloc_token();
-                    self.handshakes.insert(token, Handshake { stream, line: Vec::new() });
+                    self.handshakes.insert(
+                        token,
+                        Handshake {
+                            stream,
+                            line: Vec::new(),
+                        },
+                    );
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return,
@@ -291,7 +302,9 @@ impl Vsock {
 
     /// Reads a handshake line; on `CONNECT <port>\n` asks the guest to accept.
     fn advance_handshake(&mut self, token: u32) {
-        let Some(hs) = self.handshakes.get_mut(&token) else { return };
+        let Some(hs) = self.handshakes.get_mut(&token) else {
+            return;
+        };
         let mut byte = [0u8; 1];
         // Byte by byte so no stream data after the newline is consumed.
         loop {
@@ -314,7 +327,9 @@ impl Vsock {
                 }
             }
         }
-        let Some(hs) = self.handshakes.remove(&token) else { return };
+        let Some(hs) = self.handshakes.remove(&token) else {
+            return;
+        };
         let Some(port) = parse_connect(&hs.line) else {
             return;
         };
@@ -325,7 +340,9 @@ impl Vsock {
     }
 
     fn conn_event(&mut self, key: Key, readable: bool, writable: bool) {
-        let Some(c) = self.conns.get_mut(&key) else { return };
+        let Some(c) = self.conns.get_mut(&key) else {
+            return;
+        };
         if writable && c.flush_to_host().is_err() {
             self.reset_conn(key);
             return;
@@ -333,7 +350,9 @@ impl Vsock {
         if c.credit_update_due() {
             self.queue_control(op::CREDIT_UPDATE, key, 0);
         }
-        let Some(c) = self.conns.get_mut(&key) else { return };
+        let Some(c) = self.conns.get_mut(&key) else {
+            return;
+        };
         if readable {
             let was_eof = c.host_eof;
             c.read_from_host();
@@ -350,8 +369,12 @@ impl Vsock {
             if self.control.len() >= MAX_PENDING_CONTROL {
                 break;
             }
-            let Some(active) = self.active.as_mut() else { break };
-            let Some(mut chain) = next_chain(&mut active.tx, &active.mem, TX)? else { break };
+            let Some(active) = self.active.as_mut() else {
+                break;
+            };
+            let Some(mut chain) = next_chain(&mut active.tx, &active.mem, TX)? else {
+                break;
+            };
             let head = chain.head_index();
             let parsed = parse_tx(&active.mem, &mut chain);
             complete(&mut active.tx, &active.mem, TX, head, 0)?;
@@ -372,7 +395,9 @@ impl Vsock {
         loop {
             let next = self.next_rx_packet();
             let Some(pkt) = next else { break };
-            let Some(active) = self.active.as_mut() else { break };
+            let Some(active) = self.active.as_mut() else {
+                break;
+            };
             let Some(mut chain) = next_chain(&mut active.rx, &active.mem, RX)? else {
                 self.rx_starved = true;
                 self.unget_rx_packet(pkt);
@@ -436,7 +461,9 @@ impl Vsock {
 
     /// Book-keeping after a packet reached the guest; data that did not fit goes back to the connection.
     fn rx_sent(&mut self, pkt: &RxPacket, data_used: usize) {
-        let Some(c) = self.conns.get_mut(&pkt.key) else { return };
+        let Some(c) = self.conns.get_mut(&pkt.key) else {
+            return;
+        };
         c.last_fwd_cnt_sent = pkt.fwd_cnt;
         if pkt.op == op::RW {
             c.tx_cnt = c.tx_cnt.wrapping_add(data_used as u32);
@@ -447,7 +474,9 @@ impl Vsock {
     }
 
     fn credit_of(&self, key: Key) -> (u32, u32) {
-        self.conns.get(&key).map_or((0, 0), |c| (BUF_ALLOC, c.fwd_cnt))
+        self.conns
+            .get(&key)
+            .map_or((0, 0), |c| (BUF_ALLOC, c.fwd_cnt))
     }
 
     /// After any event: pull host data for connections with credit, then deliver.
@@ -486,7 +515,10 @@ pub struct TxHeader {
 }
 
 /// Parses a guest TX chain; `None` for anything malformed (wrong direction, too short or long, outside memory).
-pub fn parse_tx(mem: &GuestMemory, chain: &mut DescriptorChain<&GuestMemory>) -> Option<(TxHeader, Vec<u8>)> {
+pub fn parse_tx(
+    mem: &GuestMemory,
+    chain: &mut DescriptorChain<&GuestMemory>,
+) -> Option<(TxHeader, Vec<u8>)> {
     let pkt = VsockPacket::from_tx_virtq_chain(mem, chain, MAX_PKT_DATA).ok()?;
     let hdr = TxHeader {
         src_cid: pkt.src_cid(),
@@ -528,13 +560,20 @@ struct RxPacket {
 
 /// Writes `pkt` into a guest RX chain; returns (used length, payload bytes delivered). A malformed chain gets
 /// nothing (length 0) and the payload stays pending.
-fn write_rx(mem: &GuestMemory, chain: &mut DescriptorChain<&GuestMemory>, cid: u64, pkt: &RxPacket) -> (u32, usize) {
+fn write_rx(
+    mem: &GuestMemory,
+    chain: &mut DescriptorChain<&GuestMemory>,
+    cid: u64,
+    pkt: &RxPacket,
+) -> (u32, usize) {
     let Ok(mut out) = VsockPacket::from_rx_virtq_chain(mem, chain, MAX_PKT_DATA) else {
         return (0, 0);
     };
     let mut n = 0;
     if !pkt.data.is_empty() {
-        let Some(slice) = out.data_slice() else { return (0, 0) };
+        let Some(slice) = out.data_slice() else {
+            return (0, 0);
+        };
         n = pkt.data.len().min(slice.len());
         use vm_memory::Bytes;
         if slice.write_slice(&pkt.data[..n], 0).is_err() {
@@ -562,7 +601,9 @@ fn parse_connect(line: &[u8]) -> Option<u32> {
 
 /// Connects to a Unix listener without blocking: a full backlog fails instead of stalling the event loop.
 fn connect_nonblocking(path: &Path) -> std::io::Result<UnixStream> {
-    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, connect, socket_with};
+    use rustix::net::{
+        AddressFamily, SocketAddrUnix, SocketFlags, SocketType, connect, socket_with,
+    };
     let fd = socket_with(
         AddressFamily::UNIX,
         SocketType::STREAM,
@@ -587,7 +628,9 @@ impl VirtioDevice for Vsock {
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         data.fill(0);
         let cfg = self.cid.to_le_bytes();
-        let Ok(start) = usize::try_from(offset) else { return };
+        let Ok(start) = usize::try_from(offset) else {
+            return;
+        };
         if let Some(src) = cfg.get(start..) {
             let n = src.len().min(data.len());
             data[..n].copy_from_slice(&src[..n]);
@@ -639,7 +682,12 @@ impl VirtioDevice for Vsock {
         }
         fds
     }
-    fn backend_event(&mut self, token: u32, readable: bool, writable: bool) -> Result<(), DeviceError> {
+    fn backend_event(
+        &mut self,
+        token: u32,
+        readable: bool,
+        writable: bool,
+    ) -> Result<(), DeviceError> {
         if token == LISTENER_TOKEN {
             self.accept_host_connections();
         } else if self.handshakes.contains_key(&token) {
@@ -700,23 +748,49 @@ mod tests {
         let cases = [
             ("write-only header", vec![raw(TXHDR, 44, WRITE, 0)]),
             ("short header", vec![raw(TXHDR, 20, 0, 0)]),
-            ("header outside memory", vec![raw(0xffff_ffff_0000, 44, 0, 0)]),
-            ("data outside memory", vec![raw(TXHDR, 44, NEXT, 1), raw(0xffff_ffff_0000, 4, 0, 0)]),
-            ("write-only data", vec![raw(TXHDR, 44, NEXT, 1), raw(TXDATA, 4, WRITE, 0)]),
-            ("data shorter than len", vec![raw(TXHDR, 44, NEXT, 1), raw(TXDATA, 2, 0, 0)]),
-            ("huge data", vec![raw(TXHDR, 44, NEXT, 1), raw(TXDATA, u32::MAX, 0, 0)]),
+            (
+                "header outside memory",
+                vec![raw(0xffff_ffff_0000, 44, 0, 0)],
+            ),
+            (
+                "data outside memory",
+                vec![raw(TXHDR, 44, NEXT, 1), raw(0xffff_ffff_0000, 4, 0, 0)],
+            ),
+            (
+                "write-only data",
+                vec![raw(TXHDR, 44, NEXT, 1), raw(TXDATA, 4, WRITE, 0)],
+            ),
+            (
+                "data shorter than len",
+                vec![raw(TXHDR, 44, NEXT, 1), raw(TXDATA, 2, 0, 0)],
+            ),
+            (
+                "huge data",
+                vec![raw(TXHDR, 44, NEXT, 1), raw(TXDATA, u32::MAX, 0, 0)],
+            ),
         ];
         for (name, descs) in cases {
             let mut chain = q.build_desc_chain(&descs).unwrap();
             assert!(parse_tx(&mem, &mut chain).is_none(), "{name}");
         }
         mem.write_slice(b"ping", GuestAddress(TXDATA)).unwrap();
-        let mut chain = q.build_desc_chain(&[raw(TXHDR, 44, NEXT, 1), raw(TXDATA, 4, 0, 0)]).unwrap();
+        let mut chain = q
+            .build_desc_chain(&[raw(TXHDR, 44, NEXT, 1), raw(TXDATA, 4, 0, 0)])
+            .unwrap();
         let (hdr, data) = parse_tx(&mem, &mut chain).unwrap();
-        assert_eq!((hdr.op, hdr.dst_port, data.as_slice()), (op::RW, 5000, &b"ping"[..]));
+        assert_eq!(
+            (hdr.op, hdr.dst_port, data.as_slice()),
+            (op::RW, 5000, &b"ping"[..])
+        );
     }
 
-    fn device(dir: &tempfile::TempDir, mem: &GuestMemory) -> (Vsock, Vec<virtio_queue::mock::MockSplitQueue<'static, GuestMemory>>) {
+    fn device(
+        dir: &tempfile::TempDir,
+        mem: &GuestMemory,
+    ) -> (
+        Vsock,
+        Vec<virtio_queue::mock::MockSplitQueue<'static, GuestMemory>>,
+    ) {
         let mem: &'static GuestMemory = Box::leak(Box::new(mem.clone()));
         let mut dev = Vsock::new(3, &dir.path().join("v.sock")).unwrap();
         let (mocks, ctx) = activate_ctx(mem, 3);
@@ -724,7 +798,12 @@ mod tests {
         (dev, mocks)
     }
 
-    fn send(dev: &mut Vsock, mocks: &[virtio_queue::mock::MockSplitQueue<'_, GuestMemory>], descs: &[virtio_queue::desc::RawDescriptor], slot: u16) {
+    fn send(
+        dev: &mut Vsock,
+        mocks: &[virtio_queue::mock::MockSplitQueue<'_, GuestMemory>],
+        descs: &[virtio_queue::desc::RawDescriptor],
+        slot: u16,
+    ) {
         mocks[TX].add_desc_chains(descs, slot).unwrap();
         dev.queue_notify(TX).unwrap();
     }
@@ -735,7 +814,9 @@ mod tests {
         let mem = memory();
         let (mut dev, mocks) = device(&dir, &mem);
         let gmem = dev.active.as_ref().unwrap().mem.clone();
-        mocks[RX].add_desc_chains(&[raw(RXBUF, 44 + 64, WRITE, 0)], 0).unwrap();
+        mocks[RX]
+            .add_desc_chains(&[raw(RXBUF, 44 + 64, WRITE, 0)], 0)
+            .unwrap();
         header(&gmem, TXHDR, 3, 7777, op::REQUEST, 0);
         send(&mut dev, &mocks, &[raw(TXHDR, 44, 0, 0)], 0);
         assert_eq!(used_idx(&mocks[RX]), 1);
@@ -750,7 +831,9 @@ mod tests {
         let mem = memory();
         let (mut dev, mocks) = device(&dir, &mem);
         let gmem = dev.active.as_ref().unwrap().mem.clone();
-        mocks[RX].add_desc_chains(&[raw(RXBUF, 44 + 64, WRITE, 0)], 0).unwrap();
+        mocks[RX]
+            .add_desc_chains(&[raw(RXBUF, 44 + 64, WRITE, 0)], 0)
+            .unwrap();
         header(&gmem, TXHDR, 2, 5000, op::REQUEST, 0);
         send(&mut dev, &mocks, &[raw(TXHDR, 44, 0, 0)], 0);
         assert_eq!(rx_op(&gmem), op::RST);
@@ -763,9 +846,16 @@ mod tests {
         let mem = memory();
         let (mut dev, mocks) = device(&dir, &mem);
         let gmem = dev.active.as_ref().unwrap().mem.clone();
-        mocks[RX].add_desc_chains(&[raw(RXBUF, 44 + 64, WRITE, 0)], 0).unwrap();
+        mocks[RX]
+            .add_desc_chains(&[raw(RXBUF, 44 + 64, WRITE, 0)], 0)
+            .unwrap();
         header(&gmem, TXHDR, 3, 5000, op::RW, 4);
-        send(&mut dev, &mocks, &[raw(TXHDR, 44, NEXT, 1), raw(TXDATA, 4, 0, 0)], 0);
+        send(
+            &mut dev,
+            &mocks,
+            &[raw(TXHDR, 44, NEXT, 1), raw(TXDATA, 4, 0, 0)],
+            0,
+        );
         assert_eq!(rx_op(&gmem), op::RST);
     }
 
@@ -776,7 +866,9 @@ mod tests {
         let mem = memory();
         let (mut dev, mocks) = device(&dir, &mem);
         let gmem = dev.active.as_ref().unwrap().mem.clone();
-        mocks[RX].add_desc_chains(&[raw(RXBUF, 44 + 64, WRITE, 0)], 0).unwrap();
+        mocks[RX]
+            .add_desc_chains(&[raw(RXBUF, 44 + 64, WRITE, 0)], 0)
+            .unwrap();
         header(&gmem, TXHDR, 3, 5000, op::REQUEST, 0);
         send(&mut dev, &mocks, &[raw(TXHDR, 44, 0, 0)], 0);
         assert_eq!(rx_op(&gmem), op::RESPONSE);
@@ -784,12 +876,19 @@ mod tests {
         let (mut host, _) = listener.accept().unwrap();
         header(&gmem, TXHDR, 3, 5000, op::RW, 5);
         gmem.write_slice(b"hello", GuestAddress(TXDATA)).unwrap();
-        send(&mut dev, &mocks, &[raw(TXHDR, 44, NEXT, 2), raw(TXDATA, 5, 0, 0)], 1);
+        send(
+            &mut dev,
+            &mocks,
+            &[raw(TXHDR, 44, NEXT, 2), raw(TXDATA, 5, 0, 0)],
+            1,
+        );
         let mut got = [0u8; 5];
         host.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"hello");
         // A second REQUEST for the same connection is a protocol violation: RST.
-        mocks[RX].add_desc_chains(&[raw(RXBUF, 44 + 64, WRITE, 0)], 1).unwrap();
+        mocks[RX]
+            .add_desc_chains(&[raw(RXBUF, 44 + 64, WRITE, 0)], 1)
+            .unwrap();
         header(&gmem, TXHDR, 3, 5000, op::REQUEST, 0);
         send(&mut dev, &mocks, &[raw(TXHDR, 44, 0, 0)], 3);
         assert_eq!(rx_op(&gmem), op::RST);
@@ -801,7 +900,11 @@ mod tests {
         let mem = memory();
         let (mut dev, _mocks) = device(&dir, &mem);
         let uds = dir.path().join("v.sock");
-        for garbage in [&b"HELLO 5\n"[..], &[b'A'; 100][..], b"CONNECT 99999999999\n"] {
+        for garbage in [
+            &b"HELLO 5\n"[..],
+            &[b'A'; 100][..],
+            b"CONNECT 99999999999\n",
+        ] {
             let mut client = UnixStream::connect(&uds).unwrap();
             client.write_all(garbage).unwrap();
             dev.backend_event(LISTENER_TOKEN, true, false).unwrap();
@@ -811,7 +914,9 @@ mod tests {
             }
             assert!(dev.handshakes.is_empty(), "{garbage:?}");
             assert_eq!(dev.connection_count(), 0);
-            client.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+            client
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
             let mut buf = [0u8; 8];
             let closed = match client.read(&mut buf) {
                 Ok(n) => n == 0,
