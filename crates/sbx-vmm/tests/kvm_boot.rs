@@ -126,6 +126,48 @@ fn busy_guest_is_stopped_on_request() {
 }
 
 #[test]
+fn triple_fault_is_a_guest_crash() {
+    if skip_without_kvm("triple_fault_is_a_guest_crash") {
+        return;
+    }
+    // The VMM starts the guest without an IDT, so an invalid opcode escalates to a triple fault.
+    let mut a = Asm::new();
+    a.print("crashing\n");
+    let mut code = a.finish();
+    code.extend_from_slice(&[0x0f, 0x0b]); // ud2
+    let console = Console::default();
+    let (_dir, vm) = boot(&code, &console);
+    let reason = run_with_limit(vm, Duration::from_secs(60));
+    assert_eq!(reason, ExitReason::GuestCrash, "console: {}", console.text());
+    assert_eq!(reason.exit_code(), 2);
+}
+
+#[test]
+fn smp_guest_starts_and_stops_cleanly() {
+    if skip_without_kvm("smp_guest_starts_and_stops_cleanly") {
+        return;
+    }
+    // The boot CPU runs the guest; the application processors wait for INIT/SIPI inside KVM_RUN and must be
+    // kicked out when the boot CPU resets the machine.
+    let mut a = Asm::new();
+    a.print("bsp\n").reset();
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = write_guest(dir.path(), &a.finish());
+    let console = Console::default();
+    let config = VmBuilder::new()
+        .kernel(kernel)
+        .memory_mib(32)
+        .vcpus(4)
+        .serial(console.output())
+        .build()
+        .unwrap();
+    assert_eq!(config.vcpus(), 4);
+    let vm = sbx_vmm::Vm::start(config).unwrap();
+    assert_eq!(run_with_limit(vm, Duration::from_secs(60)), ExitReason::GuestReset);
+    assert_eq!(console.text(), "bsp\n");
+}
+
+#[test]
 fn config_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     let err = VmBuilder::new()

@@ -364,3 +364,37 @@ fn virtio_vsock_round_trip_both_directions() {
         "the device removes its socket when the VM ends"
     );
 }
+
+#[test]
+fn virtio_rng_fills_the_guest_buffer() {
+    if skip_without_kvm("virtio_rng_fills_the_guest_buffer") {
+        return;
+    }
+    let (base, _gsi) = layout::virtio_slot(0);
+    let q = GuestQueue::at(0x10000);
+    let buf = 0x13000u64;
+    let mut a = Asm::new();
+    init_device(&mut a, base, 4, &[(0, q)]);
+    q.set_desc(&mut a, 0, buf, 64, WRITE, 0);
+    q.publish(&mut a, 0, 0);
+    notify(&mut a, base, 0);
+    a.wait_u16(q.used + 2, 1);
+    // The used element's length (at used ring + 8) reports the 64 bytes written.
+    a.check32(q.used + 8, u32::MAX, 64, "rng-64\n", "FAIL rng length\n");
+    a.reset();
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = write_guest(dir.path(), &a.finish());
+    let console = Console::default();
+    let config = VmBuilder::new()
+        .kernel(kernel)
+        .memory_mib(32)
+        .serial(console.output())
+        .rng(true)
+        .build()
+        .unwrap();
+    let vm = sbx_vmm::Vm::start(config).unwrap();
+    let reason = run_with_limit(vm, Duration::from_secs(60));
+    let text = console.text();
+    assert_eq!(reason, ExitReason::GuestReset, "console: {text}");
+    assert!(text.contains("driver-ok\nrng-64\n"), "console: {text}");
+}
