@@ -53,6 +53,26 @@ impl Asm {
     pub fn mov_rdi(&mut self, v: u64) -> &mut Self {
         self.emit(&[0x48, 0xbf]).emit(&v.to_le_bytes())
     }
+    /// `mov rax, imm64`
+    pub fn mov_rax(&mut self, v: u64) -> &mut Self {
+        self.emit(&[0x48, 0xb8]).emit(&v.to_le_bytes())
+    }
+    /// `mov rsi, imm64`
+    pub fn mov_rsi(&mut self, v: u64) -> &mut Self {
+        self.emit(&[0x48, 0xbe]).emit(&v.to_le_bytes())
+    }
+    /// `mov rdx, imm64`
+    pub fn mov_rdx(&mut self, v: u64) -> &mut Self {
+        self.emit(&[0x48, 0xba]).emit(&v.to_le_bytes())
+    }
+    /// `mov rdi, rax`
+    pub fn mov_rdi_rax(&mut self) -> &mut Self {
+        self.emit(&[0x48, 0x89, 0xc7])
+    }
+    /// `syscall`
+    pub fn syscall(&mut self) -> &mut Self {
+        self.emit(&[0x0f, 0x05])
+    }
     /// `mov eax, imm32`
     pub fn mov_eax(&mut self, v: u32) -> &mut Self {
         self.emit(&[0xb8]).emit(&v.to_le_bytes())

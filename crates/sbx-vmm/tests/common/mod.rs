@@ -36,6 +36,11 @@ pub fn skip_without_kvm(test: &str) -> bool {
 
 /// A minimal ELF64 executable: one PT_LOAD segment holding `code` at `LOAD_ADDR`, entered at its first byte.
 pub fn elf_image(code: &[u8]) -> Vec<u8> {
+    elf_image_at(code, LOAD_ADDR)
+}
+
+/// [`elf_image`] loaded (and entered) at `load_addr`.
+pub fn elf_image_at(code: &[u8], load_addr: u64) -> Vec<u8> {
     let mut out = Vec::new();
     let phoff = 64u64;
     let offset = 0x1000u64;
@@ -45,7 +50,7 @@ pub fn elf_image(code: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
     out.extend_from_slice(&62u16.to_le_bytes()); // x86_64
     out.extend_from_slice(&1u32.to_le_bytes());
-    out.extend_from_slice(&LOAD_ADDR.to_le_bytes()); // e_entry
+    out.extend_from_slice(&load_addr.to_le_bytes()); // e_entry
     out.extend_from_slice(&phoff.to_le_bytes());
     out.extend_from_slice(&0u64.to_le_bytes()); // e_shoff
     out.extend_from_slice(&0u32.to_le_bytes()); // e_flags
@@ -59,8 +64,8 @@ pub fn elf_image(code: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
     out.extend_from_slice(&7u32.to_le_bytes()); // RWX
     out.extend_from_slice(&offset.to_le_bytes());
-    out.extend_from_slice(&LOAD_ADDR.to_le_bytes()); // vaddr
-    out.extend_from_slice(&LOAD_ADDR.to_le_bytes()); // paddr
+    out.extend_from_slice(&load_addr.to_le_bytes()); // vaddr
+    out.extend_from_slice(&load_addr.to_le_bytes()); // paddr
     out.extend_from_slice(&(code.len() as u64).to_le_bytes());
     out.extend_from_slice(&(code.len() as u64).to_le_bytes());
     out.extend_from_slice(&0x1000u64.to_le_bytes());
