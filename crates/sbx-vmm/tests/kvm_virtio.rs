@@ -398,3 +398,70 @@ fn virtio_rng_fills_the_guest_buffer() {
     assert_eq!(reason, ExitReason::GuestReset, "console: {text}");
     assert!(text.contains("driver-ok\nrng-64\n"), "console: {text}");
 }
+
+/// The interrupt path real drivers depend on: the device's irqfd raises IOAPIC pin `gsi`, which the guest routes to
+/// a vector whose handler checks and acknowledges the transport's interrupt status.
+#[test]
+fn used_buffer_interrupt_reaches_the_guest() {
+    if skip_without_kvm("used_buffer_interrupt_reaches_the_guest") {
+        return;
+    }
+    const VECTOR: u64 = 0x30;
+    const IDT: u64 = 0x1000;
+    const IDTR: u64 = 0x2ff0;
+    const FLAG: u64 = 0x3000;
+    const IOAPIC: u64 = 0xfec0_0000;
+    const LAPIC: u64 = 0xfee0_0000;
+    let (base, gsi) = layout::virtio_slot(0);
+    let q = GuestQueue::at(0x10000);
+    let mut a = Asm::new();
+    let main = a.label();
+    a.jmp(main);
+    // The handler sits right after the 5-byte jump.
+    let handler = common::LOAD_ADDR + a.pos() as u64;
+    a.check32(base + reg::INTERRUPT_STATUS, 3, 1, "irq vring\n", "FAIL interrupt status\n");
+    a.store32(base + reg::INTERRUPT_ACK, 1);
+    a.store32(FLAG, 1);
+    a.store32(LAPIC + 0xb0, 0); // EOI
+    a.iretq();
+
+    a.bind(main);
+    // IDT gate for VECTOR: 64-bit interrupt gate to `handler` in the code segment.
+    let gate = IDT + VECTOR * 16;
+    a.store32(gate, (0x08 << 16) | (handler as u32 & 0xffff));
+    a.store32(gate + 4, (handler as u32 & 0xffff_0000) | 0x8e00);
+    a.store32(gate + 8, (handler >> 32) as u32).store32(gate + 12, 0);
+    a.store32(IDTR, 0xfff << 16).store64(IDTR + 4, IDT);
+    // lidt takes limit:u16 then base:u64; IDTR+2 holds the limit, IDTR+4 the base.
+    a.mov_rbx(IDTR + 2).lidt_rbx();
+    // Mask the legacy PICs, enable the local APIC, route IOAPIC pin `gsi` to VECTOR on APIC 0.
+    a.mov_al(0xff).out_imm_al(0x21).out_imm_al(0xa1);
+    a.store32(LAPIC + 0xf0, 0x1ff);
+    a.store32(IOAPIC, 0x10 + 2 * gsi).store32(IOAPIC + 0x10, VECTOR as u32);
+    a.store32(IOAPIC, 0x11 + 2 * gsi).store32(IOAPIC + 0x10, 0);
+    a.store32(FLAG, 0);
+    init_device(&mut a, base, 4, &[(0, q)]);
+    q.set_desc(&mut a, 0, 0x13000, 16, WRITE, 0);
+    q.publish(&mut a, 0, 0);
+    notify(&mut a, base, 0);
+    a.sti();
+    let wait = a.label();
+    a.bind(wait).hlt().load32(FLAG).cmp_eax(1).jne(wait);
+    a.print("woke\n").reset();
+
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = write_guest(dir.path(), &a.finish());
+    let console = Console::default();
+    let config = VmBuilder::new()
+        .kernel(kernel)
+        .memory_mib(32)
+        .serial(console.output())
+        .rng(true)
+        .build()
+        .unwrap();
+    let vm = sbx_vmm::Vm::start(config).unwrap();
+    let reason = run_with_limit(vm, Duration::from_secs(60));
+    let text = console.text();
+    assert_eq!(reason, ExitReason::GuestReset, "console: {text}");
+    assert!(text.contains("driver-ok\nirq vring\nwoke\n"), "console: {text}");
+}

@@ -146,6 +146,26 @@ impl Asm {
     pub fn rep_stosd(&mut self) -> &mut Self {
         self.emit(&[0xf3, 0xab])
     }
+    /// `lidt [rbx]`
+    pub fn lidt_rbx(&mut self) -> &mut Self {
+        self.emit(&[0x0f, 0x01, 0x1b])
+    }
+    /// `sti`
+    pub fn sti(&mut self) -> &mut Self {
+        self.emit(&[0xfb])
+    }
+    /// `iretq`
+    pub fn iretq(&mut self) -> &mut Self {
+        self.emit(&[0x48, 0xcf])
+    }
+    /// `out imm8, al`
+    pub fn out_imm_al(&mut self, port: u8) -> &mut Self {
+        self.emit(&[0xe6, port])
+    }
+    /// Current offset in the code.
+    pub fn pos(&self) -> usize {
+        self.code.len()
+    }
     /// `cli`
     pub fn cli(&mut self) -> &mut Self {
         self.emit(&[0xfa])
