@@ -162,8 +162,9 @@ pub trait VirtioDevice: Send {
     fn reset(&mut self);
 }
 
-/// Pops the next available chain, turning a malformed available ring into a [`DeviceError`].
-pub(crate) fn next_chain<'a>(
+/// Pops the next available chain, turning a malformed available ring into a [`DeviceError`]. For device
+/// implementations, here and in other crates.
+pub fn next_chain<'a>(
     queue: &mut Queue,
     mem: &'a GuestMemory,
     index: usize,
@@ -176,8 +177,8 @@ pub(crate) fn next_chain<'a>(
     Ok(iter.next())
 }
 
-/// Adds a used element and raises the interrupt if the driver wants one.
-pub(crate) fn complete(
+/// Adds a used element (`len` = bytes the device wrote into the chain).
+pub fn complete(
     queue: &mut Queue,
     mem: &GuestMemory,
     index: usize,
@@ -194,7 +195,7 @@ pub(crate) fn complete(
 }
 
 /// Raises the used-buffer interrupt when the driver has not suppressed it.
-pub(crate) fn notify_driver(queue: &mut Queue, mem: &GuestMemory, interrupt: &Interrupt) {
+pub fn notify_driver(queue: &mut Queue, mem: &GuestMemory, interrupt: &Interrupt) {
     use virtio_queue::QueueT;
     if queue.needs_notification(mem).unwrap_or(true) {
         interrupt.signal_used_queue();
