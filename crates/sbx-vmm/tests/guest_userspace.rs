@@ -24,11 +24,26 @@ const VSOCK_PORT: u32 = 7000;
 fn init_program() -> Vec<u8> {
     let msg = b"sbx-init-ready\n";
     let mut a = Asm::new();
-    a.mov_rax(1).mov_rdi(1).mov_rsi(DATA).mov_rdx(msg.len() as u64).syscall();
+    a.mov_rax(1)
+        .mov_rdi(1)
+        .mov_rsi(DATA)
+        .mov_rdx(msg.len() as u64)
+        .syscall();
     a.mov_rax(41).mov_rdi(40).mov_rsi(1).mov_rdx(0).syscall();
-    a.mov_rdi_rax().mov_rax(42).mov_rsi(DATA + 0x40).mov_rdx(16).syscall();
-    a.mov_rax(1).mov_rsi(DATA).mov_rdx(msg.len() as u64).syscall();
-    a.mov_rax(169).mov_rdi(0xfee1_dead).mov_rsi(672_274_793).mov_rdx(0x0123_4567).syscall();
+    a.mov_rdi_rax()
+        .mov_rax(42)
+        .mov_rsi(DATA + 0x40)
+        .mov_rdx(16)
+        .syscall();
+    a.mov_rax(1)
+        .mov_rsi(DATA)
+        .mov_rdx(msg.len() as u64)
+        .syscall();
+    a.mov_rax(169)
+        .mov_rdi(0xfee1_dead)
+        .mov_rsi(672_274_793)
+        .mov_rdx(0x0123_4567)
+        .syscall();
     let top = a.label();
     a.bind(top).jmp(top);
     let mut code = a.finish();
@@ -47,7 +62,21 @@ fn init_program() -> Vec<u8> {
 /// A newc cpio archive with `/dev`, `/dev/console` and `/init`.
 fn initramfs(init: &[u8]) -> Vec<u8> {
     fn entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
-        let fields = [ino, mode, 0, 0, 1, 0, data.len() as u32, 0, 0, rdev.0, rdev.1, name.len() as u32 + 1, 0];
+        let fields = [
+            ino,
+            mode,
+            0,
+            0,
+            1,
+            0,
+            data.len() as u32,
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name.len() as u32 + 1,
+            0,
+        ];
         out.extend_from_slice(b"070701");
         for f in fields {
             out.extend_from_slice(format!("{f:08x}").as_bytes());
@@ -85,7 +114,10 @@ fn boot_to_userspace_with_vsock() {
     }
     let Some(kernel) = std::env::var_os("SBX_TEST_KERNEL")
         .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/sbx/guest-kernel/vmlinux")))
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".cache/sbx/guest-kernel/vmlinux"))
+        })
         .filter(|p| p.exists())
     else {
         println!(
@@ -95,7 +127,11 @@ fn boot_to_userspace_with_vsock() {
     };
     let dir = tempfile::tempdir().unwrap();
     let initrd = dir.path().join("initramfs.cpio");
-    std::fs::write(&initrd, initramfs(&elf_image_at(&init_program(), INIT_BASE))).unwrap();
+    std::fs::write(
+        &initrd,
+        initramfs(&elf_image_at(&init_program(), INIT_BASE)),
+    )
+    .unwrap();
     let uds = dir.path().join("v.sock");
     let listener = UnixListener::bind(format!("{}_{VSOCK_PORT}", uds.display())).unwrap();
     let host = std::thread::spawn(move || {
@@ -121,7 +157,11 @@ fn boot_to_userspace_with_vsock() {
     let text = console.text();
     assert_eq!(reason, ExitReason::GuestReset, "console:\n{text}");
     assert!(text.contains("sbx-init-ready"), "console:\n{text}");
-    assert_eq!(host.join().unwrap(), b"sbx-init-ready\n", "init's vsock message reached the host");
+    assert_eq!(
+        host.join().unwrap(),
+        b"sbx-init-ready\n",
+        "init's vsock message reached the host"
+    );
     println!("boot to init and back: {:?}", started.elapsed());
 }
 
@@ -142,15 +182,36 @@ fn initramfs_and_init_are_well_formed() {
         return;
     };
     let listing = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(listing.contains("dev/console"), "{listing}");
-    assert!(listing.lines().any(|l| l.starts_with("crw") && l.contains("5,")), "{listing}");
-    assert!(listing.lines().any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with("init")), "{listing}");
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("crw") && l.contains("5,")),
+        "{listing}"
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with("init")),
+        "{listing}"
+    );
     let elf = dir.path().join("init");
     std::fs::write(&elf, &init).unwrap();
-    if let Ok(out) = std::process::Command::new("readelf").arg("-lh").arg(&elf).output() {
+    if let Ok(out) = std::process::Command::new("readelf")
+        .arg("-lh")
+        .arg(&elf)
+        .output()
+    {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("EXEC"), "{text}");
-        assert!(text.contains("Entry point address:               0x400000"), "{text}");
+        assert!(
+            text.contains("Entry point address:               0x400000"),
+            "{text}"
+        );
     }
 }

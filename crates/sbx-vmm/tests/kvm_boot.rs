@@ -138,7 +138,12 @@ fn triple_fault_is_a_guest_crash() {
     let console = Console::default();
     let (_dir, vm) = boot(&code, &console);
     let reason = run_with_limit(vm, Duration::from_secs(60));
-    assert_eq!(reason, ExitReason::GuestCrash, "console: {}", console.text());
+    assert_eq!(
+        reason,
+        ExitReason::GuestCrash,
+        "console: {}",
+        console.text()
+    );
     assert_eq!(reason.exit_code(), 2);
 }
 
@@ -163,7 +168,10 @@ fn smp_guest_starts_and_stops_cleanly() {
         .unwrap();
     assert_eq!(config.vcpus(), 4);
     let vm = sbx_vmm::Vm::start(config).unwrap();
-    assert_eq!(run_with_limit(vm, Duration::from_secs(60)), ExitReason::GuestReset);
+    assert_eq!(
+        run_with_limit(vm, Duration::from_secs(60)),
+        ExitReason::GuestReset
+    );
     assert_eq!(console.text(), "bsp\n");
 }
 

@@ -40,12 +40,18 @@ impl VirtioDevice for Upper {
         data.fill(0);
     }
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), DeviceError> {
-        let queue = ctx.queues.into_iter().next().ok_or_else(|| DeviceError::Activate("no queue".into()))?;
+        let queue = ctx
+            .queues
+            .into_iter()
+            .next()
+            .ok_or_else(|| DeviceError::Activate("no queue".into()))?;
         self.active = Some((ctx.mem, queue, ctx.interrupt));
         Ok(())
     }
     fn queue_notify(&mut self, _queue: usize) -> Result<(), DeviceError> {
-        let Some((mem, queue, interrupt)) = &mut self.active else { return Ok(()) };
+        let Some((mem, queue, interrupt)) = &mut self.active else {
+            return Ok(());
+        };
         while let Some(chain) = next_chain(queue, mem, 0)? {
             let head = chain.head_index();
             let descs: Vec<_> = chain.collect();
@@ -60,7 +66,10 @@ impl VirtioDevice for Upper {
             let mut written = 0usize;
             for d in descs.iter().filter(|d| d.is_write_only()) {
                 let n = (d.len() as usize).min(output.len() - written);
-                if mem.write_slice(&output[written..written + n], d.addr()).is_ok() {
+                if mem
+                    .write_slice(&output[written..written + n], d.addr())
+                    .is_ok()
+                {
                     written += n;
                 }
             }
@@ -83,19 +92,40 @@ fn device_from_another_crate_serves_the_guest() {
     let (desc, avail, used) = (0x10000u64, 0x11000u64, 0x12000u64);
     let (input, output) = (0x13000u64, 0x14000u64);
     let mut a = Asm::new();
-    a.check32(base + reg::DEVICE_ID, u32::MAX, UPPER_DEVICE, "found ", "FAIL id\n");
-    a.store32(base + reg::STATUS, 1).store32(base + reg::STATUS, 3);
-    a.store32(base + reg::DRIVER_FEATURES_SEL, 1).store32(base + reg::DRIVER_FEATURES, 1);
+    a.check32(
+        base + reg::DEVICE_ID,
+        u32::MAX,
+        UPPER_DEVICE,
+        "found ",
+        "FAIL id\n",
+    );
+    a.store32(base + reg::STATUS, 1)
+        .store32(base + reg::STATUS, 3);
+    a.store32(base + reg::DRIVER_FEATURES_SEL, 1)
+        .store32(base + reg::DRIVER_FEATURES, 1);
     a.store32(base + reg::STATUS, 0xb);
-    a.store32(base + reg::QUEUE_SEL, 0).store32(base + reg::QUEUE_NUM, 16);
+    a.store32(base + reg::QUEUE_SEL, 0)
+        .store32(base + reg::QUEUE_NUM, 16);
     a.store32(base + reg::QUEUE_DESC_LOW, desc as u32);
     a.store32(base + reg::QUEUE_DRIVER_LOW, avail as u32);
     a.store32(base + reg::QUEUE_DEVICE_LOW, used as u32);
-    a.store32(base + reg::QUEUE_READY, 1).store32(base + reg::STATUS, 0xf);
-    a.check32(base + reg::STATUS, 0xff, 0xf, "active\n", "FAIL activation\n");
-    a.store32(input, u32::from_le_bytes(*b"sbx ")).store32(input + 4, u32::from_le_bytes(*b"vmm\n"));
-    a.store64(desc, input).store32(desc + 8, 8).store32(desc + 12, 1 | (1 << 16));
-    a.store64(desc + 16, output).store32(desc + 24, 8).store32(desc + 28, 2);
+    a.store32(base + reg::QUEUE_READY, 1)
+        .store32(base + reg::STATUS, 0xf);
+    a.check32(
+        base + reg::STATUS,
+        0xff,
+        0xf,
+        "active\n",
+        "FAIL activation\n",
+    );
+    a.store32(input, u32::from_le_bytes(*b"sbx "))
+        .store32(input + 4, u32::from_le_bytes(*b"vmm\n"));
+    a.store64(desc, input)
+        .store32(desc + 8, 8)
+        .store32(desc + 12, 1 | (1 << 16));
+    a.store64(desc + 16, output)
+        .store32(desc + 24, 8)
+        .store32(desc + 28, 2);
     a.store32(avail + 4, 0).store32(avail, 1 << 16);
     a.store32(base + reg::QUEUE_NOTIFY, 0);
     a.wait_u16(used + 2, 1);

@@ -419,7 +419,13 @@ fn used_buffer_interrupt_reaches_the_guest() {
     a.jmp(main);
     // The handler sits right after the 5-byte jump.
     let handler = common::LOAD_ADDR + a.pos() as u64;
-    a.check32(base + reg::INTERRUPT_STATUS, 3, 1, "irq vring\n", "FAIL interrupt status\n");
+    a.check32(
+        base + reg::INTERRUPT_STATUS,
+        3,
+        1,
+        "irq vring\n",
+        "FAIL interrupt status\n",
+    );
     a.store32(base + reg::INTERRUPT_ACK, 1);
     a.store32(FLAG, 1);
     a.store32(LAPIC + 0xb0, 0); // EOI
@@ -430,14 +436,16 @@ fn used_buffer_interrupt_reaches_the_guest() {
     let gate = IDT + VECTOR * 16;
     a.store32(gate, (0x08 << 16) | (handler as u32 & 0xffff));
     a.store32(gate + 4, (handler as u32 & 0xffff_0000) | 0x8e00);
-    a.store32(gate + 8, (handler >> 32) as u32).store32(gate + 12, 0);
+    a.store32(gate + 8, (handler >> 32) as u32)
+        .store32(gate + 12, 0);
     a.store32(IDTR, 0xfff << 16).store64(IDTR + 4, IDT);
     // lidt takes limit:u16 then base:u64; IDTR+2 holds the limit, IDTR+4 the base.
     a.mov_rbx(IDTR + 2).lidt_rbx();
     // Mask the legacy PICs, enable the local APIC, route IOAPIC pin `gsi` to VECTOR on APIC 0.
     a.mov_al(0xff).out_imm_al(0x21).out_imm_al(0xa1);
     a.store32(LAPIC + 0xf0, 0x1ff);
-    a.store32(IOAPIC, 0x10 + 2 * gsi).store32(IOAPIC + 0x10, VECTOR as u32);
+    a.store32(IOAPIC, 0x10 + 2 * gsi)
+        .store32(IOAPIC + 0x10, VECTOR as u32);
     a.store32(IOAPIC, 0x11 + 2 * gsi).store32(IOAPIC + 0x10, 0);
     a.store32(FLAG, 0);
     init_device(&mut a, base, 4, &[(0, q)]);
@@ -463,5 +471,8 @@ fn used_buffer_interrupt_reaches_the_guest() {
     let reason = run_with_limit(vm, Duration::from_secs(60));
     let text = console.text();
     assert_eq!(reason, ExitReason::GuestReset, "console: {text}");
-    assert!(text.contains("driver-ok\nirq vring\nwoke\n"), "console: {text}");
+    assert!(
+        text.contains("driver-ok\nirq vring\nwoke\n"),
+        "console: {text}"
+    );
 }
