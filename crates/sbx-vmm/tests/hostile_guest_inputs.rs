@@ -61,7 +61,7 @@ fn hostile_queue(mem: &GuestMemory, r: &mut Rand, base: u64) -> Queue {
         mem.write_obj(r.len(), GuestAddress(d + 8)).unwrap();
         mem.write_obj((r.next() % 8) as u16, GuestAddress(d + 12))
             .unwrap();
-        let next = if r.next() % 4 == 0 {
+        let next = if r.next().is_multiple_of(4) {
             r.next() as u16
         } else {
             (r.next() % u64::from(QUEUE_SIZE)) as u16
@@ -69,14 +69,14 @@ fn hostile_queue(mem: &GuestMemory, r: &mut Rand, base: u64) -> Queue {
         mem.write_obj(next, GuestAddress(d + 14)).unwrap();
     }
     let avail = base + 0x1000;
-    let idx = if r.next() % 8 == 0 {
+    let idx = if r.next().is_multiple_of(8) {
         r.next() as u16
     } else {
         (r.next() % 20) as u16
     };
     mem.write_obj(idx, GuestAddress(avail + 2)).unwrap();
     for i in 0..u64::from(QUEUE_SIZE) {
-        let head = if r.next() % 8 == 0 {
+        let head = if r.next().is_multiple_of(8) {
             r.next() as u16
         } else {
             (r.next() % 16) as u16
@@ -170,13 +170,13 @@ fn mmio_register_state_machine_survives_random_accesses() {
             };
             let width = [1usize, 2, 4, 4, 4, 8][(r.next() % 6) as usize];
             let mut buf = [0u8; 8];
-            if r.next() % 2 == 0 {
+            if r.next().is_multiple_of(2) {
                 t.read(offset, &mut buf[..width]);
             } else {
                 buf[..4].copy_from_slice(&value.to_le_bytes());
                 t.write(offset, &buf[..width]);
             }
-            if r.next() % 8 == 0 {
+            if r.next().is_multiple_of(8) {
                 t.process_queue((r.next() % 3) as usize);
             }
         }
