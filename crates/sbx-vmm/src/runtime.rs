@@ -530,8 +530,11 @@ impl MutEventSubscriber for VirtioSubscriber {
             let n = self.backend.wait(0, &mut ready).unwrap_or(0);
             for ev in &ready[..n] {
                 let set = ev.event_set();
-                let readable = set.intersects(EventSet::IN | EventSet::HANG_UP | EventSet::ERROR);
-                let writable = set.contains(EventSet::OUT);
+                // A hang-up or error is reported whatever was asked for: present it as both, so the device's
+                // next read or write sees the failure and drops the fd instead of being woken forever.
+                let broken = set.intersects(EventSet::HANG_UP | EventSet::ERROR);
+                let readable = broken || set.contains(EventSet::IN);
+                let writable = broken || set.contains(EventSet::OUT);
                 transport.process_backend(ev.data() as u32, readable, writable);
             }
         } else if let Some(evt) = self.queue_evts.get(events.data() as usize) {

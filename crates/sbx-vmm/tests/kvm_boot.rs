@@ -126,6 +126,32 @@ fn busy_guest_is_stopped_on_request() {
 }
 
 #[test]
+fn power_off_register_ends_the_vm_as_power_off() {
+    if skip_without_kvm("power_off_register_ends_the_vm_as_power_off") {
+        return;
+    }
+    use sbx_vmm::devices::boot_timer::{POWER_OFF_MAGIC, POWER_OFF_OFFSET};
+    let mut a = Asm::new();
+    // A wrong value is ignored; the magic one powers off.
+    a.store32(layout_boot_timer() + POWER_OFF_OFFSET, 0x1234);
+    a.print("still here\n");
+    a.store32(layout_boot_timer() + POWER_OFF_OFFSET, POWER_OFF_MAGIC);
+    a.print("not reached\n");
+    let top = a.label();
+    a.bind(top).jmp(top);
+    let console = Console::default();
+    let (_dir, vm) = boot(&a.finish(), &console);
+    let reason = run_with_limit(vm, Duration::from_secs(60));
+    assert_eq!(reason, ExitReason::GuestPowerOff);
+    assert_eq!(reason.exit_code(), 0);
+    assert_eq!(console.text(), "still here\n");
+}
+
+fn layout_boot_timer() -> u64 {
+    sbx_vmm::arch::layout::BOOT_TIMER_START
+}
+
+#[test]
 fn triple_fault_is_a_guest_crash() {
     if skip_without_kvm("triple_fault_is_a_guest_crash") {
         return;

@@ -31,7 +31,7 @@ fn handle_exit(exit: VcpuExit<'_>, pio: &Bus, mmio: &Bus, id: u8) -> Option<Exit
         VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_SHUTDOWN, _) => Some(ExitReason::GuestPowerOff),
         VcpuExit::SystemEvent(KVM_SYSTEM_EVENT_RESET, _) => Some(ExitReason::GuestReset),
         VcpuExit::SystemEvent(_, _) => Some(ExitReason::GuestCrash),
-        // With the in-kernel LAPIC a halt only exits when the vCPU can never wake up (interrupts disabled).
+        // With the in-kernel irqchip KVM handles HLT itself; should a halt exit reach us, nothing can wake the vCPU.
         VcpuExit::Hlt => Some(ExitReason::GuestPowerOff),
         VcpuExit::FailEntry(reason, cpu) => Some(ExitReason::VcpuFailed {
             vcpu: id,
