@@ -102,6 +102,33 @@ fn stop_on_request_ends_a_halted_guest() {
 }
 
 #[test]
+fn dropping_a_running_vm_stops_it() {
+    if skip_without_kvm("dropping_a_running_vm_stops_it") {
+        return;
+    }
+    let mut a = Asm::new();
+    a.print("running\n");
+    let top = a.label();
+    a.bind(top).jmp(top);
+    let console = Console::default();
+    let (_dir, vm) = boot(&a.finish(), &console);
+    let handle = vm.handle();
+    let start = std::time::Instant::now();
+    while !console.text().contains("running") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "guest never printed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(vm);
+    assert!(
+        !handle.is_running(),
+        "drop stopped the VM and joined its threads"
+    );
+}
+
+#[test]
 fn busy_guest_is_stopped_on_request() {
     if skip_without_kvm("busy_guest_is_stopped_on_request") {
         return;

@@ -111,11 +111,25 @@ impl std::fmt::Debug for Vsock {
 }
 
 impl Vsock {
-    /// Creates the device and binds its host socket at `uds_path` (a stale socket file there is replaced).
+    /// Creates the device and binds its host socket at `uds_path`. A stale socket file there (nobody listening) is
+    /// replaced; a live one (another VMM) or any other file is an error.
     pub fn new(guest_cid: u32, uds_path: &Path) -> std::io::Result<Self> {
-        if let Ok(meta) = std::fs::symlink_metadata(uds_path)
-            && meta.file_type().is_socket()
-        {
+        if let Ok(meta) = std::fs::symlink_metadata(uds_path) {
+            if !meta.file_type().is_socket() {
+                return Err(std::io::Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{} exists and is not a socket", uds_path.display()),
+                ));
+            }
+            if UnixStream::connect(uds_path).is_ok() {
+                return Err(std::io::Error::new(
+                    ErrorKind::AddrInUse,
+                    format!(
+                        "{} is in use by another process (a running VM?)",
+                        uds_path.display()
+                    ),
+                ));
+            }
             std::fs::remove_file(uds_path)?;
         }
         let listener = UnixListener::bind(uds_path)?;
@@ -738,6 +752,32 @@ mod tests {
 
     fn rx_op(mem: &GuestMemory) -> u16 {
         mem.read_obj(GuestAddress(RXBUF + 30)).unwrap()
+    }
+
+    #[test]
+    fn socket_path_in_use_or_not_a_socket_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.sock");
+        let first = Vsock::new(3, &path).unwrap();
+        let err = Vsock::new(4, &path).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AddrInUse, "{err}");
+        drop(first);
+        // A stale socket (its listener gone without cleanup) is replaced.
+        let stale = UnixListener::bind(&path).unwrap();
+        drop(stale);
+        assert!(path.exists());
+        Vsock::new(3, &path).unwrap();
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(
+            Vsock::new(3, &file).unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            b"x",
+            "an unrelated file is left alone"
+        );
     }
 
     #[test]
