@@ -5,7 +5,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::arch::layout;
+use crate::arch::{BootProtocol, layout};
 use crate::devices::virtio::VirtioDevice;
 use crate::error::ConfigError;
 
@@ -65,6 +65,7 @@ pub struct VmConfig {
     pub(crate) rng: bool,
     pub(crate) extra_devices: Vec<NamedDevice>,
     pub(crate) handle_signals: bool,
+    pub(crate) boot_protocol: BootProtocol,
 }
 
 impl VmConfig {
@@ -111,6 +112,7 @@ pub struct VmBuilder {
     rng: bool,
     extra_devices: Vec<NamedDevice>,
     handle_signals: bool,
+    boot_protocol: BootProtocol,
 }
 
 impl Default for VmBuilder {
@@ -135,7 +137,13 @@ impl VmBuilder {
             rng: false,
             extra_devices: Vec::new(),
             handle_signals: false,
+            boot_protocol: BootProtocol::Auto,
         }
+    }
+    /// The boot protocol (default [`BootProtocol::Auto`]: PVH when the vmlinux has a PVH note).
+    pub fn boot_protocol(mut self, protocol: BootProtocol) -> Self {
+        self.boot_protocol = protocol;
+        self
     }
     /// Use another KVM device node (default `/dev/kvm`).
     pub fn kvm_device(mut self, path: impl Into<PathBuf>) -> Self {
@@ -262,6 +270,7 @@ impl VmBuilder {
             rng: self.rng,
             extra_devices: self.extra_devices,
             handle_signals: self.handle_signals,
+            boot_protocol: self.boot_protocol,
         })
     }
 }

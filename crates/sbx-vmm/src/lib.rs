@@ -49,6 +49,7 @@ mod runtime;
 mod sys;
 pub mod vstate;
 
+pub use arch::BootProtocol;
 pub use builder::{
     DEFAULT_CMDLINE, DiskConfig, KvmFlavor, MAX_VCPUS, MIN_MEMORY_MIB, SerialOutput, VmBuilder,
     VmConfig, VsockConfig, kvm_hardware_virtualization,

@@ -194,6 +194,7 @@ impl Vm {
                 initrd: config.initrd.as_ref().map(|(p, f)| (p.as_path(), f)),
                 cmdline: &cmdline,
                 vcpus: config.vcpus,
+                protocol: config.boot_protocol,
             },
         )?;
         let mut vcpus = Vec::with_capacity(usize::from(config.vcpus));

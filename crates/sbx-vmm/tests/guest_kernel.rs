@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{Console, skip_without_kvm};
-use sbx_vmm::{ExitReason, VmBuilder};
+use sbx_vmm::{BootProtocol, ExitReason, VmBuilder};
 
 /// The kernel to boot: `$SBX_TEST_KERNEL`, else the xtask cache's `vmlinux` link.
 fn guest_kernel() -> Option<PathBuf> {
@@ -32,14 +32,26 @@ fn guest_kernel() -> Option<PathBuf> {
 }
 
 #[test]
-fn real_kernel_early_boot_reaches_the_serial_console() {
-    if skip_without_kvm("real_kernel_early_boot_reaches_the_serial_console") {
+fn real_kernel_early_boot_linux_64bit_protocol() {
+    early_boot(
+        "real_kernel_early_boot_linux_64bit_protocol",
+        BootProtocol::Linux64,
+    );
+}
+
+#[test]
+fn real_kernel_early_boot_pvh() {
+    early_boot("real_kernel_early_boot_pvh", BootProtocol::Pvh);
+}
+
+fn early_boot(test: &str, protocol: BootProtocol) {
+    if skip_without_kvm(test) {
         return;
     }
     let Some(kernel) = guest_kernel() else {
         println!(
-            "SKIPPED real_kernel_early_boot_reaches_the_serial_console: no guest kernel; run `cargo xtask guest-kernel` \
-             (~7 min, not part of CI by default) or set SBX_TEST_KERNEL=/path/to/vmlinux"
+            "SKIPPED {test}: no guest kernel; run `cargo xtask guest-kernel` (~7 min, not part of CI by default) or set \
+             SBX_TEST_KERNEL=/path/to/vmlinux"
         );
         return;
     };
@@ -50,6 +62,7 @@ fn real_kernel_early_boot_reaches_the_serial_console() {
         .memory_mib(128)
         .vcpus(2)
         .serial(console.output())
+        .boot_protocol(protocol)
         .build()
         .unwrap_or_else(|e| panic!("{}: {e}", kernel.display()));
     let vm = sbx_vmm::Vm::start(config).expect("VM starts");

@@ -179,6 +179,64 @@ fn layout_boot_timer() -> u64 {
 }
 
 #[test]
+fn pvh_entry_gets_start_info_in_32_bit_protected_mode() {
+    if skip_without_kvm("pvh_entry_gets_start_info_in_32_bit_protected_mode") {
+        return;
+    }
+    // 32-bit code: only instructions that encode the same in protected mode (no REX prefixes).
+    let mut a = Asm::new();
+    let fail = a.label();
+    a.raw(&[0x8b, 0x03]).cmp_eax(0x336e_c578).jne(fail); // mov eax, [ebx]: hvm_start_info.magic
+    a.print("magic ");
+    a.raw(&[0x0f, 0x20, 0xc0])
+        .and_eax(0x8000_0001)
+        .cmp_eax(1)
+        .jne(fail); // CR0: PE set, PG clear
+    a.print("protected-no-paging ");
+    a.raw(&[0x8b, 0x43, 0x30]).cmp_eax(3).jne(fail); // memmap_entries (offset 48)
+    a.raw(&[0x8b, 0x43, 0x18])
+        .cmp_eax(layout_cmdline())
+        .jne(fail); // cmdline_paddr (offset 24)
+    a.print("memmap cmdline\n").reset();
+    a.bind(fail).print("FAIL\n").reset();
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = dir.path().join("pvh.elf");
+    std::fs::write(&kernel, common::elf_image_pvh(&a.finish())).unwrap();
+    let console = Console::default();
+    let config = VmBuilder::new()
+        .kernel(&kernel)
+        .memory_mib(32)
+        .serial(console.output())
+        .boot_protocol(sbx_vmm::BootProtocol::Pvh)
+        .build()
+        .unwrap();
+    let vm = sbx_vmm::Vm::start(config).unwrap();
+    let reason = run_with_limit(vm, Duration::from_secs(60));
+    assert_eq!(
+        reason,
+        ExitReason::GuestReset,
+        "console: {}",
+        console.text()
+    );
+    assert_eq!(console.text(), "magic protected-no-paging memmap cmdline\n");
+
+    // Asking for PVH with a kernel that has no PVH note is a clear error.
+    let plain = write_guest(dir.path(), &[0xf4]);
+    let config = VmBuilder::new()
+        .kernel(&plain)
+        .memory_mib(32)
+        .boot_protocol(sbx_vmm::BootProtocol::Pvh)
+        .build()
+        .unwrap();
+    let err = sbx_vmm::Vm::start(config).unwrap_err().to_string();
+    assert!(err.contains("no PVH entry note"), "{err}");
+}
+
+fn layout_cmdline() -> u32 {
+    sbx_vmm::arch::layout::CMDLINE_START as u32
+}
+
+#[test]
 fn triple_fault_is_a_guest_crash() {
     if skip_without_kvm("triple_fault_is_a_guest_crash") {
         return;

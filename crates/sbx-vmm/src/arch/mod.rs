@@ -3,4 +3,4 @@
 pub mod x86_64;
 
 pub use x86_64::layout;
-pub use x86_64::{BootInfo, configure_vcpu, load_guest, setup_vm};
+pub use x86_64::{BootInfo, BootProtocol, configure_vcpu, load_guest, setup_vm};

@@ -33,6 +33,10 @@ impl Asm {
         self.fixups.push((self.code.len(), l));
         self.code.extend_from_slice(&[0; 4]);
     }
+    /// Arbitrary bytes (for the few 32-bit instructions the PVH test needs).
+    pub fn raw(&mut self, bytes: &[u8]) -> &mut Self {
+        self.emit(bytes)
+    }
     /// `jmp label`
     pub fn jmp(&mut self, l: Label) -> &mut Self {
         self.emit(&[0xe9]);

@@ -74,6 +74,35 @@ pub fn elf_image_at(code: &[u8], load_addr: u64) -> Vec<u8> {
     out
 }
 
+/// [`elf_image`] plus a PT_NOTE with a Xen PVH entry note pointing at the code.
+pub fn elf_image_pvh(code: &[u8]) -> Vec<u8> {
+    let mut out = elf_image(code);
+    // Two program headers: bump e_phnum and append the PT_NOTE header after the PT_LOAD one (offset 64 + 56).
+    out[56..58].copy_from_slice(&2u16.to_le_bytes());
+    while out.len() % 4 != 0 {
+        out.push(0);
+    }
+    let note_offset = out.len() as u64;
+    let mut note = Vec::new();
+    note.extend_from_slice(&4u32.to_le_bytes()); // namesz
+    note.extend_from_slice(&4u32.to_le_bytes()); // descsz
+    note.extend_from_slice(&18u32.to_le_bytes()); // XEN_ELFNOTE_PHYS32_ENTRY
+    note.extend_from_slice(b"Xen\0");
+    note.extend_from_slice(&(LOAD_ADDR as u32).to_le_bytes());
+    out.extend_from_slice(&note);
+    let mut phdr = Vec::new();
+    phdr.extend_from_slice(&4u32.to_le_bytes()); // PT_NOTE
+    phdr.extend_from_slice(&4u32.to_le_bytes()); // R
+    phdr.extend_from_slice(&note_offset.to_le_bytes());
+    phdr.extend_from_slice(&0u64.to_le_bytes());
+    phdr.extend_from_slice(&0u64.to_le_bytes());
+    phdr.extend_from_slice(&(note.len() as u64).to_le_bytes());
+    phdr.extend_from_slice(&(note.len() as u64).to_le_bytes());
+    phdr.extend_from_slice(&4u64.to_le_bytes());
+    out[120..176].copy_from_slice(&phdr);
+    out
+}
+
 /// Writes the ELF for `code` into `dir` and returns its path.
 pub fn write_guest(dir: &Path, code: &[u8]) -> PathBuf {
     let path = dir.join("guest.elf");

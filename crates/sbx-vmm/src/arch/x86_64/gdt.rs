@@ -26,9 +26,22 @@ pub const TABLE: [u64; 4] = [
     entry(0x808b, 0, 0xfffff), // TSS: present, busy 64-bit TSS
 ];
 
-/// The `kvm_segment` matching GDT entry `index`.
+/// The GDT for PVH entry: the CPU starts in 32-bit protected mode, so the code segment is 32-bit.
+pub const TABLE_PVH: [u64; 4] = [
+    0,
+    entry(0xc09b, 0, 0xfffff), // code: present, DPL0, exec/read, accessed; D=1, G=1
+    entry(0xc093, 0, 0xfffff), // data
+    entry(0x008b, 0, 0x67),    // TSS: present, busy 32-bit TSS, byte granular
+];
+
+/// The `kvm_segment` matching GDT entry `index` of the 64-bit boot table.
 pub fn segment(index: usize) -> kvm_segment {
-    let raw = TABLE[index];
+    segment_of(&TABLE, index)
+}
+
+/// The `kvm_segment` matching entry `index` of `table`.
+pub fn segment_of(table: &[u64; 4], index: usize) -> kvm_segment {
+    let raw = table[index];
     let base = ((raw >> 16) & 0x00ff_ffff) | ((raw >> 32) & 0xff00_0000);
     let limit_raw = ((raw & 0xffff) | ((raw >> 32) & 0x000f_0000)) as u32;
     let granular = (raw >> 55) & 1 == 1;
@@ -72,5 +85,9 @@ mod tests {
         assert_eq!((data.db, data.l, data.type_), (1, 0, 3));
         let tss = segment(3);
         assert_eq!((tss.s, tss.type_, tss.selector), (0, 0xb, TSS_SELECTOR));
+        let pvh_code = segment_of(&TABLE_PVH, 1);
+        assert_eq!((pvh_code.l, pvh_code.db, pvh_code.type_), (0, 1, 0xb));
+        let pvh_tss = segment_of(&TABLE_PVH, 3);
+        assert_eq!((pvh_tss.present, pvh_tss.limit, pvh_tss.g), (1, 0x67, 0));
     }
 }

@@ -1,7 +1,8 @@
 //! The guest physical memory map.
 //!
 //! ```text
-//! 0x0000_0500  GDT              0x0000_7000  boot_params (zero page)   0x0000_8ff0  boot stack (grows down)
+//! 0x0000_0500  GDT              0x0000_6000  PVH start info            0x0000_7000  boot_params / PVH memory map
+//! 0x0000_8ff0  boot stack (grows down)
 //! 0x0000_9000  PML4             0x0000_a000  PDPT                      0x0000_b000  4 page directories (4 GiB, 2 MiB pages)
 //! 0x0002_0000  command line     0x0009_fc00  MP table (EBDA)           0x0010_0000  high memory (kernel, initrd)
 //! 0xd000_0000  MMIO gap: boot timer, then one 4 KiB window per virtio device   0x1_0000_0000  RAM above 4 GiB
@@ -19,8 +20,12 @@ pub const PML4_START: u64 = 0x9000;
 pub const PDPTE_START: u64 = 0xa000;
 /// First of the four page directories.
 pub const PDE_START: u64 = 0xb000;
-/// PVH memory map (hvm_memmap_table_entry array).
-pub const PVH_MEMMAP_START: u64 = 0x6000;
+/// PVH start info (`hvm_start_info`).
+pub const PVH_INFO_START: u64 = 0x6000;
+/// PVH module list (the initrd).
+pub const PVH_MODLIST_START: u64 = 0x6040;
+/// PVH memory map (`hvm_memmap_table_entry` array); PVH boots do not use the zero page, so the map reuses it.
+pub const PVH_MEMMAP_START: u64 = ZERO_PAGE_START;
 /// Kernel command line.
 pub const CMDLINE_START: u64 = 0x20000;
 /// Largest command line, including the NUL.

@@ -11,7 +11,7 @@ pub mod mptable;
 pub mod msrs;
 pub mod regs;
 
-pub use boot::{BootInfo, e820_map, load_guest};
+pub use boot::{BootInfo, BootProtocol, e820_map, load_guest};
 
 use kvm_bindings::kvm_pit_config;
 use kvm_ioctls::{Kvm, VcpuFd, VmFd};
@@ -48,8 +48,8 @@ pub fn configure_vcpu(
     let cpuid = cpuid::for_vcpu(kvm, id, count)?;
     vcpu.set_cpuid2(&cpuid).map_err(kvm_err("KVM_SET_CPUID2"))?;
     msrs::setup(vcpu)?;
-    regs::setup_regs(vcpu, boot.entry, id == 0)?;
-    regs::setup_sregs(vcpu)?;
+    regs::setup_regs(vcpu, boot, id == 0)?;
+    regs::setup_sregs(vcpu, boot.pvh)?;
     regs::setup_fpu(vcpu)?;
     regs::setup_lapic(vcpu)?;
     Ok(())

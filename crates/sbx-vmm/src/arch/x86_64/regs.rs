@@ -4,7 +4,7 @@ use kvm_bindings::{kvm_fpu, kvm_regs};
 use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress};
 
-use super::{gdt, kvm_err, layout};
+use super::{BootInfo, gdt, kvm_err, layout};
 use crate::error::StartError;
 use crate::vstate::memory::GuestMemory;
 
@@ -18,28 +18,40 @@ const EFER_LMA: u64 = 1 << 10;
 const PTE_PRESENT_RW: u64 = 0x3;
 const PDE_LARGE: u64 = 0x80;
 
-/// RIP at the kernel entry, RSP on the boot stack, RSI at the zero page (boot CPU only; APs wait for INIT/SIPI).
-pub fn setup_regs(vcpu: &VcpuFd, entry: u64, boot_cpu: bool) -> Result<(), StartError> {
+/// RIP at the kernel entry; for the 64-bit protocol RSP on the boot stack and RSI at the zero page, for PVH RBX at
+/// the start info. Boot CPU only: APs wait for INIT/SIPI.
+pub fn setup_regs(vcpu: &VcpuFd, boot: &BootInfo, boot_cpu: bool) -> Result<(), StartError> {
     if !boot_cpu {
         return Ok(());
     }
-    let regs = kvm_regs {
-        rflags: 0x2,
-        rip: entry,
-        rsp: layout::BOOT_STACK_POINTER,
-        rbp: layout::BOOT_STACK_POINTER,
-        rsi: layout::ZERO_PAGE_START,
-        ..Default::default()
+    let regs = if boot.pvh {
+        kvm_regs {
+            rflags: 0x2,
+            rip: boot.entry,
+            rbx: layout::PVH_INFO_START,
+            ..Default::default()
+        }
+    } else {
+        kvm_regs {
+            rflags: 0x2,
+            rip: boot.entry,
+            rsp: layout::BOOT_STACK_POINTER,
+            rbp: layout::BOOT_STACK_POINTER,
+            rsi: layout::ZERO_PAGE_START,
+            ..Default::default()
+        }
     };
     vcpu.set_regs(&regs).map_err(kvm_err("KVM_SET_REGS"))
 }
 
-/// Flat 64-bit segments from the boot GDT, paging with the identity tables, long mode enabled.
-pub fn setup_sregs(vcpu: &VcpuFd) -> Result<(), StartError> {
+/// 64-bit protocol: flat 64-bit segments, paging with the identity tables, long mode enabled. PVH: flat 32-bit
+/// protected mode, paging off.
+pub fn setup_sregs(vcpu: &VcpuFd, pvh: bool) -> Result<(), StartError> {
     let mut sregs = vcpu.get_sregs().map_err(kvm_err("KVM_GET_SREGS"))?;
-    let code = gdt::segment(1);
-    let data = gdt::segment(2);
-    let tss = gdt::segment(3);
+    let table = if pvh { &gdt::TABLE_PVH } else { &gdt::TABLE };
+    let code = gdt::segment_of(table, 1);
+    let data = gdt::segment_of(table, 2);
+    let tss = gdt::segment_of(table, 3);
     sregs.gdt.base = layout::GDT_START;
     sregs.gdt.limit = (std::mem::size_of_val(&gdt::TABLE) - 1) as u16;
     sregs.idt.base = 0;
@@ -51,10 +63,17 @@ pub fn setup_sregs(vcpu: &VcpuFd) -> Result<(), StartError> {
     sregs.gs = data;
     sregs.ss = data;
     sregs.tr = tss;
-    sregs.cr0 = CR0_PE | CR0_ET | CR0_PG;
-    sregs.cr3 = layout::PML4_START;
-    sregs.cr4 = CR4_PAE;
-    sregs.efer = EFER_LME | EFER_LMA;
+    if pvh {
+        sregs.cr0 = CR0_PE | CR0_ET;
+        sregs.cr3 = 0;
+        sregs.cr4 = 0;
+        sregs.efer = 0;
+    } else {
+        sregs.cr0 = CR0_PE | CR0_ET | CR0_PG;
+        sregs.cr3 = layout::PML4_START;
+        sregs.cr4 = CR4_PAE;
+        sregs.efer = EFER_LME | EFER_LMA;
+    }
     vcpu.set_sregs(&sregs).map_err(kvm_err("KVM_SET_SREGS"))
 }
 
@@ -89,15 +108,16 @@ pub fn setup_lapic(vcpu: &VcpuFd) -> Result<(), StartError> {
     vcpu.set_lapic(&lapic).map_err(kvm_err("KVM_SET_LAPIC"))
 }
 
-/// Writes the GDT and identity page tables mapping the first 4 GiB with 2 MiB pages.
-pub fn write_gdt_and_page_tables(mem: &GuestMemory) -> Result<(), StartError> {
+/// Writes the GDT (for the chosen protocol) and identity page tables mapping the first 4 GiB with 2 MiB pages.
+pub fn write_gdt_and_page_tables(mem: &GuestMemory, pvh: bool) -> Result<(), StartError> {
     let fail = |what: &'static str| {
         move |e: vm_memory::GuestMemoryError| StartError::BootSetup {
             what,
             reason: e.to_string(),
         }
     };
-    for (i, entry) in gdt::TABLE.iter().enumerate() {
+    let table = if pvh { &gdt::TABLE_PVH } else { &gdt::TABLE };
+    for (i, entry) in table.iter().enumerate() {
         mem.write_obj(*entry, GuestAddress(layout::GDT_START + 8 * i as u64))
             .map_err(fail("GDT"))?;
     }
