@@ -79,7 +79,7 @@ pub fn elf_image_pvh(code: &[u8]) -> Vec<u8> {
     let mut out = elf_image(code);
     // Two program headers: bump e_phnum and append the PT_NOTE header after the PT_LOAD one (offset 64 + 56).
     out[56..58].copy_from_slice(&2u16.to_le_bytes());
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
     let note_offset = out.len() as u64;
