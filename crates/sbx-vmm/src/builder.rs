@@ -16,8 +16,11 @@ pub const MAX_VCPUS: u8 = 32;
 /// Default kernel command line when none is given.
 pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux";
 
+/// A writer shared with the embedding program (e.g. a socket or a pipe to a log collector).
+pub type SharedWriter = Arc<Mutex<dyn std::io::Write + Send>>;
+
 /// Where the guest's serial console output goes.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub enum SerialOutput {
     /// Discard it.
     #[default]
@@ -28,6 +31,20 @@ pub enum SerialOutput {
     File(PathBuf),
     /// A shared in-memory buffer (used by tests and by embedders that parse the console).
     Buffer(Arc<Mutex<Vec<u8>>>),
+    /// Any stream the embedder provides.
+    Writer(SharedWriter),
+}
+
+impl std::fmt::Debug for SerialOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sink => f.write_str("Sink"),
+            Self::Stdout => f.write_str("Stdout"),
+            Self::File(p) => f.debug_tuple("File").field(p).finish(),
+            Self::Buffer(_) => f.write_str("Buffer"),
+            Self::Writer(_) => f.write_str("Writer"),
+        }
+    }
 }
 
 /// A virtio-blk disk backed by a raw image file.

@@ -339,6 +339,24 @@ fn register_irqfd(vm: &VmFd, evt: &EventFd, gsi: u32) -> Result<(), StartError> 
         })
 }
 
+/// Forwards to a writer shared with the embedder.
+struct SharedStream(crate::builder::SharedWriter);
+
+impl Write for SharedStream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("console writer lock poisoned"))?
+            .write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("console writer lock poisoned"))?
+            .flush()
+    }
+}
+
 /// A writer appending to a shared buffer.
 struct BufferWriter(Arc<Mutex<Vec<u8>>>);
 
@@ -360,6 +378,7 @@ fn serial_writer(output: &SerialOutput) -> Result<Box<dyn Write + Send>, StartEr
         SerialOutput::Sink => Box::new(std::io::sink()),
         SerialOutput::Stdout => Box::new(std::io::stdout()),
         SerialOutput::Buffer(buf) => Box::new(BufferWriter(buf.clone())),
+        SerialOutput::Writer(w) => Box::new(SharedStream(w.clone())),
         SerialOutput::File(path) => Box::new(
             std::fs::OpenOptions::new()
                 .create(true)

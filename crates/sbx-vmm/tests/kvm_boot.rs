@@ -70,6 +70,53 @@ fn long_mode_serial_pio_mmio_and_i8042_reset() {
 }
 
 #[test]
+fn console_goes_to_a_stream_and_a_file() {
+    if skip_without_kvm("console_goes_to_a_stream_and_a_file") {
+        return;
+    }
+    let mut a = Asm::new();
+    a.print("to the stream\n").reset();
+    let code = a.finish();
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = write_guest(dir.path(), &code);
+    let (mut reader, writer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let shared: sbx_vmm::SharedWriter = std::sync::Arc::new(std::sync::Mutex::new(writer));
+    let config = VmBuilder::new()
+        .kernel(&kernel)
+        .memory_mib(32)
+        .serial(sbx_vmm::SerialOutput::Writer(shared))
+        .build()
+        .unwrap();
+    let vm = sbx_vmm::Vm::start(config).unwrap();
+    assert_eq!(
+        run_with_limit(vm, Duration::from_secs(60)),
+        ExitReason::GuestReset
+    );
+    let mut got = [0u8; 14];
+    std::io::Read::read_exact(&mut reader, &mut got).unwrap();
+    assert_eq!(&got, b"to the stream\n");
+
+    let log = dir.path().join("console.log");
+    std::fs::write(&log, "earlier\n").unwrap();
+    let config = VmBuilder::new()
+        .kernel(&kernel)
+        .memory_mib(32)
+        .serial(sbx_vmm::SerialOutput::File(log.clone()))
+        .build()
+        .unwrap();
+    let vm = sbx_vmm::Vm::start(config).unwrap();
+    assert_eq!(
+        run_with_limit(vm, Duration::from_secs(60)),
+        ExitReason::GuestReset
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "earlier\nto the stream\n",
+        "appended"
+    );
+}
+
+#[test]
 fn stop_on_request_ends_a_halted_guest() {
     if skip_without_kvm("stop_on_request_ends_a_halted_guest") {
         return;
