@@ -1,4 +1,4 @@
-//! Boots a Linux kernel with the serial console on stdout and exits with a status that says how the guest ended
+//! Boots a Linux kernel with the serial console on stdin/stdout and exits with a status that says how the guest ended
 //! (0: guest reboot/power-off; 2: guest crash; 128+N: signal N; 1: VMM or vCPU failure; 64: bad arguments or
 //! configuration).
 //!

@@ -47,6 +47,15 @@ impl std::fmt::Debug for SerialOutput {
     }
 }
 
+/// Input for the guest's serial console (e.g. stdin), read by a VMM thread.
+pub struct SerialInput(pub(crate) Box<dyn std::io::Read + Send>);
+
+impl std::fmt::Debug for SerialInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SerialInput")
+    }
+}
+
 /// A virtio-blk disk backed by a raw image file.
 #[derive(Debug, Clone)]
 pub struct DiskConfig {
@@ -77,6 +86,7 @@ pub struct VmConfig {
     pub(crate) memory_mib: u64,
     pub(crate) vcpus: u8,
     pub(crate) serial: SerialOutput,
+    pub(crate) serial_input: Option<SerialInput>,
     pub(crate) disks: Vec<(DiskConfig, File)>,
     pub(crate) vsock: Option<VsockConfig>,
     pub(crate) rng: bool,
@@ -124,6 +134,7 @@ pub struct VmBuilder {
     memory_mib: u64,
     vcpus: u8,
     serial: SerialOutput,
+    serial_input: Option<SerialInput>,
     disks: Vec<DiskConfig>,
     vsock: Option<VsockConfig>,
     rng: bool,
@@ -149,6 +160,7 @@ impl VmBuilder {
             memory_mib: 128,
             vcpus: 1,
             serial: SerialOutput::Sink,
+            serial_input: None,
             disks: Vec::new(),
             vsock: None,
             rng: false,
@@ -195,6 +207,11 @@ impl VmBuilder {
     /// Where the serial console goes.
     pub fn serial(mut self, output: SerialOutput) -> Self {
         self.serial = output;
+        self
+    }
+    /// Feeds `input` to the guest's serial console (a thread reads it until end of file).
+    pub fn serial_input(mut self, input: impl std::io::Read + Send + 'static) -> Self {
+        self.serial_input = Some(SerialInput(Box::new(input)));
         self
     }
     /// Adds a virtio-blk disk (the first one is `/dev/vda`).
@@ -282,6 +299,7 @@ impl VmBuilder {
             memory_mib: self.memory_mib,
             vcpus: self.vcpus,
             serial: self.serial,
+            serial_input: self.serial_input,
             disks,
             vsock: self.vsock,
             rng: self.rng,

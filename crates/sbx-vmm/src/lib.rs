@@ -51,8 +51,8 @@ pub mod vstate;
 
 pub use arch::BootProtocol;
 pub use builder::{
-    DEFAULT_CMDLINE, DiskConfig, KvmFlavor, MAX_VCPUS, MIN_MEMORY_MIB, SerialOutput, SharedWriter,
-    VmBuilder, VmConfig, VsockConfig, kvm_hardware_virtualization,
+    DEFAULT_CMDLINE, DiskConfig, KvmFlavor, MAX_VCPUS, MIN_MEMORY_MIB, SerialInput, SerialOutput,
+    SharedWriter, VmBuilder, VmConfig, VsockConfig, kvm_hardware_virtualization,
 };
 pub use error::{ConfigError, RunError, StartError};
 pub use runtime::{ExitReason, StartupReport, Vm, VmHandle};

@@ -155,14 +155,15 @@ impl Vm {
         let mut mmio = Bus::new();
         let serial_irq = EventFd::new(EFD_NONBLOCK).map_err(os("creating the serial irqfd"))?;
         register_irqfd(&vm_fd, &serial_irq, layout::COM1_IRQ)?;
-        let serial = SerialConsole::new(serial_irq, serial_writer(&config.serial)?);
-        insert(
-            &mut pio,
-            Arc::new(Mutex::new(serial)),
-            u64::from(layout::COM1_PORT),
-            8,
-            "serial",
-        )?;
+        let serial = Arc::new(Mutex::new(SerialConsole::new(
+            serial_irq,
+            serial_writer(&config.serial)?,
+        )));
+        if let Some(input) = config.serial_input.take() {
+            spawn_serial_input(input, Arc::downgrade(&serial), control.clone())
+                .map_err(os("spawning the serial input thread"))?;
+        }
+        insert(&mut pio, serial, u64::from(layout::COM1_PORT), 8, "serial")?;
         insert(
             &mut pio,
             Arc::new(Mutex::new(I8042::new(control.clone()))),
@@ -337,6 +338,44 @@ fn register_irqfd(vm: &VmFd, evt: &EventFd, gsi: u32) -> Result<(), StartError> 
             step: "KVM_IRQFD",
             source,
         })
+}
+
+/// Copies console input into the UART until end of input or until the VM is gone. The thread is detached: a read
+/// from a terminal cannot be interrupted, and it ends on its own once the VM's serial device is dropped.
+fn spawn_serial_input(
+    input: crate::builder::SerialInput,
+    serial: std::sync::Weak<Mutex<SerialConsole<Box<dyn Write + Send>>>>,
+    control: Arc<Control>,
+) -> std::io::Result<()> {
+    let mut reader = input.0;
+    std::thread::Builder::new()
+        .name("sbx-serial-in".into())
+        .spawn(move || {
+            let mut buf = [0u8; 64];
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let mut pending = &buf[..n];
+                while !pending.is_empty() {
+                    let Some(serial) = serial.upgrade() else {
+                        return;
+                    };
+                    let taken = serial.lock().map_or(0, |mut s| s.enqueue_input(pending));
+                    drop(serial);
+                    pending = &pending[taken..];
+                    if control.stopping() {
+                        return;
+                    }
+                    if taken == 0 {
+                        // FIFO full: the guest is not reading yet.
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        })
+        .map(|_| ())
 }
 
 /// Forwards to a writer shared with the embedder.

@@ -117,6 +117,42 @@ fn console_goes_to_a_stream_and_a_file() {
 }
 
 #[test]
+fn serial_input_reaches_the_guest() {
+    if skip_without_kvm("serial_input_reaches_the_guest") {
+        return;
+    }
+    // Echo five bytes: poll LSR.DR (port 0x3fd bit 0), read RBR, write THR.
+    let mut a = Asm::new();
+    for _ in 0..5 {
+        let poll = a.label();
+        a.bind(poll)
+            .mov_dx(0x3fd)
+            .in_al_dx()
+            .and_eax(1)
+            .cmp_eax(1)
+            .jne(poll);
+        a.mov_dx(0x3f8).in_al_dx().out_dx_al();
+    }
+    a.print("\n").reset();
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = write_guest(dir.path(), &a.finish());
+    let console = Console::default();
+    let config = VmBuilder::new()
+        .kernel(kernel)
+        .memory_mib(32)
+        .serial(console.output())
+        .serial_input(std::io::Cursor::new(b"hello".to_vec()))
+        .build()
+        .unwrap();
+    let vm = sbx_vmm::Vm::start(config).unwrap();
+    assert_eq!(
+        run_with_limit(vm, Duration::from_secs(60)),
+        ExitReason::GuestReset
+    );
+    assert_eq!(console.text(), "hello\n");
+}
+
+#[test]
 fn stop_on_request_ends_a_halted_guest() {
     if skip_without_kvm("stop_on_request_ends_a_halted_guest") {
         return;

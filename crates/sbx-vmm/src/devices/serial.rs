@@ -38,6 +38,13 @@ impl<W: Write + Send> SerialConsole<W> {
     }
 }
 
+impl<W: Write + Send> SerialConsole<W> {
+    /// Queues input for the guest (raising the receive interrupt); returns how many bytes fit in the FIFO.
+    pub fn enqueue_input(&mut self, bytes: &[u8]) -> usize {
+        self.uart.enqueue_raw_bytes(bytes).unwrap_or(0)
+    }
+}
+
 impl<W: Write + Send> BusDevice for SerialConsole<W> {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         match (u8::try_from(offset), data) {
