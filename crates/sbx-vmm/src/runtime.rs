@@ -135,9 +135,10 @@ pub struct Vm {
     control: Arc<Control>,
     vcpu_threads: Vec<JoinHandle<()>>,
     event_thread: Option<JoinHandle<()>>,
-    mem: GuestMemory,
-    // Dropped last among the KVM objects: vCPU fds live in their threads.
+    // Fields drop in order: the VM fd (whose memory slots point into `mem`) goes before the memory it maps. vCPU
+    // fds live in their threads, which have been joined by then.
     _vm_fd: VmFd,
+    mem: GuestMemory,
 }
 
 impl Vm {
@@ -251,8 +252,8 @@ impl Vm {
             control,
             vcpu_threads,
             event_thread: Some(event_thread),
-            mem,
             _vm_fd: vm_fd,
+            mem,
         })
     }
 
