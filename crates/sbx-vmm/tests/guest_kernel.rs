@@ -99,7 +99,7 @@ fn early_boot(test: &str, protocol: BootProtocol) {
         "the e820 map shows the 128 MiB of RAM: {text}"
     );
     println!(
-        "early boot lines arrived after {:?}; VM ended: {reason}",
+        "{test}: early boot lines arrived after {:?}; VM ended: {reason}",
         start.elapsed()
     );
     assert!(matches!(
