@@ -6,6 +6,8 @@
 mod bench_virtiofs;
 mod ci;
 mod guest_agent;
+mod bench_vmm;
+mod guest_kernel;
 
 use anyhow::{Result, bail};
 
@@ -16,6 +18,8 @@ tasks:
   deps       only install the test prerequisites (apt packages, cargo tools)
   guest-agent [--debug]  build the statically linked in-sandbox agent (sbx-guest) and print its path
   bench-virtiofs [DIR]  sbx-virtiofs through host FUSE vs the plain directory and bindfs (root; DIR: scratch space)
+  guest-kernel  build the microVM guest kernel (sbx-vmm); prints the vmlinux path last
+  bench-vmm  sbx-vmm start-up CPU time and memory overhead vs Firecracker
 ";
 
 fn main() -> Result<()> {
@@ -25,6 +29,8 @@ fn main() -> Result<()> {
         Some("deps") => ci::install_prerequisites(),
         Some("guest-agent") => guest_agent::build(&args[1..]),
         Some("bench-virtiofs") => bench_virtiofs::run(&args[1..]),
+        Some("guest-kernel") => guest_kernel::run(&args[1..]),
+        Some("bench-vmm") => bench_vmm::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             eprint!("{USAGE}");
             Ok(())
