@@ -49,11 +49,17 @@ impl RequestLine {
             "http" | "ws" => (Protocol::Http, Some(80)),
             "https" | "wss" => (Protocol::Https, Some(443)),
             "tcp" => (Protocol::Tcp, None),
-            other => return Err(format!("unsupported scheme `{other}`: use http, https or tcp")),
+            other => {
+                return Err(format!(
+                    "unsupported scheme `{other}`: use http, https or tcp"
+                ));
+            }
         };
         let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(authority_end);
-        let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        let authority = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
         let (host, port) = split_authority(authority)?;
         let port = match (port, default_port) {
             (Some(p), _) | (None, Some(p)) => p,
@@ -121,9 +127,11 @@ pub fn check_line(policy: &Policy, line: &str) -> String {
             let decision = policy.check_network(&parsed.request());
             format_decision(&decision, &parsed.host, parsed.port)
         }
-        Err(message) => {
-            format_decision(&Decision::new(false, Reason::InvalidRequest).with_note(message), "", 0)
-        }
+        Err(message) => format_decision(
+            &Decision::new(false, Reason::InvalidRequest).with_note(message),
+            "",
+            0,
+        ),
     }
 }
 
@@ -160,10 +168,21 @@ mod tests {
         assert_eq!((r.host.as_str(), r.port), ("API.github.com", 443));
         assert_eq!(r.path.as_deref(), Some("/repos/x?y=1"));
         let r = RequestLine::parse("POST http://[::1]:8080").unwrap();
-        assert_eq!((r.host.as_str(), r.port, r.path.as_deref()), ("[::1]", 8080, Some("/")));
+        assert_eq!(
+            (r.host.as_str(), r.port, r.path.as_deref()),
+            ("[::1]", 8080, Some("/"))
+        );
         let r = RequestLine::parse("CONNECT tcp://db.internal:5432").unwrap();
         assert_eq!((r.protocol, r.port, r.path), (Protocol::Tcp, 5432, None));
-        for bad in ["GET", "GET example.com", "GET ftp://x/", "GET tcp://x", "GET http://:80/", "GET http://x:0/", "a b c"] {
+        for bad in [
+            "GET",
+            "GET example.com",
+            "GET ftp://x/",
+            "GET tcp://x",
+            "GET http://:80/",
+            "GET http://x:0/",
+            "a b c",
+        ] {
             assert!(RequestLine::parse(bad).is_err(), "{bad}");
         }
     }

@@ -127,7 +127,10 @@ impl Decision {
     /// enforced layer). `port` is added when it is not 80/443.
     pub fn hint(&self, host: &str, port: u16) -> Option<String> {
         if self.allowed
-            || !matches!(self.explanation.reason, Reason::DefaultDeny | Reason::PrivateAddress)
+            || !matches!(
+                self.explanation.reason,
+                Reason::DefaultDeny | Reason::PrivateAddress
+            )
         {
             return None;
         }
@@ -158,7 +161,10 @@ mod tests {
     #[test]
     fn reason_codes() {
         assert_eq!(Reason::MatchedDeny.to_string(), "matched-deny");
-        assert_eq!(Reason::EnforcedBy(LayerLevel::Company).to_string(), "enforced-by-company");
+        assert_eq!(
+            Reason::EnforcedBy(LayerLevel::Company).to_string(),
+            "enforced-by-company"
+        );
         assert_eq!(Reason::PrivateAddress.to_string(), "private-address");
     }
 
@@ -166,11 +172,24 @@ mod tests {
     fn display_and_hint() {
         let d = Decision::new(false, Reason::DefaultDeny);
         assert_eq!(d.to_string(), "deny\tdefault-deny");
-        assert_eq!(d.hint("example.com", 443).as_deref(), Some("sbx policy allow network example.com"));
-        assert_eq!(d.hint("db.local", 5432).as_deref(), Some("sbx policy allow network db.local:5432"));
-        assert_eq!(d.hint("::1", 8080).as_deref(), Some("sbx policy allow network [::1]:8080"));
-        let d = Decision::new(false, Reason::MatchedDeny).with_rule("deny x.com (a.toml:3:10)", "acme");
+        assert_eq!(
+            d.hint("example.com", 443).as_deref(),
+            Some("sbx policy allow network example.com")
+        );
+        assert_eq!(
+            d.hint("db.local", 5432).as_deref(),
+            Some("sbx policy allow network db.local:5432")
+        );
+        assert_eq!(
+            d.hint("::1", 8080).as_deref(),
+            Some("sbx policy allow network [::1]:8080")
+        );
+        let d =
+            Decision::new(false, Reason::MatchedDeny).with_rule("deny x.com (a.toml:3:10)", "acme");
         assert_eq!(d.hint("x.com", 443), None);
-        assert_eq!(d.to_string(), "deny\tmatched-deny rule=\"deny x.com (a.toml:3:10)\" layer=\"acme\"");
+        assert_eq!(
+            d.to_string(),
+            "deny\tmatched-deny rule=\"deny x.com (a.toml:3:10)\" layer=\"acme\""
+        );
     }
 }

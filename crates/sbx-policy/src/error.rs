@@ -81,8 +81,16 @@ mod tests {
         let text = "a = 1\nbé = 2\n";
         assert_eq!(line_column(text, 0), (1, 1));
         assert_eq!(line_column(text, 6), (2, 1));
-        assert_eq!(line_column(text, 9), (2, 3), "columns count characters, not bytes");
-        assert_eq!(line_column(text, 8), (2, 2), "inside a character: clamp back");
+        assert_eq!(
+            line_column(text, 9),
+            (2, 3),
+            "columns count characters, not bytes"
+        );
+        assert_eq!(
+            line_column(text, 8),
+            (2, 2),
+            "inside a character: clamp back"
+        );
         assert_eq!(line_column(text, 999), (3, 1));
         let e = ParseError::at("f.toml", text, 6, "bad");
         assert_eq!(e.to_string(), "f.toml:2:1: bad");

@@ -51,21 +51,39 @@ pub(crate) fn canonical_host(raw: &str) -> Result<CanonicalHost, String> {
     }
     match parse_ipv4_lenient(name) {
         Ipv4Parse::Addr(v4) => Ok(CanonicalHost::Ip(IpAddr::V4(v4))),
-        Ipv4Parse::Invalid => Err(format!("`{raw}` ends in a number but is not an IPv4 address")),
+        Ipv4Parse::Invalid => Err(format!(
+            "`{raw}` ends in a number but is not an IPv4 address"
+        )),
         Ipv4Parse::NotIpv4 => Ok(CanonicalHost::Name(name.to_owned())),
     }
 }
 
 /// IDNA-maps a name (or one label) to lower-case ASCII; ASCII input takes the cheap path.
 pub(crate) fn to_ascii(raw: &str) -> Result<String, String> {
-    if raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')) {
+    if raw
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    {
         let lower = raw.to_ascii_lowercase();
         // Labels already in punycode are validated by the IDNA path so `xn--` junk is rejected.
         if !lower.contains("xn--") {
             return Ok(lower);
         }
     }
-    idna::domain_to_ascii(raw).map_err(|_| format!("`{raw}` is not a valid internationalised host name"))
+    let ascii = idna::domain_to_ascii(raw)
+        .map_err(|_| format!("`{raw}` is not a valid internationalised host name"))?;
+    // UTS 46 in its lenient mode lets some characters through (NUL, `%`, ...) that no resolver
+    // should see: a NUL would cut the name short in C code after it matched a rule here.
+    if let Some(bad) = ascii
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_')))
+    {
+        return Err(format!(
+            "`{}` contains {bad:?}, which no host name may hold",
+            raw.escape_debug()
+        ));
+    }
+    Ok(ascii)
 }
 
 /// How one label of a host pattern matches.
@@ -106,7 +124,9 @@ impl HostPattern {
             return Err("empty host pattern".into());
         }
         if trimmed.len() > MAX_HOST_LEN {
-            return Err(format!("host pattern `{text}` is longer than {MAX_HOST_LEN} characters"));
+            return Err(format!(
+                "host pattern `{text}` is longer than {MAX_HOST_LEN} characters"
+            ));
         }
         let labels: Vec<&str> = trimmed.split('.').collect();
         let mut any_depth = false;
@@ -125,7 +145,9 @@ impl HostPattern {
                 continue;
             }
             if label.contains("**") {
-                return Err(format!("`**` must be a whole label in `{text}`; use `*` inside a label"));
+                return Err(format!(
+                    "`**` must be a whole label in `{text}`; use `*` inside a label"
+                ));
             }
             matchers.push(compile_label(label, text)?);
         }
@@ -200,14 +222,23 @@ fn compile_label(label: &str, whole: &str) -> Result<LabelMatcher, String> {
                 "wildcard label `{label}` in `{whole}` may only hold ASCII letters, digits, `-`, `_` and `*`"
             ));
         }
-        return Ok(LabelMatcher::Glob(Wildcard::new(&label.to_ascii_lowercase())));
+        return Ok(LabelMatcher::Glob(Wildcard::new(
+            &label.to_ascii_lowercase(),
+        )));
     }
-    if label.bytes().any(|b| matches!(b, b'/' | b'?' | b'#' | b'@' | b':' | b' ' | b'[' | b']')) {
-        return Err(format!("`{whole}` is not a host name (unexpected character in `{label}`)"));
+    if label
+        .bytes()
+        .any(|b| matches!(b, b'/' | b'?' | b'#' | b'@' | b':' | b' ' | b'[' | b']'))
+    {
+        return Err(format!(
+            "`{whole}` is not a host name (unexpected character in `{label}`)"
+        ));
     }
     let ascii = to_ascii(label).map_err(|e| format!("{e} (in `{whole}`)"))?;
     if ascii.is_empty() || ascii.contains('.') {
-        return Err(format!("label `{label}` of `{whole}` is not a valid host label"));
+        return Err(format!(
+            "label `{label}` of `{whole}` is not a valid host label"
+        ));
     }
     Ok(LabelMatcher::Glob(Wildcard::new(&ascii)))
 }
@@ -223,14 +254,26 @@ mod tests {
     #[test]
     fn canonical_hosts() {
         assert_eq!(canonical_host("Example.COM.").unwrap(), name("example.com"));
-        assert_eq!(canonical_host("bücher.de").unwrap(), name("xn--bcher-kva.de"));
-        assert_eq!(canonical_host("BÜCHER.de").unwrap(), name("xn--bcher-kva.de"));
-        assert_eq!(canonical_host("[::1]").unwrap(), CanonicalHost::Ip("::1".parse().unwrap()));
+        assert_eq!(
+            canonical_host("bücher.de").unwrap(),
+            name("xn--bcher-kva.de")
+        );
+        assert_eq!(
+            canonical_host("BÜCHER.de").unwrap(),
+            name("xn--bcher-kva.de")
+        );
+        assert_eq!(
+            canonical_host("[::1]").unwrap(),
+            CanonicalHost::Ip("::1".parse().unwrap())
+        );
         assert_eq!(
             canonical_host("[::ffff:10.0.0.1]").unwrap(),
             CanonicalHost::Ip("10.0.0.1".parse().unwrap())
         );
-        assert_eq!(canonical_host("0x7f.1").unwrap(), CanonicalHost::Ip("127.0.0.1".parse().unwrap()));
+        assert_eq!(
+            canonical_host("0x7f.1").unwrap(),
+            CanonicalHost::Ip("127.0.0.1".parse().unwrap())
+        );
         // Full-width digits map to ASCII digits under IDNA: still the loopback address.
         assert_eq!(
             canonical_host("１２７.０.０.１").unwrap(),
@@ -240,6 +283,16 @@ mod tests {
         assert!(canonical_host("a..b").is_err());
         assert!(canonical_host("1.2.3.4.5").is_err());
         assert!(canonical_host("[::1").is_err());
+        for bad in [
+            "x\u{0}.example.com",
+            "a%2e.com",
+            "a b.com",
+            "a/b.com",
+            "a@b.com",
+            "a\\b.com",
+        ] {
+            assert!(canonical_host(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -258,7 +311,17 @@ mod tests {
 
     #[test]
     fn pattern_errors() {
-        for bad in ["", "a..b", "a.**.com", "a**.com", "ex ample.com", "a/b", "cr[l.com", "1.2.3", "*.é*.com"] {
+        for bad in [
+            "",
+            "a..b",
+            "a.**.com",
+            "a**.com",
+            "ex ample.com",
+            "a/b",
+            "cr[l.com",
+            "1.2.3",
+            "*.é*.com",
+        ] {
             assert!(HostPattern::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

@@ -43,9 +43,10 @@ impl HostIndex {
                 None => {
                     let child = self.nodes.len();
                     self.nodes.push(Node::default());
-                    self.nodes[node]
-                        .children
-                        .insert(label.as_str().into(), u32::try_from(child).unwrap_or(u32::MAX));
+                    self.nodes[node].children.insert(
+                        label.as_str().into(),
+                        u32::try_from(child).unwrap_or(u32::MAX),
+                    );
                     child
                 }
             };
@@ -103,7 +104,11 @@ impl NetIndex {
                 table.len() - 1
             }
         };
-        table[slot].1.entry(net.network_bits()).or_default().push(entry);
+        table[slot]
+            .1
+            .entry(net.network_bits())
+            .or_default()
+            .push(entry);
     }
 
     /// Calls `found` for every entry whose block holds `ip` (canonical).
@@ -136,12 +141,22 @@ mod tests {
     #[test]
     fn host_index_forms() {
         let mut index = HostIndex::default();
-        let patterns = ["example.com", "*.example.com", "**.example.com", "crl*.digicert.com", "**", "*"];
+        let patterns = [
+            "example.com",
+            "*.example.com",
+            "**.example.com",
+            "crl*.digicert.com",
+            "**",
+            "*",
+        ];
         for (i, p) in patterns.iter().enumerate() {
             index.insert(&HostPattern::parse(p).unwrap(), (i as u32, 0));
         }
         assert_eq!(collect(&index, "example.com"), vec![(0, 0), (4, 0)]);
-        assert_eq!(collect(&index, "a.example.com"), vec![(1, 0), (2, 0), (4, 0)]);
+        assert_eq!(
+            collect(&index, "a.example.com"),
+            vec![(1, 0), (2, 0), (4, 0)]
+        );
         assert_eq!(collect(&index, "b.a.example.com"), vec![(2, 0), (4, 0)]);
         assert_eq!(collect(&index, "crl3.digicert.com"), vec![(3, 0), (4, 0)]);
         assert_eq!(collect(&index, "ocsp.digicert.com"), vec![(4, 0)]);

@@ -28,11 +28,10 @@ impl IpNet {
             .map_err(|_| format!("`{addr}` is not an IPv4 or IPv6 address"))?;
         let ip = canonical_ip(ip);
         let max = max_prefix(ip);
-        let prefix: u8 = prefix
-            .parse()
-            .ok()
-            .filter(|p| *p <= max)
-            .ok_or_else(|| format!("prefix length `/{prefix}` must be a number from 0 to {max}"))?;
+        let prefix: u8 =
+            prefix.parse().ok().filter(|p| *p <= max).ok_or_else(|| {
+                format!("prefix length `/{prefix}` must be a number from 0 to {max}")
+            })?;
         let net = IpNet { addr: ip, prefix };
         if net.network_bits() != bits(ip) {
             let fixed = from_bits(net.network_bits(), ip);
@@ -160,16 +159,14 @@ fn parse_ipv4_number(part: &str) -> Option<u64> {
     if part.is_empty() || part.len() > 20 {
         return None;
     }
-    let (digits, radix) = if let Some(hex) = part
-        .strip_prefix("0x")
-        .or_else(|| part.strip_prefix("0X"))
-    {
-        (hex, 16)
-    } else if part.len() > 1 && part.starts_with('0') {
-        (&part[1..], 8)
-    } else {
-        (part, 10)
-    };
+    let (digits, radix) =
+        if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+            (hex, 16)
+        } else if part.len() > 1 && part.starts_with('0') {
+            (&part[1..], 8)
+        } else {
+            (part, 10)
+        };
     if digits.is_empty() {
         return Some(0);
     }
@@ -223,6 +220,9 @@ mod tests {
         assert_eq!(parse_ipv4_lenient("1.2.3.4.5"), Ipv4Parse::Invalid);
         assert_eq!(parse_ipv4_lenient("256.1.1.1"), Ipv4Parse::Invalid);
         assert_eq!(parse_ipv4_lenient("foo.09"), Ipv4Parse::Invalid);
-        assert_eq!(parse_ipv4_lenient("99999999999999999999"), Ipv4Parse::Invalid);
+        assert_eq!(
+            parse_ipv4_lenient("99999999999999999999"),
+            Ipv4Parse::Invalid
+        );
     }
 }

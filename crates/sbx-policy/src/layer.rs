@@ -66,7 +66,9 @@ impl FromStr for LayerLevel {
         LayerLevel::ALL
             .into_iter()
             .find(|l| l.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown layer level `{s}`: expected company, org, team, user or sandbox"))
+            .ok_or_else(|| {
+                format!("unknown layer level `{s}`: expected company, org, team, user or sandbox")
+            })
     }
 }
 
@@ -140,10 +142,19 @@ pub enum SettingValue {
 
 /// Named settings a layer may set, with what each one governs.
 pub const SETTINGS: &[(&str, &str)] = &[
-    ("mount.home", "mount the home directory itself (or a directory containing it)"),
-    ("mount.paths", "mount the paths the user names (the workspace, extra directories)"),
+    (
+        "mount.home",
+        "mount the home directory itself (or a directory containing it)",
+    ),
+    (
+        "mount.paths",
+        "mount the paths the user names (the workspace, extra directories)",
+    ),
     ("docker", "run a Docker engine inside the sandbox"),
-    ("isolation.namespaces", "use the namespace jail instead of a microVM"),
+    (
+        "isolation.namespaces",
+        "use the namespace jail instead of a microVM",
+    ),
     ("secrets.custom", "inject user-defined custom secrets"),
 ];
 

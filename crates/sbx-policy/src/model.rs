@@ -17,7 +17,9 @@ impl Policy {
             Ok(CanonicalHost::Name(name)) => Some(name),
             _ => None,
         };
-        let labels: Vec<&str> = name.as_deref().map_or_else(Vec::new, |n| n.split('.').collect());
+        let labels: Vec<&str> = name
+            .as_deref()
+            .map_or_else(Vec::new, |n| n.split('.').collect());
         let model_lower = model.to_lowercase();
         let mut allow = None;
         let mut blocked = None;
@@ -30,11 +32,15 @@ impl Policy {
             if !host_applies {
                 continue;
             }
-            let matched = rule.models.iter().find(|(glob, _)| glob.matches(&model_lower));
+            let matched = rule
+                .models
+                .iter()
+                .find(|(glob, _)| glob.matches(&model_lower));
             let written = |text: &str| format!("{} model {text} ({})", rule.action, rule.origin);
             match (rule.action, matched) {
                 (Action::Deny, Some((_, text))) => {
-                    return Decision::new(false, Reason::MatchedDeny).with_rule(written(text), self.layer_name(*layer));
+                    return Decision::new(false, Reason::MatchedDeny)
+                        .with_rule(written(text), self.layer_name(*layer));
                 }
                 (Action::Deny, None) => {}
                 (Action::Allow, found) if self.counts(*layer) => {
@@ -50,14 +56,16 @@ impl Policy {
             }
         }
         if let Some((layer, rule)) = allow {
-            return Decision::new(true, Reason::MatchedAllow).with_rule(rule, self.layer_name(layer));
+            return Decision::new(true, Reason::MatchedAllow)
+                .with_rule(rule, self.layer_name(layer));
         }
         if let Some((layer, rule)) = blocked {
             return self.enforced_deny(layer, rule);
         }
         if allowlist_here {
-            return Decision::new(false, Reason::DefaultDeny)
-                .with_note(format!("model `{model}` is not in the allowed models for `{api_host}`"));
+            return Decision::new(false, Reason::DefaultDeny).with_note(format!(
+                "model `{model}` is not in the allowed models for `{api_host}`"
+            ));
         }
         Decision::new(true, Reason::DefaultAllow).with_note("no model rule applies")
     }

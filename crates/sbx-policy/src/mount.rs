@@ -7,7 +7,14 @@ use crate::path::{SegmentMatcher, match_segments};
 
 /// Directories under the home directory that hold credentials: never mounted unless a `[[mount]]`
 /// allow rule names them.
-pub const PROTECTED_HOME_DIRS: &[&str] = &[".ssh", ".aws", ".gnupg", ".config/gcloud", ".kube", ".docker"];
+pub const PROTECTED_HOME_DIRS: &[&str] = &[
+    ".ssh",
+    ".aws",
+    ".gnupg",
+    ".config/gcloud",
+    ".kube",
+    ".docker",
+];
 
 /// A `[[mount]]` path pattern: absolute (`/srv/data/**`) or home-relative (`~/src/*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,20 +35,28 @@ impl MountPattern {
         } else if text.starts_with('/') {
             (false, text)
         } else {
-            return Err(format!("mount path `{text}` must be absolute (`/...`) or start with `~/`"));
+            return Err(format!(
+                "mount path `{text}` must be absolute (`/...`) or start with `~/`"
+            ));
         };
         let mut segments = Vec::new();
         let mut literal_prefix = Vec::new();
         let mut literal = true;
         for segment in rest.split('/').filter(|s| !s.is_empty()) {
             match segment {
-                "." | ".." => return Err(format!("mount path `{text}` contains a `{segment}` segment")),
+                "." | ".." => {
+                    return Err(format!(
+                        "mount path `{text}` contains a `{segment}` segment"
+                    ));
+                }
                 "**" => {
                     literal = false;
                     segments.push(SegmentMatcher::AnySegments);
                 }
                 s if s.contains("**") => {
-                    return Err(format!("`**` must be a whole segment in mount path `{text}`"));
+                    return Err(format!(
+                        "`**` must be a whole segment in mount path `{text}`"
+                    ));
                 }
                 s => {
                     literal &= !s.contains('*');
@@ -64,7 +79,9 @@ impl MountPattern {
         if !self.home_relative {
             return (self.segments.clone(), self.literal_prefix.clone());
         }
-        let base = home.iter().map(|h| SegmentMatcher::Glob(Wildcard::new(&escape_stars(h))));
+        let base = home
+            .iter()
+            .map(|h| SegmentMatcher::Glob(Wildcard::new(&escape_stars(h))));
         let segments = base.chain(self.segments.iter().cloned()).collect();
         let prefix = home.iter().chain(&self.literal_prefix).cloned().collect();
         (segments, prefix)
@@ -151,7 +168,10 @@ mod tests {
         let secret = MountPattern::parse("/srv/secrets").unwrap();
         assert!(secret.overlaps(&segs("/srv/secrets/x"), &home), "inside");
         assert!(secret.overlaps(&segs("/srv"), &home), "contains");
-        assert!(secret.overlaps(&segs("/"), &home), "root contains everything");
+        assert!(
+            secret.overlaps(&segs("/"), &home),
+            "root contains everything"
+        );
         assert!(!secret.overlaps(&segs("/srv/public"), &home));
         for bad in ["rel", "/a/../b", "/a**"] {
             assert!(MountPattern::parse(bad).is_err(), "{bad}");

@@ -47,7 +47,10 @@ fn canonical_segment(raw: &str, strip_params: bool) -> String {
     while i < bytes.len() {
         let b = bytes[i];
         if b == b'%' {
-            match (bytes.get(i + 1).and_then(hex), bytes.get(i + 2).and_then(hex)) {
+            match (
+                bytes.get(i + 1).and_then(hex),
+                bytes.get(i + 2).and_then(hex),
+            ) {
                 (Some(hi), Some(lo)) => {
                     let decoded = hi << 4 | lo;
                     if is_unreserved(decoded) {
@@ -78,7 +81,9 @@ fn canonical_segment(raw: &str, strip_params: bool) -> String {
 }
 
 fn hex(b: &u8) -> Option<u8> {
-    char::from(*b).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    char::from(*b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 fn push_escaped(out: &mut String, b: u8) {
@@ -93,7 +98,10 @@ fn is_unreserved(b: u8) -> bool {
 }
 
 fn is_sub_delim(b: u8) -> bool {
-    matches!(b, b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=')
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'='
+    )
 }
 
 /// One segment of a path pattern.
@@ -118,7 +126,9 @@ impl PathPattern {
     /// Compiles a path pattern; literal parts are canonicalised like request paths.
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
         if text.len() > MAX_PATTERN_LEN {
-            return Err(format!("path pattern is longer than {MAX_PATTERN_LEN} characters"));
+            return Err(format!(
+                "path pattern is longer than {MAX_PATTERN_LEN} characters"
+            ));
         }
         if !text.starts_with('/') {
             return Err(format!("path pattern `{text}` must start with `/`"));
@@ -129,7 +139,9 @@ impl PathPattern {
             ));
         }
         if text.contains('#') {
-            return Err(format!("path pattern `{text}` contains `#`: a fragment is never sent to a server"));
+            return Err(format!(
+                "path pattern `{text}` contains `#`: a fragment is never sent to a server"
+            ));
         }
         if text.contains(';') {
             return Err(format!(
@@ -246,7 +258,9 @@ mod tests {
     }
 
     fn matches(pattern: &str, path: &str) -> bool {
-        PathPattern::parse(pattern).unwrap().matches(&normalize_path(path))
+        PathPattern::parse(pattern)
+            .unwrap()
+            .matches(&normalize_path(path))
     }
 
     #[test]
@@ -255,7 +269,10 @@ mod tests {
         assert!(matches("/repos/acme/**", "/repos/acme/x/y/z"));
         assert!(!matches("/repos/acme/**", "/repos/acmex"));
         assert!(matches("/v1/*/files", "/v1/abc/files"));
-        assert!(!matches("/v1/*/files", "/v1/a/b/files"), "* must not cross /");
+        assert!(
+            !matches("/v1/*/files", "/v1/a/b/files"),
+            "* must not cross /"
+        );
         assert!(matches("/**", "/"));
         assert!(matches("/**", "/anything/at/all"));
         assert!(matches("/", "/"));
@@ -278,7 +295,16 @@ mod tests {
 
     #[test]
     fn pattern_errors() {
-        for bad in ["repos", "/a?b", "/a#b", "/a/../b", "/a/%2e%2e/b", "/./a", "/a**", "/a;b"] {
+        for bad in [
+            "repos",
+            "/a?b",
+            "/a#b",
+            "/a/../b",
+            "/a/%2e%2e/b",
+            "/./a",
+            "/a**",
+            "/a;b",
+        ] {
             assert!(PathPattern::parse(bad).is_err(), "{bad} should be rejected");
         }
     }

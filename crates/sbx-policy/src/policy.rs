@@ -51,7 +51,9 @@ impl<'a> NetworkRequest<'a> {
 
     /// An HTTPS request on port 443 with method and path.
     pub fn https(host: &'a str, method: &'a str, path: &'a str) -> Self {
-        Self::new(host, 443, Protocol::Https).with_method(method).with_path(path)
+        Self::new(host, 443, Protocol::Https)
+            .with_method(method)
+            .with_path(path)
     }
 
     /// Sets the HTTP method.
@@ -192,8 +194,10 @@ impl Policy {
                 targets,
             });
         }
-        self.models.extend(layer.models.iter().map(|m| (index, m.clone())));
-        self.mounts.extend(layer.mounts.iter().map(|m| (index, m.clone())));
+        self.models
+            .extend(layer.models.iter().map(|m| (index, m.clone())));
+        self.mounts
+            .extend(layer.mounts.iter().map(|m| (index, m.clone())));
         self.settings.push(layer.settings.clone());
     }
 
@@ -203,15 +207,19 @@ impl Policy {
         let strict = layers
             .iter()
             .position(|(_, l)| matches!(l.preset, Some(Preset::Balanced | Preset::LockedDown)));
-        let open = layers.iter().position(|(_, l)| l.preset == Some(Preset::Open));
+        let open = layers
+            .iter()
+            .position(|(_, l)| l.preset == Some(Preset::Open));
         match (strict, open) {
             (Some(i), _) => Decision::new(false, Reason::DefaultDeny)
-                .with_rule(format!("preset = \"{}\"", preset_name(&layers[i].1)), &self.layers[i].name)
+                .with_rule(
+                    format!("preset = \"{}\"", preset_name(&layers[i].1)),
+                    &self.layers[i].name,
+                )
                 .with_note("no rule matched"),
-            (None, Some(i)) if !self.counts(i) => self.enforced_deny(
-                i,
-                "preset = \"open\"".to_owned(),
-            ),
+            (None, Some(i)) if !self.counts(i) => {
+                self.enforced_deny(i, "preset = \"open\"".to_owned())
+            }
             (None, Some(i)) => Decision::new(true, Reason::DefaultAllow)
                 .with_rule("preset = \"open\"", &self.layers[i].name),
             (None, None) => Decision::new(false, Reason::DefaultDeny).with_note("no rule matched"),
@@ -225,7 +233,10 @@ impl Policy {
 
     /// The deny given when an allow (written as `rule`, in layer `index`) sits below an enforced layer.
     pub(crate) fn enforced_deny(&self, index: usize, rule: String) -> Decision {
-        let cutoff = self.cutoff.unwrap_or(0).min(self.layers.len().saturating_sub(1));
+        let cutoff = self
+            .cutoff
+            .unwrap_or(0)
+            .min(self.layers.len().saturating_sub(1));
         let Some(enforcer) = self.layers.get(cutoff) else {
             return Decision::new(false, Reason::DefaultDeny);
         };
@@ -290,7 +301,9 @@ impl Policy {
             self.host_candidates(&name, |entry| self.consider(&mut by_name, entry, &ctx));
         }
         let mut by_addr = Scan::default();
-        self.host_candidates(&CanonicalHost::Ip(ip), |entry| self.consider(&mut by_addr, entry, &ctx));
+        self.host_candidates(&CanonicalHost::Ip(ip), |entry| {
+            self.consider(&mut by_addr, entry, &ctx)
+        });
         let deny = [by_name.deny, by_addr.deny].into_iter().flatten().min();
         if let Some(entry) = deny {
             return self.rule_decision(entry, false, Reason::MatchedDeny);
@@ -359,9 +372,11 @@ impl Policy {
             return self.rule_decision(entry, true, Reason::MatchedAllow);
         }
         if let Some(entry) = scan.conditional {
-            let mut decision = self.rule_decision(entry, true, Reason::MatchedAllow).with_note(
-                "the rule is limited to some methods or paths: each request must be checked",
-            );
+            let mut decision = self
+                .rule_decision(entry, true, Reason::MatchedAllow)
+                .with_note(
+                    "the rule is limited to some methods or paths: each request must be checked",
+                );
             decision.conditional = true;
             return decision;
         }

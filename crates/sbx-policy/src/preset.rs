@@ -36,7 +36,8 @@ pub(crate) fn balanced_rules() -> (Vec<(String, NetworkRule)>, Vec<BadEntry>) {
         match parse_entry(line) {
             Ok(targets) => {
                 let origin = format!("preset balanced, group {group}");
-                rule.targets.extend(targets.into_iter().map(|t| (t, origin.clone())));
+                rule.targets
+                    .extend(targets.into_iter().map(|t| (t, origin.clone())));
             }
             Err(message) => bad.push(BadEntry {
                 line: index + 1,
@@ -77,14 +78,19 @@ pub(crate) fn apply(layer: &mut PolicyLayer, preset: Preset) {
         Preset::LockedDown => vec!["mount.paths"],
     };
     for name in allow_settings {
-        layer.settings.entry(name.to_owned()).or_insert_with(|| SettingRule {
-            value: SettingValue::Allow,
-            origin: origin.clone(),
-        });
+        layer
+            .settings
+            .entry(name.to_owned())
+            .or_insert_with(|| SettingRule {
+                value: SettingValue::Allow,
+                origin: origin.clone(),
+            });
     }
     if preset == Preset::Balanced {
         let (groups, _bad) = balanced_rules();
-        layer.network.extend(groups.into_iter().map(|(_, rule)| rule));
+        layer
+            .network
+            .extend(groups.into_iter().map(|(_, rule)| rule));
     }
 }
 
@@ -95,7 +101,11 @@ mod tests {
     #[test]
     fn every_balanced_host_parses() {
         let (groups, bad) = balanced_rules();
-        assert_eq!(bad, Vec::new(), "unparsable lines in data/balanced-hosts.txt");
+        assert_eq!(
+            bad,
+            Vec::new(),
+            "unparsable lines in data/balanced-hosts.txt"
+        );
         let names: Vec<&str> = groups.iter().map(|(g, _)| g.as_str()).collect();
         assert_eq!(
             names,
@@ -113,8 +123,14 @@ mod tests {
             .filter(|l| !l.trim().is_empty() && !l.starts_with('#') && !l.starts_with('['))
             .count();
         let targets: usize = groups.iter().map(|(_, r)| r.targets.len()).sum();
-        assert!(host_lines > 180, "the list has its ~190 hosts: {host_lines}");
-        assert!(targets >= host_lines, "every host line yields at least one target");
+        assert!(
+            host_lines > 180,
+            "the list has its ~190 hosts: {host_lines}"
+        );
+        assert!(
+            targets >= host_lines,
+            "every host line yields at least one target"
+        );
     }
 
     #[test]

@@ -19,10 +19,15 @@ impl Policy {
             let Some(rule) = settings.get(name) else {
                 continue;
             };
-            let written = format!("\"{name}\" = \"{}\" ({})", setting_text(rule.value), rule.origin);
+            let written = format!(
+                "\"{name}\" = \"{}\" ({})",
+                setting_text(rule.value),
+                rule.origin
+            );
             match rule.value {
                 SettingValue::Deny => {
-                    return Decision::new(false, Reason::MatchedDeny).with_rule(written, self.layer_name(index));
+                    return Decision::new(false, Reason::MatchedDeny)
+                        .with_rule(written, self.layer_name(index));
                 }
                 SettingValue::Allow if self.counts(index) => {
                     allow.get_or_insert((index, written));
@@ -33,7 +38,8 @@ impl Policy {
             }
         }
         if let Some((index, rule)) = allow {
-            return Decision::new(true, Reason::MatchedAllow).with_rule(rule, self.layer_name(index));
+            return Decision::new(true, Reason::MatchedAllow)
+                .with_rule(rule, self.layer_name(index));
         }
         if let Some((index, rule)) = blocked {
             return self.enforced_deny(index, rule);
@@ -51,11 +57,11 @@ impl Policy {
     /// home directory). Both should be canonical (symlinks resolved); `.` and `..` are applied
     /// lexically.
     ///
-    /// Denied: anything a `[[mount]]` deny covers (inside it or containing it); the home directory
-    /// or a directory containing it unless `mount.home` is allowed; `~/.ssh`, `~/.aws`,
+    /// Denied: anything a `[[mount]]` deny covers (inside it or containing it); everything when
+    /// `mount.paths` is not allowed; the home directory or a directory containing it unless
+    /// `mount.home` is allowed; `~/.ssh`, `~/.aws`,
     /// `~/.gnupg`, `~/.config/gcloud`, `~/.kube`, `~/.docker` (or a directory containing one)
-    /// unless a `[[mount]]` allow names the path; everything when `mount.paths` is not allowed;
-    /// and, when `[[mount]]` allows exist, anything none of them matches.
+    /// unless a `[[mount]]` allow names the path; and, when `[[mount]]` allows exist, anything none of them matches.
     pub fn check_mount(&self, path: &Path, home: &Path) -> Decision {
         let (Some(path), Some(home)) = (path_segments(path), path_segments(home)) else {
             return Decision::new(false, Reason::InvalidRequest)
@@ -64,15 +70,15 @@ impl Policy {
         if let Some(denied) = self.mount_deny(&path, &home) {
             return denied;
         }
+        let paths_setting = self.check_setting("mount.paths");
+        if !paths_setting.allowed {
+            return paths_setting;
+        }
         if is_within(&home, &path) {
             return self.home_mount();
         }
         if let Some(protected) = self.protected_dir(&path, &home) {
             return protected;
-        }
-        let paths_setting = self.check_setting("mount.paths");
-        if !paths_setting.allowed {
-            return paths_setting;
         }
         self.mount_allowlist(&path, &home).unwrap_or(paths_setting)
     }
@@ -81,15 +87,18 @@ impl Policy {
     /// paths the user named on the command line): nothing outside them is ever mounted.
     pub fn check_mount_within(&self, path: &Path, home: &Path, named: &[&Path]) -> Decision {
         let Some(segments) = path_segments(path) else {
-            return Decision::new(false, Reason::InvalidRequest).with_note("mount path must be absolute");
+            return Decision::new(false, Reason::InvalidRequest)
+                .with_note("mount path must be absolute");
         };
         let inside = named
             .iter()
             .filter_map(|n| path_segments(n))
             .any(|root| is_within(&segments, &root));
         if !inside {
-            return Decision::new(false, Reason::NotNamed)
-                .with_note(format!("`{}` is outside the paths the user named", path.display()));
+            return Decision::new(false, Reason::NotNamed).with_note(format!(
+                "`{}` is outside the paths the user named",
+                path.display()
+            ));
         }
         self.check_mount(path, home)
     }
@@ -100,10 +109,10 @@ impl Policy {
             .filter(|(_, rule)| rule.action == Action::Deny)
             .find_map(|(layer, rule)| {
                 let (_, text) = rule.paths.iter().find(|(p, _)| p.overlaps(path, home))?;
-                Some(
-                    Decision::new(false, Reason::MatchedDeny)
-                        .with_rule(format!("deny mount {text} ({})", rule.origin), self.layer_name(*layer)),
-                )
+                Some(Decision::new(false, Reason::MatchedDeny).with_rule(
+                    format!("deny mount {text} ({})", rule.origin),
+                    self.layer_name(*layer),
+                ))
             })
     }
 
@@ -120,7 +129,11 @@ impl Policy {
 
     fn protected_dir(&self, path: &[String], home: &[String]) -> Option<Decision> {
         let hit = PROTECTED_HOME_DIRS.iter().find(|dir| {
-            let full: Vec<String> = home.iter().cloned().chain(dir.split('/').map(str::to_owned)).collect();
+            let full: Vec<String> = home
+                .iter()
+                .cloned()
+                .chain(dir.split('/').map(str::to_owned))
+                .collect();
             is_within(path, &full) || is_strict_ancestor(path, &full)
         })?;
         if let Some(allowed) = self.explicit_mount_allow(path, home) {
@@ -129,7 +142,9 @@ impl Policy {
         Some(
             Decision::new(false, Reason::ProtectedPath)
                 .with_rule(format!("built-in: ~/{hit}"), "built-in")
-                .with_note(format!("~/{hit} holds credentials; a [[mount]] allow rule naming the path is needed")),
+                .with_note(format!(
+                    "~/{hit} holds credentials; a [[mount]] allow rule naming the path is needed"
+                )),
         )
     }
 
@@ -140,33 +155,40 @@ impl Policy {
             .filter(|(layer, rule)| rule.action == Action::Allow && self.counts(*layer))
             .find_map(|(layer, rule)| {
                 let (_, text) = rule.paths.iter().find(|(p, _)| p.matches(path, home))?;
-                Some(
-                    Decision::new(true, Reason::MatchedAllow)
-                        .with_rule(format!("allow mount {text} ({})", rule.origin), self.layer_name(*layer)),
-                )
+                Some(Decision::new(true, Reason::MatchedAllow).with_rule(
+                    format!("allow mount {text} ({})", rule.origin),
+                    self.layer_name(*layer),
+                ))
             })
     }
 
     /// With `[[mount]]` allows present, the path must match one (`None` when there are none).
     fn mount_allowlist(&self, path: &[String], home: &[String]) -> Option<Decision> {
         let mut any_allow = false;
-        for (layer, rule) in self.mounts.iter().filter(|(_, r)| r.action == Action::Allow) {
+        for (layer, rule) in self
+            .mounts
+            .iter()
+            .filter(|(_, r)| r.action == Action::Allow)
+        {
             let matched = rule.paths.iter().find(|(p, _)| p.matches(path, home));
             match matched {
                 Some((_, text)) if self.counts(*layer) => {
-                    return Some(
-                        Decision::new(true, Reason::MatchedAllow)
-                            .with_rule(format!("allow mount {text} ({})", rule.origin), self.layer_name(*layer)),
-                    );
+                    return Some(Decision::new(true, Reason::MatchedAllow).with_rule(
+                        format!("allow mount {text} ({})", rule.origin),
+                        self.layer_name(*layer),
+                    ));
                 }
                 Some((_, text)) => {
-                    return Some(self.enforced_deny(*layer, format!("allow mount {text} ({})", rule.origin)));
+                    return Some(
+                        self.enforced_deny(*layer, format!("allow mount {text} ({})", rule.origin)),
+                    );
                 }
                 None => any_allow |= self.counts(*layer),
             }
         }
         any_allow.then(|| {
-            Decision::new(false, Reason::DefaultDeny).with_note("the path matches none of the [[mount]] allow rules")
+            Decision::new(false, Reason::DefaultDeny)
+                .with_note("the path matches none of the [[mount]] allow rules")
         })
     }
 }

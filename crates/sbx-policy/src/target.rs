@@ -42,10 +42,14 @@ impl Target {
             return Err("empty host entry".into());
         }
         if let Some(c) = text.chars().find(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("host entry `{text}` contains {c:?}; write one host per entry"));
+            return Err(format!(
+                "host entry `{text}` contains {c:?}; write one host per entry"
+            ));
         }
         if text.contains("://") {
-            return Err(format!("host entry `{text}` is a URL; write the host only (and `:port` if needed)"));
+            return Err(format!(
+                "host entry `{text}` is a URL; write the host only (and `:port` if needed)"
+            ));
         }
         let (host, port) = split_port(text)?;
         let host = parse_host_spec(host, text)?;
@@ -91,7 +95,9 @@ fn parse_port(port: Option<&str>, whole: &str) -> Result<PortSpec, String> {
     };
     match port.parse::<u16>() {
         Ok(p) if p != 0 && port.bytes().all(|b| b.is_ascii_digit()) => Ok(PortSpec::Exact(p)),
-        _ => Err(format!("port `{port}` in `{whole}` must be a number from 1 to 65535")),
+        _ => Err(format!(
+            "port `{port}` in `{whole}` must be a number from 1 to 65535"
+        )),
     }
 }
 
@@ -145,19 +151,31 @@ mod tests {
         let t = Target::parse("*.npmjs.org:8443").unwrap();
         assert_eq!(t.port, PortSpec::Exact(8443));
         let t = Target::parse("10.0.0.0/8:5432").unwrap();
-        assert_eq!(t.host, HostSpec::Net(IpNet::parse_cidr("10.0.0.0", "8").unwrap()));
+        assert_eq!(
+            t.host,
+            HostSpec::Net(IpNet::parse_cidr("10.0.0.0", "8").unwrap())
+        );
         assert_eq!(t.port, PortSpec::Exact(5432));
         let t = Target::parse("[fd00::]/8:5432").unwrap();
-        assert_eq!(t.host, HostSpec::Net(IpNet::parse_cidr("fd00::", "8").unwrap()));
+        assert_eq!(
+            t.host,
+            HostSpec::Net(IpNet::parse_cidr("fd00::", "8").unwrap())
+        );
         assert_eq!(t.port, PortSpec::Exact(5432));
         let t = Target::parse("[::1]:8080").unwrap();
         assert_eq!(t.host, HostSpec::Net(IpNet::single("::1".parse().unwrap())));
         let t = Target::parse("fd00::/8").unwrap();
         assert_eq!(t.port, PortSpec::Web);
         let t = Target::parse("192.168.1.10").unwrap();
-        assert_eq!(t.host, HostSpec::Net(IpNet::single("192.168.1.10".parse().unwrap())));
+        assert_eq!(
+            t.host,
+            HostSpec::Net(IpNet::single("192.168.1.10".parse().unwrap()))
+        );
         let t = Target::parse("localhost:11434").unwrap();
-        assert_eq!((t.host, t.port), (HostSpec::Localhost, PortSpec::Exact(11434)));
+        assert_eq!(
+            (t.host, t.port),
+            (HostSpec::Localhost, PortSpec::Exact(11434))
+        );
     }
 
     #[test]
