@@ -87,6 +87,11 @@ mod preset;
 mod settings;
 mod target;
 
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use decision::{Decision, Explanation, Reason};
 pub use error::{LoadError, ParseError};
 pub use layer::{Action, LayerLevel, MAX_FILE_SIZE, PolicyLayer, Preset, SETTINGS, SettingValue};
