@@ -21,13 +21,17 @@ fn policy_text(n: usize) -> String {
     let mut text = String::from("name = \"bench\"\npreset = \"balanced\"\n");
     for i in 0..n {
         if i % 50 == 49 {
-            text.push_str(&format!("[[network]]\naction = \"deny\"\nhosts = [\"bad.dom{i}.com\"]\n"));
+            text.push_str(&format!(
+                "[[network]]\naction = \"deny\"\nhosts = [\"bad.dom{i}.com\"]\n"
+            ));
         } else if i % 10 == 9 {
             text.push_str(&format!(
                 "[[network]]\naction = \"allow\"\nhosts = [\"*.dom{i}.com\"]\nmethods = [\"GET\", \"HEAD\"]\npaths = [\"/repos/org{i}/**\"]\n"
             ));
         } else {
-            text.push_str(&format!("[[network]]\naction = \"allow\"\nhosts = [\"*.dom{i}.com\"]\n"));
+            text.push_str(&format!(
+                "[[network]]\naction = \"allow\"\nhosts = [\"*.dom{i}.com\"]\n"
+            ));
         }
     }
     text
@@ -57,7 +61,11 @@ fn hosts(n: usize) -> [(String, &'static str, String); 4] {
     let limited = (n / 2) / 10 * 10 + 9;
     let denied = (n / 2) / 50 * 50 + 49;
     [
-        (format!("api.dom{plain}.com"), "GET", "/v1/things".to_owned()),
+        (
+            format!("api.dom{plain}.com"),
+            "GET",
+            "/v1/things".to_owned(),
+        ),
         (
             format!("api.dom{limited}.com"),
             "GET",

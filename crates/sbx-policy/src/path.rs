@@ -17,32 +17,39 @@ const MAX_PATTERN_LEN: usize = 4096;
 /// normalising it again returns it unchanged.
 pub fn normalize_path(raw: &str) -> String {
     let path = raw.split(['?', '#']).next().unwrap_or("");
-    let mut segments: Vec<String> = Vec::new();
+    let mut out = String::with_capacity(path.len() + 1);
     for raw_segment in path.split('/') {
-        let segment = canonical_segment(raw_segment, true);
-        match segment.as_str() {
-            "" | "." => {}
+        // Each kept segment is `/` + its canonical spelling, which never holds a bare `/`
+        // (`%2F` stays escaped), so the last segment always starts at the last `/`.
+        let mark = out.len();
+        out.push('/');
+        push_canonical_segment(&mut out, raw_segment, true);
+        match &out[mark + 1..] {
+            "" | "." => out.truncate(mark),
             ".." => {
-                segments.pop();
+                out.truncate(mark);
+                let parent = out.rfind('/').unwrap_or(0);
+                out.truncate(parent);
             }
-            _ => segments.push(segment),
+            _ => {}
         }
     }
-    let mut out = String::with_capacity(path.len() + 1);
-    if segments.is_empty() {
+    if out.is_empty() {
         out.push('/');
-    }
-    for segment in &segments {
-        out.push('/');
-        out.push_str(segment);
     }
     out
 }
 
 /// Canonical spelling of one segment; `strip_params` cuts a `;parameter` tail.
 fn canonical_segment(raw: &str, strip_params: bool) -> String {
-    let bytes = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
+    push_canonical_segment(&mut out, raw, strip_params);
+    out
+}
+
+/// Appends the canonical spelling of one segment to `out`.
+fn push_canonical_segment(out: &mut String, raw: &str, strip_params: bool) {
+    let bytes = raw.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
@@ -56,12 +63,12 @@ fn canonical_segment(raw: &str, strip_params: bool) -> String {
                     if is_unreserved(decoded) {
                         out.push(char::from(decoded));
                     } else {
-                        push_escaped(&mut out, decoded);
+                        push_escaped(out, decoded);
                     }
                     i += 3;
                 }
                 _ => {
-                    push_escaped(&mut out, b'%');
+                    push_escaped(out, b'%');
                     i += 1;
                 }
             }
@@ -73,11 +80,10 @@ fn canonical_segment(raw: &str, strip_params: bool) -> String {
         if is_unreserved(b) || is_sub_delim(b) || matches!(b, b':' | b'@') {
             out.push(char::from(b));
         } else {
-            push_escaped(&mut out, b);
+            push_escaped(out, b);
         }
         i += 1;
     }
-    out
 }
 
 fn hex(b: &u8) -> Option<u8> {

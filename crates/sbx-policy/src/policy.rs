@@ -271,12 +271,11 @@ impl Policy {
             Ok(host) => host,
             Err(message) => return Decision::new(false, Reason::InvalidRequest).with_note(message),
         };
-        let method = request.method.map(str::to_ascii_uppercase);
         let path = request.path.map(normalize_path);
         let ctx = MatchCtx {
             port: request.port,
             protocol: Some(request.protocol),
-            method: method.as_deref(),
+            method: request.method,
             path: path.as_deref(),
         };
         let mut scan = Scan::default();
@@ -425,7 +424,7 @@ fn port_applies(spec: PortSpec, action: Action, ctx: &MatchCtx<'_>) -> bool {
 fn limits_apply(rule: &CompiledRule, ctx: &MatchCtx<'_>) -> Applies {
     let method = match (&rule.methods, ctx.method) {
         (None, _) => Applies::Yes,
-        (Some(list), Some(m)) if list.iter().any(|l| l == m) => Applies::Yes,
+        (Some(list), Some(m)) if list.iter().any(|l| l.eq_ignore_ascii_case(m)) => Applies::Yes,
         (Some(_), Some(_)) => Applies::No,
         (Some(_), None) => Applies::Unknown,
     };
