@@ -36,7 +36,7 @@ struct RawLayer {
     #[serde(default)]
     mount: Vec<RawMount>,
     #[serde(default)]
-    settings: BTreeMap<String, Spanned<SettingValue>>,
+    settings: BTreeMap<String, Spanned<toml::Value>>,
 }
 
 type SpannedList = Spanned<Vec<Spanned<String>>>;
@@ -97,26 +97,34 @@ pub(crate) fn parse_layer(file: &str, text: &str) -> Result<PolicyLayer, ParseEr
         crate::preset::apply(&mut layer, preset);
     }
     for (key, value) in raw.settings {
-        if !SETTINGS.iter().any(|(known, _)| *known == key) {
-            let known: Vec<&str> = SETTINGS.iter().map(|(k, _)| *k).collect();
-            return Err(ctx.error(
-                value.span(),
-                format!(
-                    "unknown setting `{key}`: expected one of {}",
-                    known.join(", ")
-                ),
-            ));
+        let span = value.span();
+        let mut flat = Vec::new();
+        flatten_setting(key, value.into_inner(), &mut flat);
+        for (key, value) in flat {
+            let value = ctx.setting_value(&key, &value, span.clone())?;
+            layer.settings.insert(
+                key,
+                SettingRule {
+                    value,
+                    origin: ctx.location(span.start),
+                },
+            );
         }
-        let origin = ctx.location(value.span().start);
-        layer.settings.insert(
-            key,
-            SettingRule {
-                value: *value.get_ref(),
-                origin,
-            },
-        );
     }
     Ok(layer)
+}
+
+/// `mount.home = "deny"` written without quotes is a nested table in TOML: flatten it back to the
+/// dotted name so both spellings work.
+fn flatten_setting(key: String, value: toml::Value, out: &mut Vec<(String, toml::Value)>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (inner, value) in table {
+                flatten_setting(format!("{key}.{inner}"), value, out);
+            }
+        }
+        other => out.push((key, other)),
+    }
 }
 
 /// The file being parsed, for error positions.
@@ -134,6 +142,32 @@ impl Ctx<'_> {
     fn location(&self, offset: usize) -> String {
         let e = ParseError::at(self.file, self.text, offset, "");
         format!("{}:{}:{}", e.file, e.line, e.column)
+    }
+
+    fn setting_value(
+        &self,
+        key: &str,
+        value: &toml::Value,
+        span: Range<usize>,
+    ) -> Result<SettingValue, ParseError> {
+        if !SETTINGS.iter().any(|(known, _)| *known == key) {
+            let known: Vec<&str> = SETTINGS.iter().map(|(k, _)| *k).collect();
+            return Err(self.error(
+                span,
+                format!(
+                    "unknown setting `{key}`: expected one of {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        match value.as_str() {
+            Some("allow") => Ok(SettingValue::Allow),
+            Some("deny") => Ok(SettingValue::Deny),
+            _ => Err(self.error(
+                span,
+                format!("setting `{key}` is `{value}`: expected \"allow\" or \"deny\""),
+            )),
+        }
     }
 
     fn layer_name(&self, name: &Spanned<String>) -> Result<String, ParseError> {
@@ -314,6 +348,13 @@ docker = "allow"
         assert_eq!(layer.mounts.len(), 1);
         assert_eq!(layer.settings["mount.home"].value, SettingValue::Deny);
         assert_eq!(layer.settings["docker"].origin, "t.toml:24:10");
+        let dotted = parse_layer(
+            "d.toml",
+            "[settings]\nmount.home = \"deny\"\nmount.paths = \"allow\"\n",
+        )
+        .unwrap();
+        assert_eq!(dotted.settings["mount.home"].value, SettingValue::Deny);
+        assert_eq!(dotted.settings["mount.paths"].value, SettingValue::Allow);
     }
 
     #[test]
@@ -374,8 +415,14 @@ docker = "allow"
             (
                 "[settings]\ndocker = \"maybe\"\n",
                 (2, 10),
-                "unknown variant `maybe`",
+                "expected \"allow\" or \"deny\"",
             ),
+            (
+                "[settings]\nmount.hme = \"deny\"\n",
+                (2, 1),
+                "unknown setting `mount.hme`",
+            ),
+            ("[settings]\ndocker = 1\n", (2, 10), "expected \"allow\""),
             ("enforced = \"yes\"\n", (1, 12), "invalid type"),
             ("name = \"\"\n", (1, 8), "`name`"),
             (
