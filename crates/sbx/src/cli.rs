@@ -138,6 +138,23 @@ pub(crate) enum PolicyCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Show what the proxy allowed and blocked: a Blocked and an Allowed table, or every event with --follow.
+    #[command(
+        after_help = "Examples:\n  sbx policy log\n  sbx policy log my-box --limit 20\n  sbx policy log --json\n  sbx policy log --follow"
+    )]
+    Log {
+        /// Only this sandbox.
+        sandbox: Option<String>,
+        /// Print JSON (with --follow: one event per line).
+        #[arg(long)]
+        json: bool,
+        /// At most this many rows per table.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Keep printing new decisions as they happen (Ctrl-C to stop).
+        #[arg(long)]
+        follow: bool,
+    },
     /// Set the baseline preset of the global layer: open, balanced or locked-down.
     #[command(after_help = "Examples:\n  sbx policy set-default locked-down")]
     SetDefault {

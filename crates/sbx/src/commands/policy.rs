@@ -3,6 +3,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Context, Result, bail};
+use sbx_audit::{Filter, Follow, FollowFrom, Reader};
 use sbx_policy::batch::{RequestLine, format_decision};
 use sbx_policy::{LayerLevel, Preset};
 
@@ -27,6 +28,12 @@ pub(crate) fn run(cmd: PolicyCommand) -> Result<i32> {
         } => check(&home, &url, sandbox.as_deref(), &method),
         PolicyCommand::Reset { force } => reset(&home, force),
         PolicyCommand::SetDefault { preset } => set_default(&home, &preset),
+        PolicyCommand::Log {
+            sandbox,
+            json,
+            limit,
+            follow,
+        } => log(&home, sandbox.as_deref(), json, limit, follow),
     }
 }
 
@@ -227,4 +234,83 @@ fn set_default(home: &Home, preset: &str) -> Result<i32> {
         );
     }
     Ok(0)
+}
+
+fn log_filter(sandbox: Option<&str>) -> Result<Filter> {
+    let filter = Filter::all();
+    Ok(match sandbox {
+        Some(name) => {
+            validate_sandbox(name)?;
+            filter.sandbox(name)
+        }
+        None => filter,
+    })
+}
+
+fn log(
+    home: &Home,
+    sandbox: Option<&str>,
+    json: bool,
+    limit: Option<usize>,
+    follow: bool,
+) -> Result<i32> {
+    let dir = home.audit_dir();
+    let filter = log_filter(sandbox)?;
+    if follow {
+        return follow_log(&dir, filter, json);
+    }
+    if !dir.exists() {
+        println!("no audit events yet ({} does not exist)", dir.display());
+        return Ok(0);
+    }
+    let (mut view, issues) = Reader::open(&dir)?.aggregate(&filter);
+    for issue in issues {
+        output::warning(&issue.to_string());
+    }
+    if let Some(n) = limit {
+        view.blocked.truncate(n);
+        view.allowed.truncate(n);
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", view.to_json())?;
+    } else {
+        write!(out, "{view}")?;
+    }
+    Ok(0)
+}
+
+fn follow_log(dir: &std::path::Path, filter: Filter, json: bool) -> Result<i32> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut follow = Follow::new(dir, filter, FollowFrom::End)?;
+    let mut out = std::io::stdout().lock();
+    loop {
+        match follow.next_timeout(std::time::Duration::from_secs(3600))? {
+            Some(Ok(event)) if json => writeln!(out, "{}", serde_json::to_string(&event)?)?,
+            Some(Ok(event)) => writeln!(out, "{}", event_line(&event))?,
+            Some(Err(issue)) => output::warning(&issue.to_string()),
+            None => continue,
+        }
+        out.flush()?;
+    }
+}
+
+/// One event as a human-readable line: time, sandbox, decision, what, and why.
+fn event_line(e: &sbx_audit::Event) -> String {
+    let decision = e
+        .decision
+        .map_or_else(|| "-".to_string(), |d| d.to_string());
+    let why = [e.rule.as_deref(), e.layer.as_deref(), e.reason.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let action = serde_json::to_string(&e.action).unwrap_or_default();
+    format!(
+        "{} {} {} {} {action} {why}",
+        e.timestamp,
+        e.sandbox.as_deref().unwrap_or("-"),
+        e.category,
+        decision
+    )
 }

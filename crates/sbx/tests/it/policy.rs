@@ -271,3 +271,47 @@ fn concurrent_edits_lose_nothing() {
         );
     }
 }
+
+#[test]
+fn log_shows_blocked_and_allowed_tables() {
+    use sbx_audit::{AuditLog, Decision, Event, Proxy, WriterConfig};
+    let ctx = TestContext::new();
+    let dir = ctx.home().join("state/audit");
+    let (audit, guard) = AuditLog::open(&dir, WriterConfig::default()).unwrap();
+    for _ in 0..2 {
+        audit
+            .record(
+                Event::network("box1", "evil.example", 443, Proxy::Forward, Decision::Deny)
+                    .explained(None, None, "default-deny"),
+            )
+            .unwrap();
+    }
+    audit
+        .record(
+            Event::network(
+                "box2",
+                "api.github.com",
+                443,
+                Proxy::Forward,
+                Decision::Allow,
+            )
+            .explained(Some("allow **.github.com"), Some("user"), "matched-allow"),
+        )
+        .unwrap();
+    guard.close().unwrap();
+
+    let out = ctx.ok(&["policy", "log"]);
+    assert!(
+        out.contains("evil.example") && out.contains("api.github.com"),
+        "{out}"
+    );
+    assert!(
+        out.contains("default-deny") && out.contains("matched-allow"),
+        "{out}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ctx.ok(&["policy", "log", "box1", "--json"])).unwrap();
+    assert_eq!(json["blocked"].as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(json["blocked"][0]["count"], 2, "{json}");
+    assert!(json["allowed"].as_array().unwrap().is_empty(), "{json}");
+}
