@@ -44,6 +44,9 @@ type SpannedList = Spanned<Vec<Spanned<String>>>;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawNetwork {
+    /// A stable handle for tools that edit the file (`sbx policy rm network --id ID`); not used for matching.
+    #[allow(dead_code)]
+    id: Option<String>,
     action: Action,
     hosts: SpannedList,
     methods: Option<SpannedList>,

@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 pub(crate) mod exit {
     /// An error; the message says what happened and what to type next.
     pub(crate) const ERROR: i32 = 1;
+    /// `sbx policy check`: the request is blocked.
+    pub(crate) const BLOCKED: i32 = 3;
 }
 
 const AFTER_HELP: &str = "\
@@ -45,6 +47,9 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage and inspect the network policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  sbx completion bash > ~/.local/share/bash-completion/completions/sbx\n  sbx completion zsh > ~/.zfunc/_sbx"
@@ -52,5 +57,108 @@ pub(crate) enum Command {
     Completion {
         /// The shell to generate for.
         shell: clap_complete::Shell,
+    },
+}
+
+/// What a policy rule is about. Only network rules are edited from the command line today.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum RuleKind {
+    /// Outbound network requests.
+    Network,
+}
+
+/// Arguments of `sbx policy allow|deny network`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RuleArgs {
+    /// What the rule is about.
+    pub(crate) kind: RuleKind,
+    /// Hosts, comma-separated: `api.example.com`, `*.npmjs.org`, `**.example.com`, `10.0.0.0/8:5432`,
+    /// `localhost:11434`.
+    #[arg(value_delimiter = ',', required = true)]
+    pub(crate) hosts: Vec<String>,
+    /// Put the rule in this sandbox's layer instead of the global (user) layer.
+    #[arg(long)]
+    pub(crate) sandbox: Option<String>,
+    /// Only these HTTP methods, comma-separated (default: any).
+    #[arg(long = "method", value_delimiter = ',')]
+    pub(crate) methods: Vec<String>,
+    /// Only URL paths matching this glob (`/repos/acme/**`; default: any); repeatable.
+    #[arg(long = "path")]
+    pub(crate) paths: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Allow requests to hosts (global unless --sandbox).
+    #[command(
+        after_help = "Examples:\n  sbx policy allow network api.example.com\n  sbx policy allow network '*.npmjs.org,registry.yarnpkg.com'\n  sbx policy allow network api.github.com --method GET,HEAD --path '/repos/acme/**'\n  sbx policy allow network localhost:11434 --sandbox my-box"
+    )]
+    Allow(RuleArgs),
+    /// Deny requests to hosts; a deny beats every allow.
+    #[command(
+        after_help = "Examples:\n  sbx policy deny network '**.pastebin.com'\n  sbx policy deny network api.github.com --method DELETE"
+    )]
+    Deny(RuleArgs),
+    /// List every layer and its rules, highest authority first.
+    #[command(after_help = "Examples:\n  sbx policy ls\n  sbx policy ls --json")]
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a rule by id (ids are shown by `sbx policy ls`).
+    #[command(after_help = "Examples:\n  sbx policy rm network --id r1a2b3c4")]
+    Rm {
+        /// What the rule is about.
+        kind: RuleKind,
+        /// The rule's id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Show how the policy decides a URL; exit 0 allowed, 3 blocked.
+    #[command(
+        after_help = "Examples:\n  sbx policy check network https://api.anthropic.com/v1/messages\n  sbx policy check network --method POST https://api.github.com/repos/acme/x/issues\n  sbx policy check network tcp://db.internal:5432 --sandbox my-box"
+    )]
+    Check {
+        /// What the request is.
+        kind: RuleKind,
+        /// The URL (http://, https:// or tcp://HOST:PORT).
+        url: String,
+        /// Check with this sandbox's layer too.
+        #[arg(long)]
+        sandbox: Option<String>,
+        /// The HTTP method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+    },
+    /// Remove every rule you added (global and per sandbox) and return to the balanced preset.
+    #[command(after_help = "Examples:\n  sbx policy reset\n  sbx policy reset --force")]
+    Reset {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show what the proxy allowed and blocked: a Blocked and an Allowed table, or every event with --follow.
+    #[command(
+        after_help = "Examples:\n  sbx policy log\n  sbx policy log my-box --limit 20\n  sbx policy log --json\n  sbx policy log --follow"
+    )]
+    Log {
+        /// Only this sandbox.
+        sandbox: Option<String>,
+        /// Print JSON (with --follow: one event per line).
+        #[arg(long)]
+        json: bool,
+        /// At most this many rows per table.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Keep printing new decisions as they happen (Ctrl-C to stop).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Set the baseline preset of the global layer: open, balanced or locked-down.
+    #[command(after_help = "Examples:\n  sbx policy set-default locked-down")]
+    SetDefault {
+        /// open (everything allowed), balanced (deny by default plus a baseline allowlist), locked-down (everything denied).
+        preset: String,
     },
 }

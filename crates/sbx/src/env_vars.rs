@@ -10,3 +10,5 @@ pub(crate) const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
 pub(crate) const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
 /// The user's home directory.
 pub(crate) const HOME: &str = "HOME";
+/// Directory of the company/org/team policy layers (default `/etc/sbx/policy.d`).
+pub(crate) const SBX_SYSTEM_POLICY_DIR: &str = "SBX_SYSTEM_POLICY_DIR";

@@ -28,6 +28,11 @@ impl Home {
         })
     }
 
+    /// The audit trail directory.
+    pub(crate) fn audit_dir(&self) -> PathBuf {
+        self.state.join("audit")
+    }
+
     fn resolve(var: impl Fn(&str) -> Option<PathBuf>) -> Result<Home> {
         if let Some(root) = var(env_vars::SBX_HOME) {
             if !root.is_absolute() {

@@ -6,8 +6,11 @@ mod agents;
 mod cli;
 mod commands;
 mod env_vars;
+mod fsutil;
 mod home;
+mod names;
 mod output;
+mod policy_files;
 
 use clap::Parser;
 

@@ -3,6 +3,7 @@
 mod agents;
 mod completion;
 mod doctor;
+mod policy;
 
 use anyhow::Result;
 
@@ -13,6 +14,7 @@ pub(crate) fn dispatch(command: Command) -> Result<i32> {
     match command {
         Command::Doctor { json } => doctor::run(json),
         Command::Agents { name, json } => agents::run(name.as_deref(), json),
+        Command::Policy(cmd) => policy::run(cmd),
         Command::Completion { shell } => completion::run(shell),
     }
 }

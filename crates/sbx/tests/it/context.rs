@@ -1,0 +1,56 @@
+//! `TestContext`: an isolated sbx installation for one test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub(crate) struct TestContext {
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl TestContext {
+    pub(crate) fn new() -> TestContext {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("system-policy")).unwrap();
+        TestContext { dir }
+    }
+
+    pub(crate) fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    pub(crate) fn system_policy_dir(&self) -> PathBuf {
+        self.dir.path().join("system-policy")
+    }
+
+    pub(crate) fn cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sbx"));
+        cmd.env("SBX_HOME", self.home())
+            .env("SBX_SYSTEM_POLICY_DIR", self.system_policy_dir())
+            .env("NO_COLOR", "1")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_STATE_HOME");
+        cmd
+    }
+
+    /// Runs `sbx ARGS`, returning (exit code, stdout, stderr).
+    pub(crate) fn sbx(&self, args: &[&str]) -> (i32, String, String) {
+        let out: Output = self.cmd().args(args).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs `sbx ARGS` and asserts success.
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.sbx(args);
+        assert_eq!(code, 0, "sbx {args:?} failed: {err}{out}");
+        out
+    }
+
+    pub(crate) fn write(&self, path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}

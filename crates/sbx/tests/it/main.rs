@@ -1,0 +1,4 @@
+//! Integration tests: the real `sbx` binary in a temp `SBX_HOME`.
+
+mod context;
+mod policy;
