@@ -13,6 +13,11 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("git", "git"),
     // end-to-end tests send requests from inside sandboxes with curl.
     ("curl", "curl"),
+    // sbx-jail namespace tests: `unshare` probes namespace support; `mount` is put in the host template to prove
+    // the seccomp filter refuses mounting; `ping` proves ICMP cannot leave a sandbox.
+    ("util-linux", "unshare"),
+    ("mount", "mount"),
+    ("iputils-ping", "ping"),
 ];
 
 /// Root of the workspace (the parent of `xtask/`).

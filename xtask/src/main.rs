@@ -4,6 +4,7 @@
 //! `cargo fmt --check`, `cargo clippy --workspace --all-targets -- -D warnings` and the whole test suite.
 
 mod ci;
+mod guest_agent;
 
 use anyhow::{Result, bail};
 
@@ -12,6 +13,7 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   ci         install test prerequisites, then fmt --check, clippy -D warnings, the whole test suite
   deps       only install the test prerequisites (apt packages, cargo tools)
+  guest-agent [--debug]  build the statically linked in-sandbox agent (sbx-guest) and print its path
 ";
 
 fn main() -> Result<()> {
@@ -19,6 +21,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci::pipeline(),
         Some("deps") => ci::install_prerequisites(),
+        Some("guest-agent") => guest_agent::build(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             eprint!("{USAGE}");
             Ok(())
