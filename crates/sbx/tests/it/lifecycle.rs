@@ -1,0 +1,335 @@
+//! The sandbox lifecycle on the namespace backend: create → exec → ls → stop → start → rm, with real jails,
+//! real supervisors and nothing left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::context::TestContext;
+
+/// Whether this host can create the namespaces the jail needs; prints the skip reason when not.
+fn namespaces_available(test: &str) -> bool {
+    let ok = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--net",
+            "true",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!(
+            "skipped {test}: this host cannot create user/mount/pid/net namespaces (unshare failed)"
+        );
+    }
+    ok
+}
+
+/// The statically linked agent, built once per test process (or `SBX_GUEST_BIN`).
+fn guest_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("SBX_GUEST_BIN") {
+            return PathBuf::from(p);
+        }
+        // <target>/debug/deps/<test binary>
+        let exe = std::env::current_exe().unwrap();
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| exe.ancestors().nth(3).unwrap().to_path_buf());
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "sbx-guest",
+                "--target",
+                "x86_64-unknown-linux-gnu",
+            ])
+            .env("CARGO_TARGET_DIR", &target)
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the static sbx-guest failed");
+        target.join("x86_64-unknown-linux-gnu/debug/sbx-guest")
+    })
+    .clone()
+}
+
+/// A test context whose sbx finds the agent.
+fn context() -> TestContext {
+    let mut ctx = TestContext::new();
+    ctx.set_env("SBX_GUEST_BIN", guest_binary().to_str().unwrap());
+    ctx
+}
+
+fn sandbox_dir(ctx: &TestContext, name: &str) -> PathBuf {
+    ctx.home().join("state/sandboxes").join(name)
+}
+
+fn ls_json(ctx: &TestContext) -> Vec<serde_json::Value> {
+    let out = ctx.ok(&["ls", "--json"]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("ls --json is not JSON ({e}): {out}"))
+}
+
+fn row<'a>(rows: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    rows.iter()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not in {rows:?}"))
+}
+
+fn pid_alive(pid: i64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, r)| r.split_whitespace().next());
+    !matches!(state, Some("Z" | "X") | None)
+}
+
+fn wait_gone(pid: i64) {
+    let start = Instant::now();
+    while pid_alive(pid) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!pid_alive(pid), "process {pid} is still running");
+}
+
+/// The pids of the supervisor and the jail init of a running sandbox.
+fn pids(ctx: &TestContext, name: &str) -> (i64, i64) {
+    let rows = ls_json(ctx);
+    let sup = row(&rows, name)["supervisor_pid"]
+        .as_i64()
+        .expect("supervisor pid");
+    let init: i64 = std::fs::read_to_string(sandbox_dir(ctx, name).join("jail/init.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (sup, init)
+}
+
+/// Removes the sandbox even when an assertion failed, so no process outlives the test.
+struct Cleanup<'a>(&'a TestContext);
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.sbx(&["rm", "-f", "--all"]);
+    }
+}
+
+#[test]
+fn create_exec_stop_start_rm_keeps_state_and_leaves_nothing_behind() {
+    if !namespaces_available("create_exec_stop_start_rm_keeps_state_and_leaves_nothing_behind") {
+        return;
+    }
+    let ctx = context();
+    let _cleanup = Cleanup(&ctx);
+    let ws = ctx.dir.path().join("project");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("hello.txt"), "from the host\n").unwrap();
+    let ws_arg = ws.to_str().unwrap();
+
+    let (code, out, err) = ctx.sbx(&[
+        "create",
+        "--name",
+        "box",
+        "-e",
+        "GREETING=hi there",
+        "shell",
+        ws_arg,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "box");
+    assert!(
+        err.contains("shares the host kernel"),
+        "namespace warning missing: {err}"
+    );
+    assert!(
+        err.contains("template"),
+        "host template use not mentioned: {err}"
+    );
+
+    // exec: output, exit codes, env from create and from exec, workspace at the same path, workdir.
+    assert_eq!(ctx.ok(&["exec", "box", "echo", "hello"]), "hello\n");
+    let (code, _, _) = ctx.sbx(&["exec", "box", "sh", "-c", "exit 7"]);
+    assert_eq!(code, 7);
+    let (code, out, err) = ctx.sbx(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; kill -TERM $$",
+    ]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (128 + 15, "out\n", "err\n")
+    );
+    assert_eq!(
+        ctx.ok(&["exec", "box", "sh", "-c", "echo \"$GREETING\""]),
+        "hi there\n"
+    );
+    assert_eq!(
+        ctx.ok(&[
+            "exec",
+            "-e",
+            "GREETING=override",
+            "box",
+            "sh",
+            "-c",
+            "echo $GREETING"
+        ]),
+        "override\n"
+    );
+    assert_eq!(
+        ctx.ok(&["exec", "-w", ws_arg, "box", "cat", "hello.txt"]),
+        "from the host\n"
+    );
+    let mut child = ctx.cmd();
+    let out = child
+        .args(["exec", "-i", "box", "sh", "-c", "tr a-z A-Z"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    out.stdin
+        .as_ref()
+        .unwrap()
+        .write_all(b"piped in\n")
+        .unwrap();
+    let out = out.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "PIPED IN\n");
+
+    // ls shows it running, with its pids alive.
+    let rows = ls_json(&ctx);
+    let r = row(&rows, "box");
+    assert_eq!(r["status"], "running");
+    assert_eq!(r["agent"], "shell");
+    assert_eq!(r["isolation"], "namespaces");
+    assert_eq!(r["workspace"][0], ws_arg);
+    let (sup, init) = pids(&ctx, "box");
+    assert!(pid_alive(sup) && pid_alive(init));
+    let table = ctx.ok(&["ls"]);
+    assert!(
+        table.starts_with("NAME") && table.contains("box") && table.contains("running"),
+        "{table}"
+    );
+
+    // State written inside survives stop/start (the root overlay lives in the state dir).
+    ctx.ok(&["exec", "box", "sh", "-c", "echo kept > /root/state.txt"]);
+    ctx.ok(&["stop", "box"]);
+    wait_gone(sup);
+    wait_gone(init);
+    assert!(!sandbox_dir(&ctx, "box").join("control.sock").exists());
+    assert_eq!(row(&ls_json(&ctx), "box")["status"], "stopped");
+
+    ctx.ok(&["start", "box"]);
+    assert_eq!(row(&ls_json(&ctx), "box")["status"], "running");
+    assert_eq!(ctx.ok(&["exec", "box", "cat", "/root/state.txt"]), "kept\n");
+
+    // exec starts a stopped sandbox.
+    ctx.ok(&["stop", "box"]);
+    assert_eq!(ctx.ok(&["exec", "box", "cat", "/root/state.txt"]), "kept\n");
+
+    // rm refuses a running sandbox without -f, then removes everything.
+    let (code, _, err) = ctx.sbx(&["rm", "box"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("sbx rm -f box"), "{err}");
+    let (sup, init) = pids(&ctx, "box");
+    ctx.ok(&["rm", "-f", "box"]);
+    wait_gone(sup);
+    wait_gone(init);
+    assert!(!sandbox_dir(&ctx, "box").exists(), "state dir left behind");
+    assert!(ls_json(&ctx).is_empty());
+    assert_eq!(
+        std::fs::read_to_string(ws.join("hello.txt")).unwrap(),
+        "from the host\n"
+    );
+}
+
+#[test]
+fn crashed_supervisor_is_reported_and_start_recovers_state() {
+    if !namespaces_available("crashed_supervisor_is_reported_and_start_recovers_state") {
+        return;
+    }
+    let ctx = context();
+    let _cleanup = Cleanup(&ctx);
+    assert_eq!(
+        ctx.ok(&[
+            "create",
+            "-q",
+            "--isolation",
+            "namespaces",
+            "--name",
+            "crashy",
+            "shell"
+        ])
+        .trim(),
+        "crashy"
+    );
+    ctx.ok(&["exec", "crashy", "sh", "-c", "echo survived > /var/note"]);
+    let (sup, init) = pids(&ctx, "crashy");
+    Command::new("kill")
+        .args(["-KILL", &sup.to_string()])
+        .status()
+        .unwrap();
+    wait_gone(sup);
+    let rows = ls_json(&ctx);
+    assert_eq!(row(&rows, "crashy")["status"], "crashed");
+    assert!(ctx.ok(&["ls"]).contains("crashed"));
+
+    let (code, _, err) = ctx.sbx(&["start", "crashy"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("crashed"), "{err}");
+    wait_gone(init);
+    assert_eq!(
+        ctx.ok(&["exec", "crashy", "cat", "/var/note"]),
+        "survived\n"
+    );
+    let (sup, init) = pids(&ctx, "crashy");
+    ctx.ok(&["rm", "-f", "--all"]);
+    wait_gone(sup);
+    wait_gone(init);
+    assert!(!sandbox_dir(&ctx, "crashy").exists());
+}
+
+#[test]
+fn bad_requests_are_refused_with_what_to_do() {
+    let ctx = TestContext::new();
+    let (code, _, err) = ctx.sbx(&["exec", "nope", "true"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no sandbox named `nope`") && err.contains("sbx ls"),
+        "{err}"
+    );
+    let (code, _, err) = ctx.sbx(&["create", "no-such-agent"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("claude"),
+        "unknown agent error should list agents: {err}"
+    );
+    let (code, _, err) = ctx.sbx(&["create", "--name", "Bad/Name", "shell"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("invalid sandbox name"), "{err}");
+    let (code, _, err) = ctx.sbx(&["create", "shell", "/no/such/dir"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/no/such/dir"), "{err}");
+    let (code, _, err) = ctx.sbx(&["create", "-e", "NOEQUALS", "shell"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("KEY=VALUE"), "{err}");
+    let hardware_kvm =
+        Path::new("/sys/module/kvm_intel").exists() || Path::new("/sys/module/kvm_amd").exists();
+    if !hardware_kvm {
+        let (code, _, err) = ctx.sbx(&["create", "--isolation", "microvm", "shell"]);
+        assert_eq!(code, 1);
+        assert!(err.contains("hardware virtualization"), "{err}");
+    }
+    assert!(!ctx.home().join("state/sandboxes").exists() || ls_json(&ctx).is_empty());
+}
