@@ -297,3 +297,31 @@ fn forwarder_answers_502_when_the_host_proxy_is_unreachable() {
     tcp.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
 }
+
+#[test]
+fn sync_is_acknowledged_and_shutdown_stops_sessions_and_the_agent() {
+    let mut agent = Agent::start();
+    let client = agent.connect();
+    client.sync(Duration::from_secs(10)).unwrap();
+    let s = client.exec(req(&["sleep", "30"])).unwrap();
+    let pid = s.pid();
+    client.shutdown().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = agent.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agent still running after Shutdown"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+    // The session's process was stopped before the agent exited (it is gone or a zombie awaiting our init).
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    assert!(
+        state.is_empty() || state.contains(") Z "),
+        "session process still alive: {state}"
+    );
+}

@@ -31,8 +31,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("{}", sbx_jail::ISOLATION_WARNING);
     let sandbox = Jail::spawn(&config)?;
     eprintln!("sandbox ready in {:?}", sandbox.startup_time());
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let out = sandbox.connect()?.run(&argv)?;
+    let cwd = std::env::current_dir()?.display().to_string();
+    let request = sbx_proto::ExecRequest {
+        argv,
+        cwd: Some(cwd),
+        ..Default::default()
+    };
+    let client = sandbox.connect()?;
+    let session = client.exec(request)?;
+    session.close_stdin()?;
+    let out = session.wait_output()?;
+    drop(client);
     print!("{}", out.stdout_text());
     eprint!("{}", out.stderr_text());
     sandbox.stop(Duration::from_secs(5))?;
