@@ -47,6 +47,11 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run an agent in a sandbox: create it if needed, start it, attach this terminal.
+    #[command(
+        after_help = "Examples:\n  sbx run shell .\n  sbx run claude ~/project\n  sbx run --name review codex ~/project ~/docs:ro -- --model o4\n\nThe exit status is the agent's."
+    )]
+    Run(RunArgs),
     /// Create a sandbox for an agent and start it (without attaching).
     #[command(
         after_help = "Examples:\n  sbx create shell .\n  sbx create --name review -e DEBUG=1 claude ~/project ~/docs:ro\n  sbx create -q --isolation namespaces shell /tmp/work"
@@ -248,6 +253,27 @@ pub(crate) struct CreateArgs {
     pub(crate) agent: String,
     /// Host directories shared at the same path inside; append `:ro` for read-only.
     pub(crate) paths: Vec<String>,
+}
+
+/// Arguments of `sbx run`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// Name of the sandbox (default: AGENT-<workspace directory>); an existing sandbox of that name is reused.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Isolation backend (for a new sandbox).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) isolation: crate::backend::IsolationChoice,
+    /// Set an environment variable for everything run in a new sandbox (repeatable).
+    #[arg(short = 'e', long = "env", value_parser = parse_env)]
+    pub(crate) env: Vec<(String, String)>,
+    /// The agent (`sbx agents` lists them).
+    pub(crate) agent: String,
+    /// Host directories shared at the same path inside; append `:ro` for read-only.
+    pub(crate) paths: Vec<String>,
+    /// Extra arguments for the agent, after `--`.
+    #[arg(last = true)]
+    pub(crate) agent_args: Vec<String>,
 }
 
 /// Arguments of `sbx exec`.

@@ -3,8 +3,9 @@
 mod agents;
 mod completion;
 mod doctor;
-mod exec;
+pub(crate) mod exec;
 mod policy;
+mod run;
 pub(crate) mod sandbox;
 
 use anyhow::Result;
@@ -42,6 +43,7 @@ pub(crate) fn dispatch(command: Command) -> Result<i32> {
             println!("{name}");
             Ok(0)
         }
+        Command::Run(args) => run::run(&Home::from_env()?, args),
         Command::Ls { json } => sandbox::ls(&Home::from_env()?, json),
         Command::Exec(args) => exec::run(
             &Home::from_env()?,

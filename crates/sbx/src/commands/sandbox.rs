@@ -72,7 +72,7 @@ pub(crate) fn create(home: &Home, req: CreateRequest) -> Result<String> {
 }
 
 /// `PATH[:ro]` arguments → absolute, existing directories.
-fn parse_workspaces(paths: &[String]) -> Result<Vec<Workspace>> {
+pub(crate) fn parse_workspaces(paths: &[String]) -> Result<Vec<Workspace>> {
     let mut out = Vec::new();
     for arg in paths {
         let (path, read_only) = match arg.strip_suffix(":ro") {
@@ -93,8 +93,8 @@ fn parse_workspaces(paths: &[String]) -> Result<Vec<Workspace>> {
     Ok(out)
 }
 
-/// `<agent>-<workspace dir>` (or `<agent>`), with `-2`, `-3`, ... when taken.
-fn free_name(home: &Home, agent: &str, workspaces: &[Workspace]) -> Result<String> {
+/// `<agent>-<workspace dir>` (or `<agent>`), made a valid sandbox name.
+pub(crate) fn default_name(agent: &str, workspaces: &[Workspace]) -> String {
     let base_dir = workspaces
         .first()
         .and_then(|w| w.path.file_name())
@@ -116,6 +116,12 @@ fn free_name(home: &Home, agent: &str, workspaces: &[Workspace]) -> Result<Strin
     while base.contains("..") {
         base = base.replace("..", ".");
     }
+    base
+}
+
+/// [`default_name`], with `-2`, `-3`, ... when taken.
+pub(crate) fn free_name(home: &Home, agent: &str, workspaces: &[Workspace]) -> Result<String> {
+    let base = default_name(agent, workspaces);
     for n in 1..1000 {
         let candidate = if n == 1 {
             base.clone()

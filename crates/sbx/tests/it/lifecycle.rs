@@ -333,3 +333,55 @@ fn bad_requests_are_refused_with_what_to_do() {
     }
     assert!(!ctx.home().join("state/sandboxes").exists() || ls_json(&ctx).is_empty());
 }
+
+#[test]
+fn run_creates_attaches_the_agent_on_a_pty_and_reuses_the_sandbox() {
+    if !namespaces_available("run_creates_attaches_the_agent_on_a_pty_and_reuses_the_sandbox") {
+        return;
+    }
+    let ctx = context();
+    let _cleanup = Cleanup(&ctx);
+    let ws = ctx.dir.path().join("proj");
+    std::fs::create_dir_all(&ws).unwrap();
+    let ws_arg = ws.to_str().unwrap();
+    let run = |script: &str| {
+        use std::io::Write;
+        let mut child = ctx
+            .cmd()
+            .args(["run", "shell", ws_arg])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The agent (bash -l from the agent table) runs on a pty, in the workspace; its status is ours.
+    let (code, out, err) = run("[ -t 0 ] && echo on-a-tty; echo \"cwd=$(pwd)\"; exit 3\n");
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.contains("on-a-tty"), "{out}");
+    assert!(out.contains(&format!("cwd={ws_arg}")), "{out}");
+    assert!(err.contains("created sandbox shell-proj"), "{err}");
+    // Running again returns to the same sandbox.
+    let (code, out, err) = run("exit 0\n");
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("created sandbox"), "{err}");
+    let rows = ls_json(&ctx);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(row(&rows, "shell-proj")["status"], "running");
+    let (sup, init) = pids(&ctx, "shell-proj");
+    ctx.ok(&["rm", "-f", "shell-proj"]);
+    wait_gone(sup);
+    wait_gone(init);
+}
