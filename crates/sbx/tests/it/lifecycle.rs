@@ -385,3 +385,83 @@ fn run_creates_attaches_the_agent_on_a_pty_and_reuses_the_sandbox() {
     wait_gone(sup);
     wait_gone(init);
 }
+
+#[test]
+fn concurrent_commands_on_a_stopped_sandbox_start_it_once() {
+    if !namespaces_available("concurrent_commands_on_a_stopped_sandbox_start_it_once") {
+        return;
+    }
+    let ctx = context();
+    let _cleanup = Cleanup(&ctx);
+    ctx.ok(&["create", "-q", "--name", "race", "shell"]);
+    ctx.ok(&["stop", "race"]);
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            ctx.cmd()
+                .args(["exec", "race", "sh", "-c", &format!("echo {i}")])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let out = h.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{i}\n"));
+    }
+    let supervisors = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|cmd| {
+            let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+            args.contains(&b"__supervise".as_slice())
+                && args.contains(&b"race".as_slice())
+                && args.iter().any(|a| a.ends_with(b"/sbx"))
+        })
+        .count();
+    let rows = ls_json(&ctx);
+    assert_eq!(row(&rows, "race")["status"], "running");
+    let (sup, init) = pids(&ctx, "race");
+    assert_eq!(
+        supervisors, 1,
+        "concurrent execs started more than one supervisor"
+    );
+    ctx.ok(&["rm", "-f", "race"]);
+    wait_gone(sup);
+    wait_gone(init);
+    assert!(!sandbox_dir(&ctx, "race").exists());
+}
+
+#[test]
+fn two_creates_of_one_name_one_wins() {
+    if !namespaces_available("two_creates_of_one_name_one_wins") {
+        return;
+    }
+    let ctx = context();
+    let _cleanup = Cleanup(&ctx);
+    let handles: Vec<_> = (0..2)
+        .map(|_| {
+            ctx.cmd()
+                .args(["create", "-q", "--name", "dup", "shell"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.wait_with_output().unwrap())
+        .collect();
+    let ok = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(ok, 1, "exactly one create must win");
+    let loser = outs.iter().find(|o| !o.status.success()).unwrap();
+    assert!(String::from_utf8_lossy(&loser.stderr).contains("already exists"));
+    assert_eq!(row(&ls_json(&ctx), "dup")["status"], "running");
+    assert_eq!(ctx.ok(&["exec", "dup", "echo", "ok"]), "ok\n");
+}
