@@ -1,5 +1,6 @@
 //! `sbx create|start|stop|rm|ls` and the hidden `__supervise`: the sandbox lifecycle.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -41,8 +42,9 @@ pub(crate) fn create(home: &Home, req: CreateRequest) -> Result<String> {
     let dir = SandboxDir::new(home, &name)?;
     std::fs::create_dir_all(sandboxes::sandboxes_dir(home))
         .with_context(|| format!("cannot create {}", sandboxes::sandboxes_dir(home).display()))?;
-    // create_dir (not _all) is the atomic claim on the name: two concurrent creates cannot both win.
-    match std::fs::create_dir(dir.root()) {
+    // create_dir (not _all) is the atomic claim on the name: two concurrent creates cannot both win. Private to the
+    // user: it holds the control and agent sockets, and whoever can reach those can run commands inside.
+    match std::fs::DirBuilder::new().mode(0o700).create(dir.root()) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
             "a sandbox named `{name}` already exists; start it with `sbx start {name}`, or remove it with \

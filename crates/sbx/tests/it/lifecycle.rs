@@ -156,6 +156,17 @@ fn create_exec_stop_start_rm_keeps_state_and_leaves_nothing_behind() {
         "host template use not mentioned: {err}"
     );
 
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(sandbox_dir(&ctx, "box"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o700,
+        "the sandbox dir holds its sockets and must be private"
+    );
+
     // exec: output, exit codes, env from create and from exec, workspace at the same path, workdir.
     assert_eq!(ctx.ok(&["exec", "box", "echo", "hello"]), "hello\n");
     let (code, _, _) = ctx.sbx(&["exec", "box", "sh", "-c", "exit 7"]);
