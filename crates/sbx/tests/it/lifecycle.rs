@@ -320,6 +320,12 @@ fn bad_requests_are_refused_with_what_to_do() {
         err.contains("no sandbox named `nope`") && err.contains("sbx ls"),
         "{err}"
     );
+    let (code, _, err) = ctx.sbx(&["stop", "nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no sandbox named `nope`"), "{err}");
+    let (code, _, err) = ctx.sbx(&["rm"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--all"), "{err}");
     let (code, _, err) = ctx.sbx(&["create", "no-such-agent"]);
     assert_eq!(code, 1);
     assert!(
@@ -475,4 +481,38 @@ fn two_creates_of_one_name_one_wins() {
     assert!(String::from_utf8_lossy(&loser.stderr).contains("already exists"));
     assert_eq!(row(&ls_json(&ctx), "dup")["status"], "running");
     assert_eq!(ctx.ok(&["exec", "dup", "echo", "ok"]), "ok\n");
+}
+
+#[test]
+fn sigterm_to_the_supervisor_stops_the_jail_and_start_recovers() {
+    if !namespaces_available("sigterm_to_the_supervisor_stops_the_jail_and_start_recovers") {
+        return;
+    }
+    let ctx = context();
+    let _cleanup = Cleanup(&ctx);
+    ctx.ok(&["create", "-q", "--name", "termed", "shell"]);
+    ctx.ok(&[
+        "exec",
+        "termed",
+        "sh",
+        "-c",
+        "echo still-here > /etc/marker",
+    ]);
+    let (sup, init) = pids(&ctx, "termed");
+    Command::new("kill")
+        .args(["-TERM", &sup.to_string()])
+        .status()
+        .unwrap();
+    // Both the supervisor and the jail go away: nothing is orphaned.
+    wait_gone(sup);
+    wait_gone(init);
+    assert_eq!(row(&ls_json(&ctx), "termed")["status"], "crashed");
+    assert_eq!(
+        ctx.ok(&["exec", "termed", "cat", "/etc/marker"]),
+        "still-here\n"
+    );
+    let (sup, init) = pids(&ctx, "termed");
+    ctx.ok(&["rm", "-f", "termed"]);
+    wait_gone(sup);
+    wait_gone(init);
 }
