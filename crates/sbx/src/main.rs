@@ -13,6 +13,7 @@ mod names;
 mod output;
 mod policy_files;
 mod sandboxes;
+mod signals;
 mod supervisor;
 
 use clap::Parser;

@@ -11,7 +11,6 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -40,7 +39,7 @@ pub(crate) fn serve(dir: &SandboxDir, record: &Record, guest: &Path) -> Result<(
         .collect();
     let socket = dir.control_socket();
     let _ = std::fs::remove_file(&socket);
-    catch_termination_signals();
+    crate::signals::catch(crate::signals::TERMINATION);
     let mut sandbox =
         sbx_jail::Jail::spawn(&config).context("cannot start the namespace sandbox")?;
     // Anything going wrong from here on must not leave the jail behind.
@@ -68,7 +67,7 @@ pub(crate) fn serve(dir: &SandboxDir, record: &Record, guest: &Path) -> Result<(
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let signal = TERMINATED_BY.load(Ordering::SeqCst);
+                let signal = crate::signals::take();
                 if signal != 0 {
                     // Killed politely (shutdown, `kill PID`): stop the jail cleanly rather than orphan it.
                     eprintln!("sbx supervisor: signal {signal}; stopping the sandbox");
@@ -84,41 +83,6 @@ pub(crate) fn serve(dir: &SandboxDir, record: &Record, guest: &Path) -> Result<(
             Err(e) => return Err(e).context("control socket accept failed"),
         }
     }
-}
-
-/// The termination signal the supervisor received (0: none).
-static TERMINATED_BY: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn record_signal(signal: libc::c_int) {
-    TERMINATED_BY.store(signal, Ordering::SeqCst);
-}
-
-/// SIGTERM, SIGINT and SIGHUP only set [`TERMINATED_BY`]; the accept loop then stops the jail.
-fn catch_termination_signals() {
-    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        // SAFETY: `record_signal` only does an atomic store, which is async-signal-safe; the sigaction struct is
-        // fully initialised (zeroed, then handler and an empty mask) before the call.
-        let installed = unsafe { install_handler(signal) };
-        if installed != 0 {
-            eprintln!(
-                "sbx supervisor: cannot catch signal {signal}; it will end the supervisor abruptly"
-            );
-        }
-    }
-}
-
-/// Installs [`record_signal`] for `signal`; returns sigaction's result.
-///
-/// # Safety
-/// Must only be used with [`record_signal`], whose body is async-signal-safe.
-unsafe fn install_handler(signal: libc::c_int) -> libc::c_int {
-    // SAFETY: sigaction is a plain C struct for which all-zero bytes is a valid value.
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = record_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    // SAFETY: `action.sa_mask` is a valid, exclusively borrowed sigset_t.
-    unsafe { libc::sigemptyset(&mut action.sa_mask) };
-    // SAFETY: `action` is initialised and outlives the call; the old action is not requested.
-    unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) }
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -62,6 +62,8 @@ pub(crate) fn run(home: &Home, args: ExecArgs) -> Result<i32> {
         None
     };
     let _raw = if terminal { RawMode::enter() } else { None };
+    // Ctrl-C (outside raw mode), `kill`, a closed terminal: passed to the command, whose exit then ends us.
+    crate::signals::catch(crate::signals::TERMINATION);
     let mut size = window_size();
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let mut stdin = stdin;
@@ -72,6 +74,12 @@ pub(crate) fn run(home: &Home, args: ExecArgs) -> Result<i32> {
                 Ok(false) => stdin = None,
                 Err(e) => return Err(e),
             }
+        }
+        let signal = crate::signals::take();
+        if signal != 0 {
+            session
+                .signal(signal)
+                .context("cannot forward the signal")?;
         }
         if terminal {
             let now = window_size();

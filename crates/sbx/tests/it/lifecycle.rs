@@ -218,6 +218,32 @@ fn create_exec_stop_start_rm_keeps_state_and_leaves_nothing_behind() {
     let out = out.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "PIPED IN\n");
 
+    // A signal to `sbx exec` reaches the command inside; its exit status comes back.
+    let mut child = ctx
+        .cmd()
+        .args([
+            "exec",
+            "box",
+            "sh",
+            "-c",
+            "trap 'echo got-int; exit 5' INT; echo ready; while :; do sleep 0.05; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(5));
+    assert_eq!(rest, "got-int\n");
+
     // ls shows it running, with its pids alive.
     let rows = ls_json(&ctx);
     let r = row(&rows, "box");
