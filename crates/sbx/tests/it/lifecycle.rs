@@ -542,3 +542,34 @@ fn sigterm_to_the_supervisor_stops_the_jail_and_start_recovers() {
     wait_gone(sup);
     wait_gone(init);
 }
+
+#[test]
+fn a_sandbox_that_cannot_start_is_reported_and_leaves_nothing() {
+    if !namespaces_available("a_sandbox_that_cannot_start_is_reported_and_leaves_nothing") {
+        return;
+    }
+    let mut ctx = TestContext::new();
+    // Not an agent: it exits at once, so the jail never reports ready.
+    ctx.set_env("SBX_GUEST_BIN", "/bin/true");
+    let _cleanup = Cleanup(&ctx);
+    let (code, _, err) = ctx.sbx(&["create", "--name", "broken", "shell"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("did not start"), "{err}");
+    assert!(
+        !sandbox_dir(&ctx, "broken").exists(),
+        "a failed create must not leave a sandbox"
+    );
+    assert!(ls_json(&ctx).is_empty());
+    let (code, _, err) = ctx.sbx(&["create", "--name", "broken", "shell"]);
+    assert_eq!(code, 1, "the name must be free again: {err}");
+    assert!(!err.contains("already exists"), "{err}");
+
+    let mut other = TestContext::new();
+    other.set_env("SBX_GUEST_BIN", "/no/such/agent");
+    let (code, _, err) = other.sbx(&["create", "shell"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("SBX_GUEST_BIN") && err.contains("/no/such/agent"),
+        "{err}"
+    );
+}
