@@ -47,6 +47,61 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run an agent in a sandbox: create it if needed, start it, attach this terminal.
+    #[command(
+        after_help = "Examples:\n  sbx run shell .\n  sbx run claude ~/project\n  sbx run --name review codex ~/project ~/docs:ro -- --model o4\n\nThe exit status is the agent's."
+    )]
+    Run(RunArgs),
+    /// Create a sandbox for an agent and start it (without attaching).
+    #[command(
+        after_help = "Examples:\n  sbx create shell .\n  sbx create --name review -e DEBUG=1 claude ~/project ~/docs:ro\n  sbx create -q --isolation namespaces shell /tmp/work"
+    )]
+    Create(CreateArgs),
+    /// List sandboxes: name, agent, status, isolation, workspace, branch, uptime.
+    #[command(after_help = "Examples:\n  sbx ls\n  sbx ls --json")]
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command in a sandbox (starting it if stopped); exits with the command's status.
+    #[command(
+        after_help = "Examples:\n  sbx exec my-box ls -la\n  sbx exec -it my-box bash\n  sbx exec -e DEBUG=1 -w /tmp -u agent my-box env"
+    )]
+    Exec(ExecArgs),
+    /// Stop running sandboxes (their files are kept).
+    #[command(after_help = "Examples:\n  sbx stop my-box\n  sbx stop a b c")]
+    Stop {
+        /// Sandboxes to stop.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Start a stopped (or crashed) sandbox with its files as they were.
+    #[command(after_help = "Examples:\n  sbx start my-box")]
+    Start {
+        /// The sandbox.
+        name: String,
+    },
+    /// Remove sandboxes and everything they wrote.
+    #[command(
+        after_help = "Examples:\n  sbx rm my-box\n  sbx rm -f running-box\n  sbx rm --all -f"
+    )]
+    Rm {
+        /// Sandboxes to remove.
+        names: Vec<String>,
+        /// Stop running sandboxes first instead of refusing.
+        #[arg(short, long)]
+        force: bool,
+        /// Remove every sandbox.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+    },
+    /// Internal: supervise a running sandbox (started by `sbx start`).
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        /// The sandbox.
+        name: String,
+    },
     /// Manage and inspect the network policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -161,4 +216,111 @@ pub(crate) enum PolicyCommand {
         /// open (everything allowed), balanced (deny by default plus a baseline allowlist), locked-down (everything denied).
         preset: String,
     },
+}
+
+/// Parses `K=V` (the key must be a valid environment variable name).
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    let valid = !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "`{k}` is not a valid variable name (letters, digits and `_`, not starting with a digit)"
+        ));
+    }
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+/// Arguments of `sbx create`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CreateArgs {
+    /// Name of the sandbox (default: AGENT-<workspace directory>).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Isolation backend.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) isolation: crate::backend::IsolationChoice,
+    /// Set an environment variable for everything run in the sandbox (repeatable).
+    #[arg(short = 'e', long = "env", value_parser = parse_env)]
+    pub(crate) env: Vec<(String, String)>,
+    /// Print only the sandbox name.
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+    /// The agent (`sbx agents` lists them).
+    pub(crate) agent: String,
+    /// Host directories shared at the same path inside; append `:ro` for read-only.
+    pub(crate) paths: Vec<String>,
+}
+
+/// Arguments of `sbx run`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// Name of the sandbox (default: AGENT-<workspace directory>); an existing sandbox of that name is reused.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Isolation backend (for a new sandbox).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) isolation: crate::backend::IsolationChoice,
+    /// Set an environment variable for everything run in a new sandbox (repeatable).
+    #[arg(short = 'e', long = "env", value_parser = parse_env)]
+    pub(crate) env: Vec<(String, String)>,
+    /// The agent (`sbx agents` lists them).
+    pub(crate) agent: String,
+    /// Host directories shared at the same path inside; append `:ro` for read-only.
+    pub(crate) paths: Vec<String>,
+    /// Extra arguments for the agent, after `--`.
+    #[arg(last = true)]
+    pub(crate) agent_args: Vec<String>,
+}
+
+/// Arguments of `sbx exec`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExecArgs {
+    /// Forward stdin to the command.
+    #[arg(short, long)]
+    pub(crate) interactive: bool,
+    /// Run the command on a pseudo-terminal.
+    #[arg(short, long)]
+    pub(crate) tty: bool,
+    /// Set an environment variable (repeatable).
+    #[arg(short = 'e', long = "env", value_parser = parse_env)]
+    pub(crate) env: Vec<(String, String)>,
+    /// Working directory inside the sandbox.
+    #[arg(short, long)]
+    pub(crate) workdir: Option<String>,
+    /// User (name or uid) to run as.
+    #[arg(short, long)]
+    pub(crate) user: Option<String>,
+    /// The sandbox.
+    pub(crate) name: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub(crate) command: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_pairs_are_validated() {
+        assert_eq!(parse_env("A_1=x=y").unwrap(), ("A_1".into(), "x=y".into()));
+        assert_eq!(parse_env("E=").unwrap(), ("E".into(), String::new()));
+        assert!(parse_env("novalue").unwrap_err().contains("KEY=VALUE"));
+        assert!(parse_env("1A=x").unwrap_err().contains("`1A`"));
+        assert!(parse_env("A-B=x").is_err());
+    }
+
+    #[test]
+    fn exec_keeps_command_flags_for_the_command() {
+        let cli = Cli::try_parse_from(["sbx", "exec", "-i", "box", "ls", "-la"]).unwrap();
+        let Command::Exec(args) = cli.command else {
+            panic!("not exec")
+        };
+        assert!(args.interactive);
+        assert_eq!(args.command, ["ls", "-la"]);
+    }
 }

@@ -12,3 +12,5 @@ pub(crate) const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
 pub(crate) const HOME: &str = "HOME";
 /// Directory of the company/org/team policy layers (default `/etc/sbx/policy.d`).
 pub(crate) const SBX_SYSTEM_POLICY_DIR: &str = "SBX_SYSTEM_POLICY_DIR";
+/// Path of the static in-sandbox agent (`sbx-guest`); default: next to `sbx` or `/usr/libexec/sbx/`.
+pub(crate) const SBX_GUEST_BIN: &str = "SBX_GUEST_BIN";

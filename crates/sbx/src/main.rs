@@ -3,6 +3,7 @@
 //! A small binary composing the library crates: each `commands/<verb>.rs` is a thin call into a library.
 
 mod agents;
+mod backend;
 mod cli;
 mod commands;
 mod env_vars;
@@ -11,6 +12,9 @@ mod home;
 mod names;
 mod output;
 mod policy_files;
+mod sandboxes;
+mod signals;
+mod supervisor;
 
 use clap::Parser;
 

@@ -11,7 +11,7 @@ use crate::output;
 /// Which KVM this host offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-enum KvmKind {
+pub(crate) enum KvmKind {
     /// No /dev/kvm.
     Absent,
     /// Intel VT-x.
@@ -25,7 +25,7 @@ enum KvmKind {
 }
 
 impl KvmKind {
-    fn detect(sys_module: &Path, dev_kvm: &Path) -> KvmKind {
+    pub(crate) fn detect(sys_module: &Path, dev_kvm: &Path) -> KvmKind {
         if !dev_kvm.exists() {
             return KvmKind::Absent;
         }
@@ -42,7 +42,7 @@ impl KvmKind {
         KvmKind::Unknown
     }
 
-    fn is_hardware(self) -> bool {
+    pub(crate) fn is_hardware(self) -> bool {
         matches!(self, KvmKind::Intel | KvmKind::Amd)
     }
 }

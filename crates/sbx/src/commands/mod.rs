@@ -3,11 +3,17 @@
 mod agents;
 mod completion;
 mod doctor;
+pub(crate) mod exec;
 mod policy;
+mod run;
+pub(crate) mod sandbox;
 
 use anyhow::Result;
 
 use crate::cli::Command;
+use crate::home::Home;
+
+pub(crate) use doctor::KvmKind;
 
 /// Runs one command and returns the process exit code.
 pub(crate) fn dispatch(command: Command) -> Result<i32> {
@@ -16,5 +22,44 @@ pub(crate) fn dispatch(command: Command) -> Result<i32> {
         Command::Agents { name, json } => agents::run(name.as_deref(), json),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Completion { shell } => completion::run(shell),
+        Command::Create(args) => {
+            let home = Home::from_env()?;
+            let quiet = args.quiet;
+            let name = sandbox::create(
+                &home,
+                sandbox::CreateRequest {
+                    name: args.name,
+                    isolation: args.isolation,
+                    env: args.env,
+                    agent: args.agent,
+                    paths: args.paths,
+                },
+            )?;
+            if !quiet {
+                eprintln!(
+                    "created and started sandbox {name}; run commands with `sbx exec {name} CMD`"
+                );
+            }
+            println!("{name}");
+            Ok(0)
+        }
+        Command::Run(args) => run::run(&Home::from_env()?, args),
+        Command::Ls { json } => sandbox::ls(&Home::from_env()?, json),
+        Command::Exec(args) => exec::run(
+            &Home::from_env()?,
+            exec::ExecArgs {
+                name: args.name,
+                argv: args.command,
+                env: args.env,
+                workdir: args.workdir,
+                user: args.user,
+                interactive: args.interactive,
+                tty: args.tty,
+            },
+        ),
+        Command::Stop { names } => sandbox::stop(&Home::from_env()?, &names),
+        Command::Start { name } => sandbox::start(&Home::from_env()?, &name),
+        Command::Rm { names, force, all } => sandbox::rm(&Home::from_env()?, &names, force, all),
+        Command::Supervise { name } => sandbox::supervise(&Home::from_env()?, &name),
     }
 }

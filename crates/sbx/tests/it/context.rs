@@ -5,13 +5,22 @@ use std::process::{Command, Output};
 
 pub(crate) struct TestContext {
     pub(crate) dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
 }
 
 impl TestContext {
     pub(crate) fn new() -> TestContext {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("system-policy")).unwrap();
-        TestContext { dir }
+        TestContext {
+            dir,
+            env: Vec::new(),
+        }
+    }
+
+    /// Sets an environment variable for every `sbx` this context runs.
+    pub(crate) fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     pub(crate) fn home(&self) -> PathBuf {
@@ -28,7 +37,8 @@ impl TestContext {
             .env("SBX_SYSTEM_POLICY_DIR", self.system_policy_dir())
             .env("NO_COLOR", "1")
             .env_remove("XDG_CONFIG_HOME")
-            .env_remove("XDG_STATE_HOME");
+            .env_remove("XDG_STATE_HOME")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 

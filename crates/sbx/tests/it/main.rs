@@ -1,4 +1,5 @@
 //! Integration tests: the real `sbx` binary in a temp `SBX_HOME`.
 
 mod context;
+mod lifecycle;
 mod policy;

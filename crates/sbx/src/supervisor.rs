@@ -1,0 +1,239 @@
+//! The background process that owns one running sandbox.
+//!
+//! `sbx start` re-executes itself as `sbx __supervise NAME`, detached with `setsid`. The supervisor starts the jail
+//! (it is the jail init's parent, so it reaps it), then serves a line protocol on `control.sock`: `ping` → `pong`,
+//! `stop` → stops the jail cleanly, answers `stopped` and exits. If the jail dies on its own the supervisor removes
+//! its socket and exits, so `sbx ls` sees the sandbox as crashed. Commands reach the agent directly over the jail's
+//! agent socket; the supervisor is only the owner of the processes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::sandboxes::{Record, SandboxDir, process_alive};
+
+/// The hidden subcommand name; also the marker that identifies a supervisor in `/proc/<pid>/cmdline`.
+pub(crate) const SUBCOMMAND: &str = "__supervise";
+/// How long a clean stop of the jail may take before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `sbx start` waits for the supervisor's control socket.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often the supervisor checks that the jail is still alive.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Runs in the supervisor process: starts the jail and serves the control socket until told to stop.
+pub(crate) fn serve(dir: &SandboxDir, record: &Record, guest: &Path) -> Result<()> {
+    let mut config = sbx_jail::JailConfig::new(&record.name, &record.template, dir.jail(), guest);
+    config.workspaces = record
+        .workspaces
+        .iter()
+        .map(|w| sbx_jail::WorkspaceMount {
+            path: w.path.clone(),
+            read_only: w.read_only,
+        })
+        .collect();
+    let socket = dir.control_socket();
+    let _ = std::fs::remove_file(&socket);
+    crate::signals::catch(crate::signals::TERMINATION);
+    let mut sandbox =
+        sbx_jail::Jail::spawn(&config).context("cannot start the namespace sandbox")?;
+    // Anything going wrong from here on must not leave the jail behind.
+    sandbox.set_kill_on_drop(true);
+    let listener = UnixListener::bind(&socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    listener
+        .set_nonblocking(true)
+        .context("cannot make the control socket non-blocking")?;
+    eprintln!(
+        "sbx supervisor: sandbox {} running, init pid {}",
+        record.name,
+        sandbox.pid()
+    );
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if handle(stream)? == Request::Stop {
+                    let _ = std::fs::remove_file(&socket);
+                    let result = sandbox.stop(STOP_TIMEOUT);
+                    if let Err(e) = &result {
+                        eprintln!("sbx supervisor: {e}");
+                    }
+                    return Ok(());
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let signal = crate::signals::take();
+                if signal != 0 {
+                    // Killed politely (shutdown, `kill PID`): stop the jail cleanly rather than orphan it.
+                    eprintln!("sbx supervisor: signal {signal}; stopping the sandbox");
+                    let _ = std::fs::remove_file(&socket);
+                    return sandbox.stop(STOP_TIMEOUT).context("stopping on a signal");
+                }
+                if !process_alive(sandbox.pid(), "") {
+                    let _ = std::fs::remove_file(&socket);
+                    bail!("the sandbox init (pid {}) exited", sandbox.pid());
+                }
+                std::thread::sleep(POLL);
+            }
+            Err(e) => return Err(e).context("control socket accept failed"),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Request {
+    Ping,
+    Stop,
+    Other,
+}
+
+/// Answers one control connection. `stop` is acknowledged at once; the client then waits for the supervisor
+/// process to exit, which is the reliable signal that the jail is gone.
+fn handle(stream: UnixStream) -> Result<Request> {
+    stream.set_nonblocking(false).ok();
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    let mut line = String::new();
+    let mut reader = BufReader::new(&stream);
+    if reader.read_line(&mut line).is_err() {
+        return Ok(Request::Other);
+    }
+    let (request, answer) = match line.trim() {
+        "ping" => (Request::Ping, "pong\n"),
+        "stop" => (Request::Stop, "stopping\n"),
+        _ => (Request::Other, "error unknown request\n"),
+    };
+    let _ = (&stream).write_all(answer.as_bytes());
+    Ok(request)
+}
+
+/// Sends one request and returns the answer line.
+fn request(socket: &Path, what: &str) -> Result<String> {
+    let stream = UnixStream::connect(socket)
+        .with_context(|| format!("cannot connect to {}", socket.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    (&stream)
+        .write_all(format!("{what}\n").as_bytes())
+        .context("cannot send to the supervisor")?;
+    let mut line = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut line)
+        .context("no answer from the supervisor")?;
+    Ok(line.trim().to_owned())
+}
+
+/// Whether the supervisor `pid` is alive and answers on its control socket.
+pub(crate) fn is_healthy(dir: &SandboxDir, pid: i32) -> bool {
+    process_alive(pid, SUBCOMMAND)
+        && request(&dir.control_socket(), "ping").is_ok_and(|a| a == "pong")
+}
+
+/// Starts `sbx __supervise NAME` detached and waits until its control socket answers.
+pub(crate) fn launch(dir: &SandboxDir, name: &str) -> Result<i32> {
+    let exe =
+        std::env::current_exe().context("cannot find the sbx executable to start a supervisor")?;
+    let log = std::fs::File::create(dir.supervisor_log())
+        .with_context(|| format!("cannot create {}", dir.supervisor_log().display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg(SUBCOMMAND)
+        .arg(name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    // SAFETY: the closure runs between fork and exec and only calls setsid(2), which is async-signal-safe and
+    // touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(Into::into));
+    }
+    let mut child = cmd.spawn().context("cannot start the sandbox supervisor")?;
+    let pid = i32::try_from(child.id()).context("supervisor pid out of range")?;
+    wait_ready(dir, &mut child)?;
+    // The supervisor outlives us; its exit is reaped by init once we are gone. Not waiting here is deliberate.
+    drop(child);
+    Ok(pid)
+}
+
+fn wait_ready(dir: &SandboxDir, child: &mut Child) -> Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < READY_TIMEOUT {
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!(
+                "the sandbox did not start (supervisor {status}): {}",
+                log_tail(&dir.supervisor_log())
+            );
+        }
+        if request(&dir.control_socket(), "ping").is_ok_and(|a| a == "pong") {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    bail!(
+        "the sandbox did not become ready within {READY_TIMEOUT:?}: {}",
+        log_tail(&dir.supervisor_log())
+    )
+}
+
+/// The last lines of a log, for error messages.
+pub(crate) fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(5).collect();
+    if lines.is_empty() {
+        format!("(nothing in {})", path.display())
+    } else {
+        let mut lines = lines;
+        lines.reverse();
+        format!("{} (log: {})", lines.join(" | "), path.display())
+    }
+}
+
+/// Asks the supervisor to stop the jail and waits for it to exit; kills what is left of a crashed one.
+pub(crate) fn stop(dir: &SandboxDir, pid: i32) -> Result<()> {
+    if process_alive(pid, SUBCOMMAND) {
+        let asked = request(&dir.control_socket(), "stop").is_ok();
+        let deadline = STOP_TIMEOUT + Duration::from_secs(2);
+        let start = Instant::now();
+        while process_alive(pid, SUBCOMMAND) && start.elapsed() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if process_alive(pid, SUBCOMMAND) {
+            if !asked {
+                eprintln!("sbx: supervisor {pid} does not answer; killing it");
+            }
+            kill(pid);
+        }
+    }
+    kill_orphaned_init(dir);
+    let _ = std::fs::remove_file(dir.control_socket());
+    Ok(())
+}
+
+/// A supervisor that was killed leaves its jail init running (reparented); kill it so the state dir is free.
+pub(crate) fn kill_orphaned_init(dir: &SandboxDir) {
+    let state = sbx_jail::StateDir::new(dir.jail());
+    let Ok(text) = std::fs::read_to_string(state.pid_file()) else {
+        return;
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return;
+    };
+    if process_alive(pid, "") {
+        kill(pid);
+        let start = Instant::now();
+        while process_alive(pid, "") && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let _ = std::fs::remove_file(state.pid_file());
+}
+
+fn kill(pid: i32) {
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+}
