@@ -237,7 +237,11 @@ fn add_worktree(repo: &gix::Repository, dest: &Path, base: gix::ObjectId, branch
             files: failed,
         });
     }
-    attach_head(&worktree, branch)
+    attach_head(&worktree, branch)?;
+    // git (2.46+) gives every linked worktree an empty `refs/` for per-worktree refs; gix does not create it yet.
+    let refs = worktree.git_dir().join("refs");
+    std::fs::create_dir_all(&refs).map_err(|e| IoError::new("creating", &refs, e))?;
+    Ok(())
 }
 
 /// Point the worktree's HEAD at `branch` (`ref: refs/heads/<branch>`), as `git worktree add -b` leaves it.

@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use gix::bstr::{BString, ByteSlice};
-use gix::diff::blob::unified_diff::{ConsumeBinaryHunk, ContextSize};
+use gix::diff::blob::unified_diff::{ConsumeHunk, ContextSize, DiffLineKind, HunkHeader};
 use gix::diff::blob::{Algorithm, InternedInput, UnifiedDiff, diff_with_slider_heuristics};
 use gix::objs::tree::EntryKind;
 use serde::Serialize;
@@ -321,11 +321,49 @@ fn line_diff(old: &[u8], new: &[u8]) -> (u32, u32, String) {
     let input = InternedInput::new(old, new);
     let diff = diff_with_slider_heuristics(Algorithm::Histogram, &input);
     let (insertions, deletions) = (diff.count_additions(), diff.count_removals());
-    let hunks = UnifiedDiff::new(&diff, &input, ConsumeBinaryHunk::new(BString::default(), "\n"), ContextSize::symmetrical(3))
+    let hunks = UnifiedDiff::new(&diff, &input, GitHunks::default(), ContextSize::symmetrical(3))
         .consume()
-        .map(|text| text.to_str_lossy().into_owned())
         .unwrap_or_default();
     (insertions, deletions, hunks)
+}
+
+/// Renders hunks exactly as `git diff` does: `-0,0` for an empty side, `,1` omitted, and
+/// `\ No newline at end of file` after a last line without one.
+#[derive(Default)]
+struct GitHunks(String);
+
+impl ConsumeHunk for GitHunks {
+    type Out = String;
+
+    fn consume_hunk(&mut self, header: HunkHeader, lines: &[(DiffLineKind, &[u8])]) -> std::io::Result<()> {
+        let range = |start: u32, len: u32| match len {
+            0 => format!("{},0", start.saturating_sub(1)),
+            1 => start.to_string(),
+            _ => format!("{start},{len}"),
+        };
+        let out = &mut self.0;
+        out.push_str(&format!(
+            "@@ -{} +{} @@\n",
+            range(header.before_hunk_start, header.before_hunk_len),
+            range(header.after_hunk_start, header.after_hunk_len)
+        ));
+        for (kind, line) in lines {
+            out.push(match kind {
+                DiffLineKind::Context => ' ',
+                DiffLineKind::Add => '+',
+                DiffLineKind::Remove => '-',
+            });
+            out.push_str(&line.to_str_lossy());
+            if !line.ends_with(b"\n") {
+                out.push_str("\n\\ No newline at end of file\n");
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> String {
+        self.0
+    }
 }
 
 #[cfg(test)]
@@ -338,6 +376,13 @@ mod tests {
         assert_eq!((ins, del), (2, 1));
         assert!(hunks.starts_with("@@ -1,3 +1,4 @@\n"), "{hunks}");
         assert!(hunks.contains("-b\n+B\n") && hunks.contains("+d\n"), "{hunks}");
+    }
+
+    #[test]
+    fn hunk_headers_and_missing_newlines_look_like_git() {
+        assert_eq!(line_diff(b"", b"a\n").2, "@@ -0,0 +1 @@\n+a\n");
+        assert_eq!(line_diff(b"a\n", b"").2, "@@ -1 +0,0 @@\n-a\n");
+        assert_eq!(line_diff(b"a", b"b").2, "@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+b\n\\ No newline at end of file\n");
     }
 
     #[test]

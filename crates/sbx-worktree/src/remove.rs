@@ -87,19 +87,16 @@ fn branch_unmerged(repo: &gix::Repository, record: &Record) -> Result<(Option<gi
     let Some(branch) = &record.branch else { return Ok((None, 0)) };
     let full = format!("refs/heads/{branch}");
     let Some(tip) = ref_target(repo, &full)? else { return Ok((None, 0)) };
-    let others = other_ref_tips(repo, &[full.as_str()])?;
+    let others = other_ref_tips(repo, |name| name == full.as_bytes())?;
     Ok((Some(tip), count_commits(repo, tip, &others)?))
 }
 
 /// Commits of the clone's branches that the host has in none of its refs (except this sandbox's remote refs).
 fn clone_unmerged(host: &gix::Repository, clone: Option<&gix::Repository>, record: &Record) -> Result<usize, RemoveError> {
     let Some(clone) = clone else { return Ok(0) };
+    // Refs fetched from this very sandbox disappear with it, so they do not count as "merged".
     let own_remote = format!("refs/remotes/sandbox-{}/", record.sandbox);
-    let mut hidden = other_ref_tips(host, &[])?;
-    hidden.retain(|id| host.has_object(id));
-    // Exclude refs fetched from this very sandbox: they disappear with it.
-    let own: Vec<_> = host_refs_with_prefix(host, &own_remote)?;
-    hidden.retain(|id| !own.contains(id));
+    let mut hidden = other_ref_tips(host, |name| name.starts_with(own_remote.as_bytes()))?;
     hidden.push(parse_id(&record.base)?);
     let branches = clone
         .references()
@@ -112,26 +109,14 @@ fn clone_unmerged(host: &gix::Repository, clone: Option<&gix::Repository>, recor
     Ok(total)
 }
 
-fn host_refs_with_prefix(repo: &gix::Repository, prefix: &str) -> Result<Vec<gix::ObjectId>, GitError> {
-    let platform = repo.references().map_err(|e| GitError::new("listing refs", e))?;
-    let iter = platform
-        .prefixed(prefix)
-        .map_err(|e| GitError::new("listing refs", e))?;
-    Ok(iter
-        .filter_map(Result::ok)
-        .filter_map(|mut r| r.peel_to_id().ok())
-        .map(gix::Id::detach)
-        .collect())
-}
-
-/// Tips of all refs (branches, tags, remote-tracking refs) except those named in `except`.
-fn other_ref_tips(repo: &gix::Repository, except: &[&str]) -> Result<Vec<gix::ObjectId>, GitError> {
+/// Tips of all refs (branches, tags, remote-tracking refs) except those whose full name `skip` selects.
+fn other_ref_tips(repo: &gix::Repository, skip: impl Fn(&[u8]) -> bool) -> Result<Vec<gix::ObjectId>, GitError> {
     let platform = repo.references().map_err(|e| GitError::new("listing refs", e))?;
     let iter = platform.all().map_err(|e| GitError::new("listing refs", e))?;
     let mut tips = Vec::new();
     for reference in iter.filter_map(Result::ok) {
         let mut reference = reference;
-        if except.iter().any(|name| reference.name().as_bstr() == name.as_bytes()) {
+        if skip(reference.name().as_bstr()) {
             continue;
         }
         if let Ok(id) = reference.peel_to_id() {

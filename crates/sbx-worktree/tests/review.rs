@@ -59,6 +59,11 @@ fn list_and_diff_cover_committed_and_uncommitted_work_and_agree_with_git() {
     assert!(diff.patch.contains("rename from moved.txt\nrename to renamed.txt\n"), "{}", diff.patch);
     assert!(!diff.patch.contains("user.txt"), "the user's own commits are not the sandbox's changes");
 
+    // git's hunks for a committed-and-edited file are byte-identical to ours.
+    let git_patch = fx.git(&wt, &["diff", s.base.as_str(), "--", "edit.txt"]);
+    let git_hunks = &git_patch[git_patch.find("@@").unwrap()..];
+    assert!(diff.patch.contains(git_hunks), "ours:\n{}\ngit:\n{git_hunks}", diff.patch);
+
     // git's numbers for the same state (intent-to-add makes untracked files visible to `git diff`).
     fx.git(&wt, &["add", "-N", "."]);
     let base = s.base.as_str();
