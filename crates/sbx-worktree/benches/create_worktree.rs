@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use sbx_worktree::Host;
 
 fn git(dir: &Path, args: &[&str]) {
@@ -39,8 +39,17 @@ fn generate(dir: &Path, files: usize) -> PathBuf {
     {
         let mut input = std::io::BufWriter::new(child.stdin.take().expect("stdin"));
         for i in 0..files {
-            let body = format!("// file {i}\n{}\n", "let value = compute(input);\n".repeat(10));
-            write!(input, "blob\nmark :{}\ndata {}\n{body}\n", i + 1, body.len()).expect("write");
+            let body = format!(
+                "// file {i}\n{}\n",
+                "let value = compute(input);\n".repeat(10)
+            );
+            write!(
+                input,
+                "blob\nmark :{}\ndata {}\n{body}\n",
+                i + 1,
+                body.len()
+            )
+            .expect("write");
         }
         let message = "generated";
         write!(
@@ -59,12 +68,20 @@ fn generate(dir: &Path, files: usize) -> PathBuf {
 }
 
 fn bench(c: &mut Criterion) {
-    let files: usize = std::env::var("SBX_BENCH_FILES").ok().and_then(|v| v.parse().ok()).unwrap_or(50_000);
+    let files: usize = std::env::var("SBX_BENCH_FILES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
     let tmp = tempfile::tempdir().expect("tempdir");
     let repo = generate(tmp.path(), files);
     let host = Host::open(&repo).expect("open");
     let mut group = c.benchmark_group(format!("create worktree ({files} files)"));
-    group.sample_size(10).measurement_time(Duration::from_secs(30));
+    group
+        .sample_size(10)
+        // Each create takes seconds: flat sampling runs the same small number of iterations per sample.
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(20));
 
     let mut n = 0;
     group.bench_function("sbx-worktree create", |b| {
@@ -81,7 +98,13 @@ fn bench(c: &mut Criterion) {
             total
         });
     });
-    for (label, extra) in [("git worktree add", &[][..]), ("git worktree add, checkout.workers=0", &["-c", "checkout.workers=0"][..])] {
+    for (label, extra) in [
+        ("git worktree add", &[][..]),
+        (
+            "git worktree add, checkout.workers=0",
+            &["-c", "checkout.workers=0"][..],
+        ),
+    ] {
         group.bench_function(label, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
@@ -90,11 +113,26 @@ fn bench(c: &mut Criterion) {
                     let path = tmp.path().join(format!("g{n}"));
                     let branch = format!("g{n}");
                     let mut args: Vec<&str> = extra.to_vec();
-                    args.extend(["worktree", "add", "-q", "-b", &branch, path.to_str().expect("utf-8")]);
+                    args.extend([
+                        "worktree",
+                        "add",
+                        "-q",
+                        "-b",
+                        &branch,
+                        path.to_str().expect("utf-8"),
+                    ]);
                     let start = Instant::now();
                     git(&repo, &args);
                     total += start.elapsed();
-                    git(&repo, &["worktree", "remove", "--force", path.to_str().expect("utf-8")]);
+                    git(
+                        &repo,
+                        &[
+                            "worktree",
+                            "remove",
+                            "--force",
+                            path.to_str().expect("utf-8"),
+                        ],
+                    );
                     git(&repo, &["branch", "-q", "-D", &branch]);
                 }
                 total

@@ -60,20 +60,38 @@ fn run(args: &[String]) -> Result<(), Failure> {
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
-            "--repo" => repo = Some(PathBuf::from(iter.next().ok_or_else(|| usage("--repo needs a directory"))?)),
-            "--branch" => branch = Some(iter.next().ok_or_else(|| usage("--branch needs a name"))?.clone()),
+            "--repo" => {
+                repo = Some(PathBuf::from(
+                    iter.next()
+                        .ok_or_else(|| usage("--repo needs a directory"))?,
+                ))
+            }
+            "--branch" => {
+                branch = Some(
+                    iter.next()
+                        .ok_or_else(|| usage("--branch needs a name"))?
+                        .clone(),
+                )
+            }
             "--json" | "--stat" | "--force" | "--clone" => flags.push(arg.as_str()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return Ok(());
             }
-            other if other.starts_with('-') => return Err(usage(&format!("unknown option {other}"))),
+            other if other.starts_with('-') => {
+                return Err(usage(&format!("unknown option {other}")));
+            }
             other => positional.push(other),
         }
     }
     let repo = repo.ok_or_else(|| usage("--repo DIR is required"))?;
     let host = Host::open(&repo)?;
-    let sandbox = || positional.get(1).copied().ok_or_else(|| usage("missing SANDBOX"));
+    let sandbox = || {
+        positional
+            .get(1)
+            .copied()
+            .ok_or_else(|| usage("missing SANDBOX"))
+    };
     match positional.first().copied() {
         Some("create") => {
             let created = if flags.contains(&"--clone") {
@@ -94,8 +112,12 @@ fn run(args: &[String]) -> Result<(), Failure> {
         }
         Some("merge") => match host.merge(sandbox()?)? {
             MergeOutcome::UpToDate { target } => println!("{target} is up to date"),
-            MergeOutcome::FastForward { target, from, to } => println!("{target}: fast-forward {from}..{to}"),
-            MergeOutcome::MergeCommit { target, commit } => println!("{target}: merge commit {commit}"),
+            MergeOutcome::FastForward { target, from, to } => {
+                println!("{target}: fast-forward {from}..{to}")
+            }
+            MergeOutcome::MergeCommit { target, commit } => {
+                println!("{target}: merge commit {commit}")
+            }
             other => println!("{other:?}"),
         },
         Some("remove") => {
@@ -117,7 +139,10 @@ fn list(host: &Host, json: bool) -> Result<(), Failure> {
         println!("{}", serde_json::to_string_pretty(&sandboxes)?);
         return Ok(());
     }
-    println!("{:<16} {:<24} {:<10} {:>5} {:>6} {:<7} PATH", "SANDBOX", "BRANCH", "BASE", "AHEAD", "BEHIND", "STATE");
+    println!(
+        "{:<16} {:<24} {:<10} {:>5} {:>6} {:<7} PATH",
+        "SANDBOX", "BRANCH", "BASE", "AHEAD", "BEHIND", "STATE"
+    );
     for s in sandboxes {
         let state = match (s.state, s.dirty) {
             (sbx_worktree::State::Creating, _) => "creating",

@@ -23,7 +23,13 @@ impl Host {
         let repo = self.fresh()?;
         let (base, base_branch) = head_state(&repo, &self.main_workdir)?;
         let dest = self.sbx_dir().join(format!("{name}-clone"));
-        let mut record = Record::new(&name, Mode::Clone, base.to_string(), base_branch, dest.clone());
+        let mut record = Record::new(
+            &name,
+            Mode::Clone,
+            base.to_string(),
+            base_branch,
+            dest.clone(),
+        );
         if !record::claim(&self.common_dir, &record)? {
             return Err(CreateError::SandboxExists {
                 sandbox: name.to_string(),
@@ -54,7 +60,12 @@ impl Host {
         }
     }
 
-    fn populate_clone(&self, name: &SandboxName, dest: &Path, base: gix::ObjectId) -> Result<String, CreateError> {
+    fn populate_clone(
+        &self,
+        name: &SandboxName,
+        dest: &Path,
+        base: gix::ObjectId,
+    ) -> Result<String, CreateError> {
         self.prepare_sbx_dir(&format!("{name}-clone"))?;
         // gix clones only through a transport, which for a local path spawns `git-upload-pack` anyway; a local
         // `git clone` copies the object files directly. `--no-hardlinks`: the sandbox must not share inodes with
@@ -71,13 +82,20 @@ impl Host {
         let mut args = args.to_vec();
         args.push(dst);
         gitcli::run(&self.main_workdir, &args)?;
-        let clone = gix::open(dest).map_err(|e| GitError::new(format!("opening the clone {}", dest.display()), e))?;
+        let clone = gix::open(dest)
+            .map_err(|e| GitError::new(format!("opening the clone {}", dest.display()), e))?;
         let branch = format!("sbx/{name}");
         clone
-            .reference(format!("refs/heads/{branch}").as_str(), base, PreviousValue::Any, "sbx: create sandbox branch")
+            .reference(
+                format!("refs/heads/{branch}").as_str(),
+                base,
+                PreviousValue::Any,
+                "sbx: create sandbox branch",
+            )
             .map_err(|e| GitError::new(format!("creating branch {branch} in the clone"), e))?;
         let head = clone.git_dir().join("HEAD");
-        std::fs::write(&head, format!("ref: refs/heads/{branch}\n")).map_err(|e| IoError::new("writing", &head, e))?;
+        std::fs::write(&head, format!("ref: refs/heads/{branch}\n"))
+            .map_err(|e| IoError::new("writing", &head, e))?;
         remove_remote(clone.git_dir(), "origin")?;
         checkout(&clone, base)?;
         add_remote(&self.common_dir, &remote_name(name), dest)?;
@@ -98,7 +116,9 @@ fn checkout(clone: &gix::Repository, commit: gix::ObjectId) -> Result<(), Create
         .workdir()
         .ok_or_else(|| GitError::new(action(), "the clone has no working tree"))?
         .to_owned();
-    let mut index = clone.index_from_tree(&tree).map_err(|e| GitError::new(action(), e))?;
+    let mut index = clone
+        .index_from_tree(&tree)
+        .map_err(|e| GitError::new(action(), e))?;
     let mut options = clone
         .checkout_options(gix::worktree::stack::state::attributes::Source::IdMapping)
         .map_err(|e| GitError::new(action(), e))?;
@@ -121,7 +141,11 @@ fn checkout(clone: &gix::Repository, commit: gix::ObjectId) -> Result<(), Create
     if !outcome.errors.is_empty() {
         return Err(CreateError::Checkout {
             path: workdir,
-            files: outcome.errors.iter().map(|e| format!("{} ({})", e.path, e.error)).collect(),
+            files: outcome
+                .errors
+                .iter()
+                .map(|e| format!("{} ({})", e.path, e.error))
+                .collect(),
         });
     }
     index
@@ -132,7 +156,12 @@ fn checkout(clone: &gix::Repository, commit: gix::ObjectId) -> Result<(), Create
 
 /// Add `[remote "<name>"]` with a fetch refspec to the config in `git_dir`, under git's config lock.
 fn add_remote(git_dir: &Path, name: &str, url: &Path) -> Result<(), CreateError> {
-    let action = || format!("adding remote {name} to {}", git_dir.join("config").display());
+    let action = || {
+        format!(
+            "adding remote {name} to {}",
+            git_dir.join("config").display()
+        )
+    };
     let repo = gix::open(git_dir).map_err(|e| GitError::new(action(), e))?;
     let mut config = repo
         .config_file_mut(git_dir.join("config"))
@@ -152,7 +181,12 @@ fn add_remote(git_dir: &Path, name: &str, url: &Path) -> Result<(), CreateError>
 
 /// Remove `[remote "<name>"]` from the config in `git_dir`, if present.
 fn remove_remote(git_dir: &Path, name: &str) -> Result<(), GitError> {
-    let action = || format!("removing remote {name} from {}", git_dir.join("config").display());
+    let action = || {
+        format!(
+            "removing remote {name} from {}",
+            git_dir.join("config").display()
+        )
+    };
     let repo = gix::open(git_dir).map_err(|e| GitError::new(action(), e))?;
     let mut config = repo
         .config_file_mut(git_dir.join("config"))
@@ -163,22 +197,35 @@ fn remove_remote(git_dir: &Path, name: &str) -> Result<(), GitError> {
 }
 
 /// Fetch the clone's branches into `refs/remotes/sandbox-<name>/` of the host.
-pub(crate) fn fetch_into_host(host: &gix::Repository, record: &Record) -> Result<(), crate::error::MergeError> {
+pub(crate) fn fetch_into_host(
+    host: &gix::Repository,
+    record: &Record,
+) -> Result<(), crate::error::MergeError> {
     // gix fetches only with its network-client features, whose file:// transport spawns `git-upload-pack`
     // anyway; the CLI fetch is the same operation without pulling in a transport stack.
     let remote = remote_name(&record.sandbox);
     let dir: PathBuf = host.common_dir().to_owned();
-    let args: [&OsStr; 4] = ["fetch".as_ref(), "--quiet".as_ref(), "--".as_ref(), remote.as_ref()];
+    let args: [&OsStr; 4] = [
+        "fetch".as_ref(),
+        "--quiet".as_ref(),
+        "--".as_ref(),
+        remote.as_ref(),
+    ];
     gitcli::run(&dir, &args).map_err(|e| GitError::new(format!("fetching from {remote}"), e))?;
     Ok(())
 }
 
 /// Delete the clone, the host's `sandbox-<name>` remote and its remote-tracking refs.
-pub(crate) fn remove_clone(host: &gix::Repository, record: &Record) -> Result<(), crate::error::RemoveError> {
+pub(crate) fn remove_clone(
+    host: &gix::Repository,
+    record: &Record,
+) -> Result<(), crate::error::RemoveError> {
     let remote = remote_name(&record.sandbox);
     remove_remote(host.common_dir(), &remote)?;
     let prefix = format!("refs/remotes/{remote}/");
-    let platform = host.references().map_err(|e| GitError::new("listing refs", e))?;
+    let platform = host
+        .references()
+        .map_err(|e| GitError::new("listing refs", e))?;
     let names: Vec<_> = platform
         .prefixed(prefix.as_str())
         .map_err(|e| GitError::new("listing refs", e))?
@@ -194,7 +241,8 @@ pub(crate) fn remove_clone(host: &gix::Repository, record: &Record) -> Result<()
             name,
             deref: false,
         };
-        host.edit_reference(edit).map_err(|e| GitError::new(format!("deleting refs under {prefix}"), e))?;
+        host.edit_reference(edit)
+            .map_err(|e| GitError::new(format!("deleting refs under {prefix}"), e))?;
     }
     match std::fs::remove_dir_all(&record.path) {
         Ok(()) => Ok(()),

@@ -50,7 +50,13 @@ impl Host {
         let (base, base_branch) = head_state(&repo, &self.main_workdir)?;
         let sandbox_dir = self.prepare_sbx_dir(&format!("{name}-worktrees"))?;
 
-        let mut record = Record::new(&name, Mode::Branch, base.to_string(), base_branch, PathBuf::new());
+        let mut record = Record::new(
+            &name,
+            Mode::Branch,
+            base.to_string(),
+            base_branch,
+            PathBuf::new(),
+        );
         let mut undo = Undo::new(self.common_dir.clone(), name.clone());
         if !record::claim(&self.common_dir, &record)? {
             undo.disarm();
@@ -97,7 +103,10 @@ impl Host {
 }
 
 /// The commit HEAD points to and the local branch it is on, if any.
-pub(crate) fn head_state(repo: &gix::Repository, workdir: &Path) -> Result<(gix::ObjectId, Option<String>), CreateError> {
+pub(crate) fn head_state(
+    repo: &gix::Repository,
+    workdir: &Path,
+) -> Result<(gix::ObjectId, Option<String>), CreateError> {
     let head = repo.head().map_err(|e| GitError::new("reading HEAD", e))?;
     if head.is_unborn() {
         let branch = head
@@ -186,7 +195,11 @@ fn create_branch(
 }
 
 /// Create the branch unless it exists; `Ok(false)` if it does. Creation is atomic (lock file + `MustNotExist`).
-fn try_create_branch(repo: &gix::Repository, branch: &BranchName, base: gix::ObjectId) -> Result<bool, CreateError> {
+fn try_create_branch(
+    repo: &gix::Repository,
+    branch: &BranchName,
+    base: gix::ObjectId,
+) -> Result<bool, CreateError> {
     let full = branch.full_ref();
     let exists = |repo: &gix::Repository| {
         repo.try_find_reference(full.as_str())
@@ -196,7 +209,12 @@ fn try_create_branch(repo: &gix::Repository, branch: &BranchName, base: gix::Obj
     if exists(repo)? {
         return Ok(false);
     }
-    match repo.reference(full.as_str(), base, PreviousValue::MustNotExist, "sbx: create sandbox branch") {
+    match repo.reference(
+        full.as_str(),
+        base,
+        PreviousValue::MustNotExist,
+        "sbx: create sandbox branch",
+    ) {
         Ok(_) => Ok(true),
         // Lost a race with another process creating the same branch.
         Err(_) if exists(repo)? => Ok(false),
@@ -205,7 +223,12 @@ fn try_create_branch(repo: &gix::Repository, branch: &BranchName, base: gix::Obj
 }
 
 /// Register and check out the linked worktree (gix does the parallel checkout), then attach its HEAD to `branch`.
-fn add_worktree(repo: &gix::Repository, dest: &Path, base: gix::ObjectId, branch: &BranchName) -> Result<(), CreateError> {
+fn add_worktree(
+    repo: &gix::Repository,
+    dest: &Path,
+    base: gix::ObjectId,
+    branch: &BranchName,
+) -> Result<(), CreateError> {
     let interrupt = AtomicBool::new(false);
     let mut attempt = 1;
     let (worktree, outcome) = loop {
@@ -218,11 +241,18 @@ fn add_worktree(repo: &gix::Repository, dest: &Path, base: gix::ObjectId, branch
             &interrupt,
         ) {
             Ok(done) => break done,
-            Err(_) if attempt < ADD_ATTEMPTS && std::fs::symlink_metadata(dest.join(".git")).is_err() => {
+            Err(_)
+                if attempt < ADD_ATTEMPTS
+                    && std::fs::symlink_metadata(dest.join(".git")).is_err() =>
+            {
                 std::thread::sleep(Duration::from_millis(20 * u64::from(attempt)));
                 attempt += 1;
             }
-            Err(e) => return Err(GitError::new(format!("adding the worktree at {}", dest.display()), e).into()),
+            Err(e) => {
+                return Err(
+                    GitError::new(format!("adding the worktree at {}", dest.display()), e).into(),
+                );
+            }
         }
     };
     let mut failed: Vec<String> = outcome
@@ -230,7 +260,12 @@ fn add_worktree(repo: &gix::Repository, dest: &Path, base: gix::ObjectId, branch
         .iter()
         .map(|e| format!("{} ({})", e.path, e.error))
         .collect();
-    failed.extend(outcome.collisions.iter().map(|c| format!("{} (collides with another path)", c.path)));
+    failed.extend(
+        outcome
+            .collisions
+            .iter()
+            .map(|c| format!("{} (collides with another path)", c.path)),
+    );
     if !failed.is_empty() {
         return Err(CreateError::Checkout {
             path: dest.to_owned(),

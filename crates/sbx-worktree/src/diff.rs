@@ -94,7 +94,11 @@ impl fmt::Display for DiffSummary {
             if file.binary {
                 writeln!(f, "{kind} {path} | binary")?;
             } else {
-                writeln!(f, "{kind} {path} | +{} -{}", file.insertions, file.deletions)?;
+                writeln!(
+                    f,
+                    "{kind} {path} | +{} -{}",
+                    file.insertions, file.deletions
+                )?;
             }
         }
         writeln!(
@@ -143,9 +147,15 @@ fn is_gitlink(side: &Option<Side>) -> bool {
     side.as_ref().is_some_and(|s| s.kind == EntryKind::Commit)
 }
 
-fn base_side(repo: &gix::Repository, tree: gix::ObjectId, path: &BString) -> Result<Option<Side>, GitError> {
+fn base_side(
+    repo: &gix::Repository,
+    tree: gix::ObjectId,
+    path: &BString,
+) -> Result<Option<Side>, GitError> {
     let action = || format!("reading {path} at the base commit");
-    let tree = repo.find_tree(tree).map_err(|e| GitError::new(action(), e))?;
+    let tree = repo
+        .find_tree(tree)
+        .map_err(|e| GitError::new(action(), e))?;
     let Some(entry) = tree
         .lookup_entry_by_path(rel_path(path))
         .map_err(|e| GitError::new(action(), e))?
@@ -172,7 +182,11 @@ fn base_side(repo: &gix::Repository, tree: gix::ObjectId, path: &BString) -> Res
     }))
 }
 
-fn worktree_side(repo: &gix::Repository, root: &Path, path: &BString) -> Result<Option<Side>, IoError> {
+fn worktree_side(
+    repo: &gix::Repository,
+    root: &Path,
+    path: &BString,
+) -> Result<Option<Side>, IoError> {
     let abs = root.join(rel_path(path));
     let meta = match std::fs::symlink_metadata(&abs) {
         Ok(meta) => meta,
@@ -181,7 +195,10 @@ fn worktree_side(repo: &gix::Repository, root: &Path, path: &BString) -> Result<
     };
     let (kind, data) = if meta.file_type().is_symlink() {
         let target = std::fs::read_link(&abs).map_err(|e| IoError::new("reading", &abs, e))?;
-        (EntryKind::Link, target.into_os_string().into_encoded_bytes())
+        (
+            EntryKind::Link,
+            target.into_os_string().into_encoded_bytes(),
+        )
     } else if meta.is_dir() {
         // A directory where a file was, or a submodule checkout: its contents are listed separately.
         return Ok(Some(Side {
@@ -192,7 +209,11 @@ fn worktree_side(repo: &gix::Repository, root: &Path, path: &BString) -> Result<
     } else {
         let data = std::fs::read(&abs).map_err(|e| IoError::new("reading", &abs, e))?;
         let executable = meta.permissions().mode() & 0o111 != 0;
-        let kind = if executable { EntryKind::BlobExecutable } else { EntryKind::Blob };
+        let kind = if executable {
+            EntryKind::BlobExecutable
+        } else {
+            EntryKind::Blob
+        };
         (kind, data)
     };
     let id = gix::objs::compute_hash(repo.object_hash(), gix::objs::Kind::Blob, &data)
@@ -206,9 +227,11 @@ fn rel_path(path: &BString) -> &Path {
 }
 
 type Sides = BTreeMap<BString, (Option<Side>, Option<Side>)>;
+/// Path, path before a rename, old side, new side.
+type Change = (BString, Option<BString>, Option<Side>, Option<Side>);
 
 /// A deleted and an added file with identical content and mode are a rename.
-fn pair_renames(mut sides: Sides) -> Vec<(BString, Option<BString>, Option<Side>, Option<Side>)> {
+fn pair_renames(mut sides: Sides) -> Vec<Change> {
     let mut out = Vec::new();
     let deleted: Vec<BString> = sides
         .iter()
@@ -216,7 +239,9 @@ fn pair_renames(mut sides: Sides) -> Vec<(BString, Option<BString>, Option<Side>
         .map(|(path, _)| path.clone())
         .collect();
     for old_path in deleted {
-        let Some(old_side) = sides.get(&old_path).and_then(|(old, _)| old.clone()) else { continue };
+        let Some(old_side) = sides.get(&old_path).and_then(|(old, _)| old.clone()) else {
+            continue;
+        };
         let target = sides
             .iter()
             .find(|(_, (old, new))| old.is_none() && new.as_ref() == Some(&old_side))
@@ -228,12 +253,16 @@ fn pair_renames(mut sides: Sides) -> Vec<(BString, Option<BString>, Option<Side>
             }
         }
     }
-    out.extend(sides.into_iter().map(|(path, (old, new))| (path, None, old, new)));
+    out.extend(
+        sides
+            .into_iter()
+            .map(|(path, (old, new))| (path, None, old, new)),
+    );
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
 
-fn render(changes: Vec<(BString, Option<BString>, Option<Side>, Option<Side>)>) -> Diff {
+fn render(changes: Vec<Change>) -> Diff {
     let mut summary = DiffSummary::default();
     let mut patch = String::new();
     for (path, old_path, old, new) in changes {
@@ -252,11 +281,26 @@ fn render(changes: Vec<(BString, Option<BString>, Option<Side>, Option<Side>)>) 
             line_diff(old_data, new_data)
         };
         let old_name = old_path.as_ref().unwrap_or(&path);
-        write_header(&mut patch, old_name, &path, kind, old.as_ref(), new.as_ref());
+        write_header(
+            &mut patch,
+            old_name,
+            &path,
+            kind,
+            old.as_ref(),
+            new.as_ref(),
+        );
         if binary && old_data != new_data {
-            patch.push_str(&format!("Binary files {} and {} differ\n", side_name("a", old_name, &old), side_name("b", &path, &new)));
+            patch.push_str(&format!(
+                "Binary files {} and {} differ\n",
+                side_name("a", old_name, &old),
+                side_name("b", &path, &new)
+            ));
         } else if !hunks.is_empty() {
-            patch.push_str(&format!("--- {}\n+++ {}\n", side_name("a", old_name, &old), side_name("b", &path, &new)));
+            patch.push_str(&format!(
+                "--- {}\n+++ {}\n",
+                side_name("a", old_name, &old),
+                side_name("b", &path, &new)
+            ));
             patch.push_str(&hunks);
         }
         match kind {
@@ -296,16 +340,33 @@ fn mode_of(side: &Side) -> &'static str {
     }
 }
 
-fn write_header(out: &mut String, old_path: &BString, path: &BString, kind: ChangeKind, old: Option<&Side>, new: Option<&Side>) {
+fn write_header(
+    out: &mut String,
+    old_path: &BString,
+    path: &BString,
+    kind: ChangeKind,
+    old: Option<&Side>,
+    new: Option<&Side>,
+) {
     out.push_str(&format!("diff --git a/{old_path} b/{path}\n"));
     match (kind, old, new) {
-        (ChangeKind::Added, _, Some(new)) => out.push_str(&format!("new file mode {}\n", mode_of(new))),
-        (ChangeKind::Deleted, Some(old), _) => out.push_str(&format!("deleted file mode {}\n", mode_of(old))),
+        (ChangeKind::Added, _, Some(new)) => {
+            out.push_str(&format!("new file mode {}\n", mode_of(new)))
+        }
+        (ChangeKind::Deleted, Some(old), _) => {
+            out.push_str(&format!("deleted file mode {}\n", mode_of(old)))
+        }
         (ChangeKind::Renamed, _, _) => {
-            out.push_str(&format!("similarity index 100%\nrename from {old_path}\nrename to {path}\n"));
+            out.push_str(&format!(
+                "similarity index 100%\nrename from {old_path}\nrename to {path}\n"
+            ));
         }
         (_, Some(old), Some(new)) if old.kind != new.kind => {
-            out.push_str(&format!("old mode {}\nnew mode {}\n", mode_of(old), mode_of(new)));
+            out.push_str(&format!(
+                "old mode {}\nnew mode {}\n",
+                mode_of(old),
+                mode_of(new)
+            ));
         }
         _ => {}
     }
@@ -321,9 +382,14 @@ fn line_diff(old: &[u8], new: &[u8]) -> (u32, u32, String) {
     let input = InternedInput::new(old, new);
     let diff = diff_with_slider_heuristics(Algorithm::Histogram, &input);
     let (insertions, deletions) = (diff.count_additions(), diff.count_removals());
-    let hunks = UnifiedDiff::new(&diff, &input, GitHunks::default(), ContextSize::symmetrical(3))
-        .consume()
-        .unwrap_or_default();
+    let hunks = UnifiedDiff::new(
+        &diff,
+        &input,
+        GitHunks::default(),
+        ContextSize::symmetrical(3),
+    )
+    .consume()
+    .unwrap_or_default();
     (insertions, deletions, hunks)
 }
 
@@ -335,7 +401,11 @@ struct GitHunks(String);
 impl ConsumeHunk for GitHunks {
     type Out = String;
 
-    fn consume_hunk(&mut self, header: HunkHeader, lines: &[(DiffLineKind, &[u8])]) -> std::io::Result<()> {
+    fn consume_hunk(
+        &mut self,
+        header: HunkHeader,
+        lines: &[(DiffLineKind, &[u8])],
+    ) -> std::io::Result<()> {
         let range = |start: u32, len: u32| match len {
             0 => format!("{},0", start.saturating_sub(1)),
             1 => start.to_string(),
@@ -375,14 +445,20 @@ mod tests {
         let (ins, del, hunks) = line_diff(b"a\nb\nc\n", b"a\nB\nc\nd\n");
         assert_eq!((ins, del), (2, 1));
         assert!(hunks.starts_with("@@ -1,3 +1,4 @@\n"), "{hunks}");
-        assert!(hunks.contains("-b\n+B\n") && hunks.contains("+d\n"), "{hunks}");
+        assert!(
+            hunks.contains("-b\n+B\n") && hunks.contains("+d\n"),
+            "{hunks}"
+        );
     }
 
     #[test]
     fn hunk_headers_and_missing_newlines_look_like_git() {
         assert_eq!(line_diff(b"", b"a\n").2, "@@ -0,0 +1 @@\n+a\n");
         assert_eq!(line_diff(b"a\n", b"").2, "@@ -1 +0,0 @@\n-a\n");
-        assert_eq!(line_diff(b"a", b"b").2, "@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+b\n\\ No newline at end of file\n");
+        assert_eq!(
+            line_diff(b"a", b"b").2,
+            "@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+b\n\\ No newline at end of file\n"
+        );
     }
 
     #[test]

@@ -86,7 +86,11 @@ pub struct IoError {
 }
 
 impl IoError {
-    pub(crate) fn new(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn new(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         Self {
             action,
             path: path.into(),
@@ -120,7 +124,9 @@ pub enum RecordError {
         repo: PathBuf,
     },
     /// The record file is not valid.
-    #[error("sandbox record {path} is corrupt ({source}); remove it with `remove --force` or delete the file")]
+    #[error(
+        "sandbox record {path} is corrupt ({source}); remove it with `remove --force` or delete the file"
+    )]
     Corrupt {
         /// The record file.
         path: PathBuf,
@@ -144,7 +150,9 @@ pub enum CreateError {
     #[error(transparent)]
     Open(#[from] OpenError),
     /// The repository has no commit to branch from.
-    #[error("{repo}: HEAD points to the unborn branch {branch:?}, there is no commit to branch from yet; make a first commit")]
+    #[error(
+        "{repo}: HEAD points to the unborn branch {branch:?}, there is no commit to branch from yet; make a first commit"
+    )]
     UnbornHead {
         /// The repository.
         repo: PathBuf,
@@ -160,7 +168,9 @@ pub enum CreateError {
         repo: PathBuf,
     },
     /// The requested branch exists already.
-    #[error("branch {branch:?} already exists; pick another name or omit it to get `sbx/<sandbox>`")]
+    #[error(
+        "branch {branch:?} already exists; pick another name or omit it to get `sbx/<sandbox>`"
+    )]
     BranchExists {
         /// The branch.
         branch: String,
@@ -209,7 +219,9 @@ pub enum ReviewError {
     #[error(transparent)]
     Record(#[from] RecordError),
     /// The sandbox's worktree is gone (e.g. removed with `git worktree remove`).
-    #[error("the worktree of sandbox {sandbox:?} at {path} is missing; `remove {sandbox}` cleans up the rest")]
+    #[error(
+        "the worktree of sandbox {sandbox:?} at {path} is missing; `remove {sandbox}` cleans up the rest"
+    )]
     WorktreeMissing {
         /// The sandbox.
         sandbox: String,

@@ -28,7 +28,8 @@ pub(crate) fn run(dir: &Path, args: &[&OsStr]) -> Result<String, CommandError> {
         cmd.env_remove(var);
     }
     // Never wait for an editor or a credential prompt.
-    cmd.env("GIT_TERMINAL_PROMPT", "0").env("GIT_EDITOR", "true");
+    cmd.env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_EDITOR", "true");
     let describe = || {
         let mut line = format!("git -C {}", dir.display());
         for arg in args {

@@ -38,7 +38,8 @@ impl Host {
             }
         };
         let main_workdir = std::fs::canonicalize(&main_workdir).map_err(|e| not_repo(e.into()))?;
-        let common_dir = std::fs::canonicalize(repo.common_dir()).map_err(|e| not_repo(e.into()))?;
+        let common_dir =
+            std::fs::canonicalize(repo.common_dir()).map_err(|e| not_repo(e.into()))?;
         Ok(Self {
             repo,
             main_workdir,

@@ -17,7 +17,11 @@ use crate::error::{CreateError, GitError, IoError};
 pub const WORKTREE_INCLUDE: &str = ".worktreeinclude";
 
 /// Copy the included, ignored files from the host's main worktree into `dest`. Returns the copied paths.
-pub(crate) fn copy_included(repo: &gix::Repository, src_root: &Path, dest: &Path) -> Result<Vec<String>, CreateError> {
+pub(crate) fn copy_included(
+    repo: &gix::Repository,
+    src_root: &Path,
+    dest: &Path,
+) -> Result<Vec<String>, CreateError> {
     let file = src_root.join(WORKTREE_INCLUDE);
     let text = match std::fs::read(&file) {
         Ok(text) => text,
@@ -71,7 +75,10 @@ impl Walk<'_> {
     fn dir(&mut self, rel_dir: BString) -> Result<(), CreateError> {
         let abs = self.src_root.join(rel_dir.to_path_lossy());
         let entries = std::fs::read_dir(&abs).map_err(|e| IoError::new("reading", &abs, e))?;
-        let mut names: Vec<_> = entries.filter_map(Result::ok).map(|e| e.file_name()).collect();
+        let mut names: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
         names.sort();
         for name in names {
             let Some(name) = name.to_str() else { continue };
@@ -84,7 +91,9 @@ impl Walk<'_> {
             }
             rel.push_str(name);
             let abs_entry = self.src_root.join(rel.to_path_lossy());
-            let Ok(meta) = std::fs::symlink_metadata(&abs_entry) else { continue };
+            let Ok(meta) = std::fs::symlink_metadata(&abs_entry) else {
+                continue;
+            };
             if meta.is_dir() {
                 self.visit_dir(rel, &abs_entry)?;
             } else {
@@ -122,7 +131,9 @@ impl Walk<'_> {
         let abs = self.src_root.join(rel.to_path_lossy());
         let entries = std::fs::read_dir(&abs).map_err(|e| IoError::new("reading", &abs, e))?;
         for entry in entries.filter_map(Result::ok) {
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
             let mut child = rel.clone();
             child.push(b'/');
             child.push_str(&name);
@@ -144,10 +155,13 @@ impl Walk<'_> {
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent).map_err(|e| IoError::new("creating", parent, e))?;
         }
-        let meta = std::fs::symlink_metadata(&from).map_err(|e| IoError::new("reading", &from, e))?;
+        let meta =
+            std::fs::symlink_metadata(&from).map_err(|e| IoError::new("reading", &from, e))?;
         if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&from).map_err(|e| IoError::new("reading", &from, e))?;
-            std::os::unix::fs::symlink(target, &to).map_err(|e| IoError::new("creating", &to, e))?;
+            let target =
+                std::fs::read_link(&from).map_err(|e| IoError::new("reading", &from, e))?;
+            std::os::unix::fs::symlink(target, &to)
+                .map_err(|e| IoError::new("creating", &to, e))?;
         } else if meta.is_file() {
             std::fs::copy(&from, &to).map_err(|e| IoError::new("copying to", &to, e))?;
         } else {
@@ -197,7 +211,8 @@ impl Walk<'_> {
             let text = p.text.as_bstr();
             let literal = &text[..p.first_wildcard_pos.unwrap_or(text.len())];
             let literal = literal.strip_prefix(b"/").unwrap_or(literal);
-            literal.starts_with(&prefix) || (p.first_wildcard_pos.is_some() && prefix.starts_with(literal))
+            literal.starts_with(&prefix)
+                || (p.first_wildcard_pos.is_some() && prefix.starts_with(literal))
         })
     }
 }

@@ -45,7 +45,11 @@ impl Host {
         Ok(out)
     }
 
-    fn status_of(&self, repo: &gix::Repository, record: &Record) -> Result<SandboxStatus, ReviewError> {
+    fn status_of(
+        &self,
+        repo: &gix::Repository,
+        record: &Record,
+    ) -> Result<SandboxStatus, ReviewError> {
         let base = parse_id(&record.base)?;
         let mut status = SandboxStatus {
             sandbox: record.sandbox.clone(),
@@ -98,7 +102,8 @@ pub(crate) fn open_sandbox(record: &Record) -> Option<gix::Repository> {
 }
 
 pub(crate) fn parse_id(hex: &str) -> Result<gix::ObjectId, GitError> {
-    gix::ObjectId::from_hex(hex.as_bytes()).map_err(|e| GitError::new(format!("parsing commit id {hex:?}"), e))
+    gix::ObjectId::from_hex(hex.as_bytes())
+        .map_err(|e| GitError::new(format!("parsing commit id {hex:?}"), e))
 }
 
 pub(crate) fn require_sandbox(record: &Record) -> Result<gix::Repository, ReviewError> {

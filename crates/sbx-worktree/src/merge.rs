@@ -51,11 +51,14 @@ impl Host {
         let record = record::load(&self.common_dir, &self.main_workdir, &name)?;
         let sandbox_repo = require_sandbox(&record)?;
         let branch = record.branch.clone().unwrap_or_default();
-        let target = record.base_branch.clone().ok_or_else(|| MergeError::NoTargetBranch {
-            sandbox: record.sandbox.clone(),
-            branch: branch.clone(),
-            base: record.base.clone(),
-        })?;
+        let target = record
+            .base_branch
+            .clone()
+            .ok_or_else(|| MergeError::NoTargetBranch {
+                sandbox: record.sandbox.clone(),
+                branch: branch.clone(),
+                base: record.base.clone(),
+            })?;
         refuse_uncommitted(&record, &sandbox_repo)?;
         let repo = self.fresh()?;
         let tip = sandbox_tip(&repo, &record, &branch)?;
@@ -66,7 +69,12 @@ impl Host {
         let merge_base = repo
             .merge_base(tip, target_tip)
             .map(|id| id.map(gix::Id::detach))
-            .map_err(|e| GitError::new(format!("finding the merge base of {branch} and {target}"), e))?;
+            .map_err(|e| {
+                GitError::new(
+                    format!("finding the merge base of {branch} and {target}"),
+                    e,
+                )
+            })?;
         if merge_base == Some(tip) {
             return Ok(MergeOutcome::UpToDate { target });
         }
@@ -104,14 +112,19 @@ impl Host {
             // gix has no two-tree checkout that updates a populated worktree and index while keeping local
             // changes, so the CLI does the fast-forward; it refuses (changing nothing) if local changes are in the way.
             let hex = new_tip.to_string();
-            let args: [&OsStr; 4] = ["merge".as_ref(), "--ff-only".as_ref(), "--quiet".as_ref(), hex.as_ref()];
-            return gitcli::run(&worktree, &args)
-                .map(drop)
-                .map_err(|source| MergeError::WorktreeUpdateRefused {
+            let args: [&OsStr; 4] = [
+                "merge".as_ref(),
+                "--ff-only".as_ref(),
+                "--quiet".as_ref(),
+                hex.as_ref(),
+            ];
+            return gitcli::run(&worktree, &args).map(drop).map_err(|source| {
+                MergeError::WorktreeUpdateRefused {
                     target: target.to_owned(),
                     worktree,
                     source,
-                });
+                }
+            });
         }
         let name: gix::refs::FullName = target
             .try_into()
@@ -135,7 +148,11 @@ impl Host {
 }
 
 /// The sandbox branch tip as the host sees it; for a clone, fetched first into `refs/remotes/sandbox-<name>/`.
-fn sandbox_tip(repo: &gix::Repository, record: &Record, branch: &str) -> Result<gix::ObjectId, MergeError> {
+fn sandbox_tip(
+    repo: &gix::Repository,
+    record: &Record,
+    branch: &str,
+) -> Result<gix::ObjectId, MergeError> {
     let full = match record.mode {
         Mode::Branch => format!("refs/heads/{branch}"),
         Mode::Clone => {
@@ -143,8 +160,13 @@ fn sandbox_tip(repo: &gix::Repository, record: &Record, branch: &str) -> Result<
             format!("refs/remotes/sandbox-{}/{branch}", record.sandbox)
         }
     };
-    ref_target(repo, &full)?
-        .ok_or_else(|| GitError::new(format!("looking up {full}"), "the sandbox branch does not exist").into())
+    ref_target(repo, &full)?.ok_or_else(|| {
+        GitError::new(
+            format!("looking up {full}"),
+            "the sandbox branch does not exist",
+        )
+        .into()
+    })
 }
 
 /// Uncommitted work would silently stay behind; make the user decide.
@@ -178,7 +200,10 @@ fn merge_commit(
         current: Some(target.into()),
         other: Some(branch.into()),
     };
-    let options: gix::merge::commit::Options = repo.tree_merge_options().map_err(|e| GitError::new(action(), e))?.into();
+    let options: gix::merge::commit::Options = repo
+        .tree_merge_options()
+        .map_err(|e| GitError::new(action(), e))?
+        .into();
     // Objects of the trial merge stay in memory, so a refused merge leaves no trace in the object database.
     let trial = repo.clone().with_object_memory();
     let outcome = trial
@@ -191,7 +216,12 @@ fn merge_commit(
             .conflicts
             .iter()
             .filter(|c| c.is_unresolved(how))
-            .flat_map(|c| [c.ours.location().to_string(), c.theirs.location().to_string()])
+            .flat_map(|c| {
+                [
+                    c.ours.location().to_string(),
+                    c.theirs.location().to_string(),
+                ]
+            })
             .collect();
         files.sort();
         files.dedup();
@@ -201,7 +231,10 @@ fn merge_commit(
             files,
         });
     }
-    let options: gix::merge::commit::Options = repo.tree_merge_options().map_err(|e| GitError::new(action(), e))?.into();
+    let options: gix::merge::commit::Options = repo
+        .tree_merge_options()
+        .map_err(|e| GitError::new(action(), e))?
+        .into();
     let labels = gix::merge::blob::builtin_driver::text::Labels {
         ancestor: Some("base".into()),
         current: Some(target.into()),
@@ -210,12 +243,24 @@ fn merge_commit(
     let mut outcome = repo
         .merge_commits(ours, theirs, labels, options)
         .map_err(|e| GitError::new(action(), e))?;
-    let tree = outcome.tree_merge.tree.write().map_err(|e| GitError::new(action(), e))?;
+    let tree = outcome
+        .tree_merge
+        .tree
+        .write()
+        .map_err(|e| GitError::new(action(), e))?;
     let short_target = target.strip_prefix("refs/heads/").unwrap_or(target);
-    let message = format!("Merge sandbox '{}' (branch '{branch}') into {short_target}\n", record.sandbox);
+    let message = format!(
+        "Merge sandbox '{}' (branch '{branch}') into {short_target}\n",
+        record.sandbox
+    );
     let commit = repo
         .new_commit(message, tree.detach(), [ours, theirs])
-        .map_err(|e| GitError::new(format!("{} (is user.name/user.email configured?)", action()), e))?;
+        .map_err(|e| {
+            GitError::new(
+                format!("{} (is user.name/user.email configured?)", action()),
+                e,
+            )
+        })?;
     Ok(commit.id)
 }
 
@@ -226,7 +271,9 @@ fn checked_out_in(repo: &gix::Repository, target: &str) -> Result<Option<PathBuf
         .map_err(|e| GitError::new("listing worktrees", e))?;
     for worktree in worktrees {
         let Ok(worktree) = worktree else { continue };
-        let Ok(Some(head)) = worktree.head_name() else { continue };
+        let Ok(Some(head)) = worktree.head_name() else {
+            continue;
+        };
         if head.as_bstr() == target.as_bytes()
             && let Some(dir) = worktree.workdir()
         {
@@ -235,4 +282,3 @@ fn checked_out_in(repo: &gix::Repository, target: &str) -> Result<Option<PathBuf
     }
     Ok(None)
 }
-

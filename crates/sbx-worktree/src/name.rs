@@ -32,7 +32,9 @@ impl SandboxName {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         {
-            return Err(bad("only ASCII letters, digits, '.', '_' and '-' are allowed"));
+            return Err(bad(
+                "only ASCII letters, digits, '.', '_' and '-' are allowed",
+            ));
         }
         if !name.as_bytes()[0].is_ascii_alphanumeric() {
             return Err(bad("it must start with a letter or digit"));
@@ -140,7 +142,13 @@ mod tests {
         for name in ["agent", "agent-1", "a.b_c", "7up"] {
             assert_eq!(SandboxName::new(name).map(|n| n.0), Ok(name.to_owned()));
         }
-        for name in ["sbx/agent", "feature/login-form", "v1.2", "a/b/c", "ünïcode"] {
+        for name in [
+            "sbx/agent",
+            "feature/login-form",
+            "v1.2",
+            "a/b/c",
+            "ünïcode",
+        ] {
             assert_eq!(BranchName::new(name).map(|n| n.0), Ok(name.to_owned()));
         }
     }
@@ -148,21 +156,64 @@ mod tests {
     #[test]
     fn rejects_what_an_attacker_would_try() {
         let sandbox_attacks = [
-            "", "-rf", "--upload-pack=evil", "../x", "..", ".hidden", "a/b", "a b", "a\nb", "x.lock", "a..b",
-            "a:b", "a\\b", "a;rm", "$(id)", "a\0b",
+            "",
+            "-rf",
+            "--upload-pack=evil",
+            "../x",
+            "..",
+            ".hidden",
+            "a/b",
+            "a b",
+            "a\nb",
+            "x.lock",
+            "a..b",
+            "a:b",
+            "a\\b",
+            "a;rm",
+            "$(id)",
+            "a\0b",
         ];
         for name in sandbox_attacks {
-            assert!(SandboxName::new(name).is_err(), "sandbox name {name:?} must be rejected");
+            assert!(
+                SandboxName::new(name).is_err(),
+                "sandbox name {name:?} must be rejected"
+            );
         }
         let too_long = "a".repeat(65);
         assert!(SandboxName::new(&too_long).is_err());
         let branch_attacks = [
-            "", "-b", "--orphan", "../../etc", "a/../b", "a/./b", "/abs", "trailing/", "a//b", "a.", "x.lock",
-            "x.lock/y", "a@{1}", "HEAD", "@", "a b", "a~1", "a^", "a:b", "a?", "a*", "a[", "a\\b", "a\u{7f}b",
-            ".git/config", "a/.b",
+            "",
+            "-b",
+            "--orphan",
+            "../../etc",
+            "a/../b",
+            "a/./b",
+            "/abs",
+            "trailing/",
+            "a//b",
+            "a.",
+            "x.lock",
+            "x.lock/y",
+            "a@{1}",
+            "HEAD",
+            "@",
+            "a b",
+            "a~1",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[",
+            "a\\b",
+            "a\u{7f}b",
+            ".git/config",
+            "a/.b",
         ];
         for name in branch_attacks {
-            assert!(BranchName::new(name).is_err(), "branch name {name:?} must be rejected");
+            assert!(
+                BranchName::new(name).is_err(),
+                "branch name {name:?} must be rejected"
+            );
         }
     }
 
@@ -174,6 +225,9 @@ mod tests {
 
     #[test]
     fn full_ref_prefixes_heads() {
-        assert_eq!(BranchName::new("sbx/x").unwrap().full_ref(), "refs/heads/sbx/x");
+        assert_eq!(
+            BranchName::new("sbx/x").unwrap().full_ref(),
+            "refs/heads/sbx/x"
+        );
     }
 }

@@ -56,7 +56,13 @@ pub(crate) struct Record {
 const RECORD_VERSION: u32 = 1;
 
 impl Record {
-    pub(crate) fn new(sandbox: &SandboxName, mode: Mode, base: String, base_branch: Option<String>, path: PathBuf) -> Self {
+    pub(crate) fn new(
+        sandbox: &SandboxName,
+        mode: Mode,
+        base: String,
+        base_branch: Option<String>,
+        path: PathBuf,
+    ) -> Self {
         Self {
             version: RECORD_VERSION,
             sandbox: sandbox.as_str().to_owned(),
@@ -84,7 +90,11 @@ pub(crate) fn claim(common_dir: &Path, record: &Record) -> Result<bool, IoError>
     let dir = records_dir(common_dir);
     std::fs::create_dir_all(&dir).map_err(|e| IoError::new("creating", &dir, e))?;
     let path = record_path(common_dir, &record.sandbox);
-    let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+    let mut file = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
         Err(e) => return Err(IoError::new("creating", &path, e)),
@@ -127,7 +137,11 @@ pub(crate) fn delete(common_dir: &Path, sandbox: &str) -> Result<(), IoError> {
 }
 
 /// Load the record of `sandbox`.
-pub(crate) fn load(common_dir: &Path, repo: &Path, sandbox: &SandboxName) -> Result<Record, RecordError> {
+pub(crate) fn load(
+    common_dir: &Path,
+    repo: &Path,
+    sandbox: &SandboxName,
+) -> Result<Record, RecordError> {
     let path = record_path(common_dir, sandbox.as_str());
     match std::fs::read(&path) {
         Ok(bytes) => parse(&path, &bytes),
@@ -196,7 +210,10 @@ mod tests {
         store(dir.path(), &record).unwrap();
         assert_eq!(load(dir.path(), dir.path(), &name).unwrap(), record);
         delete(dir.path(), "a").unwrap();
-        assert!(matches!(load(dir.path(), dir.path(), &name), Err(RecordError::NotFound { .. })));
+        assert!(matches!(
+            load(dir.path(), dir.path(), &name),
+            Err(RecordError::NotFound { .. })
+        ));
     }
 
     #[test]

@@ -83,16 +83,27 @@ fn refuse_dirty(record: &Record, sandbox_repo: &gix::Repository) -> Result<(), R
 }
 
 /// The branch tip and how many of its commits no other ref reaches.
-fn branch_unmerged(repo: &gix::Repository, record: &Record) -> Result<(Option<gix::ObjectId>, usize), RemoveError> {
-    let Some(branch) = &record.branch else { return Ok((None, 0)) };
+fn branch_unmerged(
+    repo: &gix::Repository,
+    record: &Record,
+) -> Result<(Option<gix::ObjectId>, usize), RemoveError> {
+    let Some(branch) = &record.branch else {
+        return Ok((None, 0));
+    };
     let full = format!("refs/heads/{branch}");
-    let Some(tip) = ref_target(repo, &full)? else { return Ok((None, 0)) };
+    let Some(tip) = ref_target(repo, &full)? else {
+        return Ok((None, 0));
+    };
     let others = other_ref_tips(repo, |name| name == full.as_bytes())?;
     Ok((Some(tip), count_commits(repo, tip, &others)?))
 }
 
 /// Commits of the clone's branches that the host has in none of its refs (except this sandbox's remote refs).
-fn clone_unmerged(host: &gix::Repository, clone: Option<&gix::Repository>, record: &Record) -> Result<usize, RemoveError> {
+fn clone_unmerged(
+    host: &gix::Repository,
+    clone: Option<&gix::Repository>,
+    record: &Record,
+) -> Result<usize, RemoveError> {
     let Some(clone) = clone else { return Ok(0) };
     // Refs fetched from this very sandbox disappear with it, so they do not count as "merged".
     let own_remote = format!("refs/remotes/sandbox-{}/", record.sandbox);
@@ -100,7 +111,14 @@ fn clone_unmerged(host: &gix::Repository, clone: Option<&gix::Repository>, recor
     hidden.push(parse_id(&record.base)?);
     let branches = clone
         .references()
-        .and_then(|r| r.local_branches().map(|iter| iter.filter_map(Result::ok).filter_map(|mut r| r.peel_to_id().ok()).map(gix::Id::detach).collect::<Vec<_>>()))
+        .and_then(|r| {
+            r.local_branches().map(|iter| {
+                iter.filter_map(Result::ok)
+                    .filter_map(|mut r| r.peel_to_id().ok())
+                    .map(gix::Id::detach)
+                    .collect::<Vec<_>>()
+            })
+        })
         .map_err(|e| GitError::new("listing the clone's branches", e))?;
     let mut total = 0;
     for tip in branches {
@@ -110,9 +128,16 @@ fn clone_unmerged(host: &gix::Repository, clone: Option<&gix::Repository>, recor
 }
 
 /// Tips of all refs (branches, tags, remote-tracking refs) except those whose full name `skip` selects.
-fn other_ref_tips(repo: &gix::Repository, skip: impl Fn(&[u8]) -> bool) -> Result<Vec<gix::ObjectId>, GitError> {
-    let platform = repo.references().map_err(|e| GitError::new("listing refs", e))?;
-    let iter = platform.all().map_err(|e| GitError::new("listing refs", e))?;
+fn other_ref_tips(
+    repo: &gix::Repository,
+    skip: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<gix::ObjectId>, GitError> {
+    let platform = repo
+        .references()
+        .map_err(|e| GitError::new("listing refs", e))?;
+    let iter = platform
+        .all()
+        .map_err(|e| GitError::new("listing refs", e))?;
     let mut tips = Vec::new();
     for reference in iter.filter_map(Result::ok) {
         let mut reference = reference;
@@ -127,7 +152,11 @@ fn other_ref_tips(repo: &gix::Repository, skip: impl Fn(&[u8]) -> bool) -> Resul
 }
 
 /// Delete `branch` if it still points at `expected` (so a concurrent update is never lost).
-pub(crate) fn delete_branch(repo: &gix::Repository, branch: &str, expected: gix::ObjectId) -> Result<(), GitError> {
+pub(crate) fn delete_branch(
+    repo: &gix::Repository,
+    branch: &str,
+    expected: gix::ObjectId,
+) -> Result<(), GitError> {
     let full = format!("refs/heads/{branch}");
     let name: gix::refs::FullName = full
         .as_str()
@@ -147,9 +176,16 @@ pub(crate) fn delete_branch(repo: &gix::Repository, branch: &str, expected: gix:
 
 /// Remove the registered linked worktree at `path` through gix (like `git worktree remove`); a worktree that is no
 /// longer registered (e.g. removed with `git worktree remove`) only has its leftovers deleted.
-fn remove_linked_worktree(repo: &gix::Repository, common_dir: &Path, path: &Path, force: bool) -> Result<(), GitError> {
+fn remove_linked_worktree(
+    repo: &gix::Repository,
+    common_dir: &Path,
+    path: &Path,
+    force: bool,
+) -> Result<(), GitError> {
     let wanted = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-    let proxies = repo.worktrees().map_err(|e| GitError::new("listing worktrees", e))?;
+    let proxies = repo
+        .worktrees()
+        .map_err(|e| GitError::new("listing worktrees", e))?;
     for proxy in proxies {
         let Ok(base) = proxy.base() else { continue };
         if std::fs::canonicalize(&base).unwrap_or(base) != wanted {
@@ -161,9 +197,21 @@ fn remove_linked_worktree(repo: &gix::Repository, common_dir: &Path, path: &Path
         } else {
             gix::worktree::remove::Force::DiscardChanges
         };
-        return proxy
-            .remove(mode, gix::progress::Discard)
-            .map_err(|e| GitError::new(format!("removing the worktree {}", path.display()), e));
+        let admin = proxy.git_dir().to_owned();
+        return match proxy.remove(mode, gix::progress::Discard) {
+            Ok(()) => Ok(()),
+            // E.g. the sandbox rewrote its `.git` file to point elsewhere: with force, delete the checkout and the
+            // registration we know from the host side, never following the worktree's own pointer.
+            Err(_) if force => {
+                let _ = std::fs::remove_dir_all(path);
+                let _ = std::fs::remove_dir_all(&admin);
+                Ok(())
+            }
+            Err(e) => Err(GitError::new(
+                format!("removing the worktree {}", path.display()),
+                e,
+            )),
+        };
     }
     remove_worktree_files(common_dir, path);
     Ok(())
@@ -175,10 +223,16 @@ pub(crate) fn remove_worktree_files(common_dir: &Path, worktree: &Path) {
     let worktrees_dir = common_dir.join("worktrees");
     let admin = std::fs::read_to_string(worktree.join(".git"))
         .ok()
-        .and_then(|text| text.strip_prefix("gitdir:").map(|p| Path::new(p.trim()).to_owned()));
+        .and_then(|text| {
+            text.strip_prefix("gitdir:")
+                .map(|p| Path::new(p.trim()).to_owned())
+        });
     let _ = std::fs::remove_dir_all(worktree);
     if let Some(admin) = admin
-        && let (Ok(admin), Ok(worktrees_dir)) = (std::fs::canonicalize(&admin), std::fs::canonicalize(&worktrees_dir))
+        && let (Ok(admin), Ok(worktrees_dir)) = (
+            std::fs::canonicalize(&admin),
+            std::fs::canonicalize(&worktrees_dir),
+        )
         && admin.parent() == Some(worktrees_dir.as_path())
     {
         let _ = std::fs::remove_dir_all(admin);
@@ -189,10 +243,12 @@ pub(crate) fn remove_worktree_files(common_dir: &Path, worktree: &Path) {
 fn remove_empty_parents(sbx_dir: &Path, removed: &Path) {
     let mut dir = removed.parent();
     while let Some(current) = dir {
-        if current == sbx_dir || !current.starts_with(sbx_dir) || std::fs::remove_dir(current).is_err() {
+        if current == sbx_dir
+            || !current.starts_with(sbx_dir)
+            || std::fs::remove_dir(current).is_err()
+        {
             break;
         }
         dir = current.parent();
     }
 }
-

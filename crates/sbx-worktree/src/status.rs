@@ -6,8 +6,16 @@ use crate::error::GitError;
 
 /// Paths (sorted, unique) whose worktree state differs from `against_tree`: committed, staged, unstaged and
 /// untracked-but-not-ignored changes alike. Submodule contents are not inspected.
-pub(crate) fn changed_paths(worktree: &gix::Repository, against_tree: gix::ObjectId) -> Result<Vec<BString>, GitError> {
-    let action = || format!("reading the status of {}", worktree.workdir().unwrap_or(worktree.git_dir()).display());
+pub(crate) fn changed_paths(
+    worktree: &gix::Repository,
+    against_tree: gix::ObjectId,
+) -> Result<Vec<BString>, GitError> {
+    let action = || {
+        format!(
+            "reading the status of {}",
+            worktree.workdir().unwrap_or(worktree.git_dir()).display()
+        )
+    };
     let iter = worktree
         .status(gix::progress::Discard)
         .map_err(|e| GitError::new(action(), e))?
@@ -32,7 +40,10 @@ pub(crate) fn changed_paths(worktree: &gix::Repository, against_tree: gix::Objec
 }
 
 /// The tree of `commit`.
-pub(crate) fn tree_of(repo: &gix::Repository, commit: gix::ObjectId) -> Result<gix::ObjectId, GitError> {
+pub(crate) fn tree_of(
+    repo: &gix::Repository,
+    commit: gix::ObjectId,
+) -> Result<gix::ObjectId, GitError> {
     repo.find_commit(commit)
         .and_then(|c| c.tree_id())
         .map(gix::Id::detach)
@@ -45,7 +56,11 @@ pub(crate) fn count_commits(
     tip: gix::ObjectId,
     hidden: &[gix::ObjectId],
 ) -> Result<usize, GitError> {
-    let present: Vec<_> = hidden.iter().copied().filter(|id| repo.has_object(id)).collect();
+    let present: Vec<_> = hidden
+        .iter()
+        .copied()
+        .filter(|id| repo.has_object(id))
+        .collect();
     let walk = repo
         .rev_walk([tip])
         .with_hidden(present)
@@ -60,7 +75,10 @@ pub(crate) fn count_commits(
 }
 
 /// The commit a full ref name points to, `None` if the ref does not exist.
-pub(crate) fn ref_target(repo: &gix::Repository, full_name: &str) -> Result<Option<gix::ObjectId>, GitError> {
+pub(crate) fn ref_target(
+    repo: &gix::Repository,
+    full_name: &str,
+) -> Result<Option<gix::ObjectId>, GitError> {
     let reference = repo
         .try_find_reference(full_name)
         .map_err(|e| GitError::new(format!("looking up {full_name}"), e))?;

@@ -15,7 +15,10 @@ fn clone_is_private_fetchable_mergeable_and_removable() {
     let clone = &sandbox.path;
     assert!(clone.ends_with(".sbx/cl-clone"));
     assert_eq!(read(clone, "a.txt"), "a\n");
-    assert_eq!(fx.git(clone, &["rev-parse", "--abbrev-ref", "HEAD"]), "sbx/cl");
+    assert_eq!(
+        fx.git(clone, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "sbx/cl"
+    );
     assert_eq!(fx.git(clone, &["status", "--porcelain"]), "");
     // Its own object store, no alternates or shared inodes, and no way back to the host.
     assert!(!clone.join(".git/objects/info/alternates").exists());
@@ -33,7 +36,10 @@ fn clone_is_private_fetchable_mergeable_and_removable() {
 
     // Unmerged commits protect the clone from removal.
     assert!(host.remove("cl", false).is_err());
-    assert!(matches!(host.merge("cl").unwrap(), MergeOutcome::FastForward { .. }));
+    assert!(matches!(
+        host.merge("cl").unwrap(),
+        MergeOutcome::FastForward { .. }
+    ));
     assert_eq!(read(&repo, "agent.txt"), "agent\n");
     host.remove("cl", false).unwrap();
     assert!(!clone.exists());

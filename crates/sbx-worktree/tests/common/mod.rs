@@ -99,6 +99,10 @@ pub fn example_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let target = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = target.join("examples").join("worktree");
-    assert!(bin.exists(), "example binary missing at {} (cargo builds examples for tests)", bin.display());
+    assert!(
+        bin.exists(),
+        "example binary missing at {} (cargo builds examples for tests)",
+        bin.display()
+    );
     bin
 }
