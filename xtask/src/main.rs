@@ -4,9 +4,9 @@
 //! `cargo fmt --check`, `cargo clippy --workspace --all-targets -- -D warnings` and the whole test suite.
 
 mod bench_virtiofs;
+mod bench_vmm;
 mod ci;
 mod guest_agent;
-mod bench_vmm;
 mod guest_kernel;
 
 use anyhow::{Result, bail};
