@@ -17,6 +17,7 @@
 //! * Calls come from the single event-loop thread, with the transport locked; keep them short and non-blocking.
 
 pub mod blk;
+pub mod fs;
 pub mod mmio;
 pub mod rng;
 pub mod vsock;
