@@ -5,6 +5,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use sbx_virtiofs::virtio::config_space;
+use sbx_virtiofs::{FileServer, ShareConfig};
+
 use crate::arch::{BootProtocol, layout};
 use crate::devices::virtio::VirtioDevice;
 use crate::error::ConfigError;
@@ -75,6 +78,17 @@ pub struct VsockConfig {
     pub uds_path: PathBuf,
 }
 
+/// A host directory shared with the guest over virtio-fs.
+#[derive(Debug, Clone)]
+pub struct SharedDirConfig {
+    /// The host directory.
+    pub host_path: PathBuf,
+    /// The mount tag the guest names it by (`mount -t virtiofs <tag> <dir>`): 1 to 36 bytes, no NUL.
+    pub tag: String,
+    /// Whether the guest may only read it (writes fail with `EROFS`).
+    pub read_only: bool,
+}
+
 /// A validated VM configuration, produced by [`VmBuilder::build`].
 #[derive(Debug)]
 pub struct VmConfig {
@@ -90,6 +104,7 @@ pub struct VmConfig {
     pub(crate) disks: Vec<(DiskConfig, File)>,
     pub(crate) vsock: Option<VsockConfig>,
     pub(crate) rng: bool,
+    pub(crate) shared_dirs: Vec<(SharedDirConfig, Arc<FileServer>)>,
     pub(crate) extra_devices: Vec<NamedDevice>,
     pub(crate) handle_signals: bool,
     pub(crate) boot_protocol: BootProtocol,
@@ -138,6 +153,7 @@ pub struct VmBuilder {
     disks: Vec<DiskConfig>,
     vsock: Option<VsockConfig>,
     rng: bool,
+    shared_dirs: Vec<SharedDirConfig>,
     extra_devices: Vec<NamedDevice>,
     handle_signals: bool,
     boot_protocol: BootProtocol,
@@ -164,6 +180,7 @@ impl VmBuilder {
             disks: Vec::new(),
             vsock: None,
             rng: false,
+            shared_dirs: Vec::new(),
             extra_devices: Vec::new(),
             handle_signals: false,
             boot_protocol: BootProtocol::Auto,
@@ -235,6 +252,22 @@ impl VmBuilder {
         self.rng = enabled;
         self
     }
+    /// Shares the host directory `host_path` with the guest over virtio-fs under the mount tag `tag`; the guest mounts
+    /// it with `mount -t virtiofs <tag> <dir>`. The share is confined to `host_path` (no `..`, no symlink escapes, no
+    /// device nodes or setuid bits), and a `read_only` share answers every write with `EROFS`.
+    pub fn shared_dir(
+        mut self,
+        host_path: impl Into<PathBuf>,
+        tag: impl Into<String>,
+        read_only: bool,
+    ) -> Self {
+        self.shared_dirs.push(SharedDirConfig {
+            host_path: host_path.into(),
+            tag: tag.into(),
+            read_only,
+        });
+        self
+    }
     /// Adds a virtio device implemented elsewhere (e.g. virtio-fs from `sbx-virtiofs`).
     pub fn virtio_device(mut self, name: impl Into<String>, device: Box<dyn VirtioDevice>) -> Self {
         self.extra_devices.push(NamedDevice {
@@ -280,7 +313,9 @@ impl VmBuilder {
         if let Some(vsock) = &self.vsock {
             check_vsock(vsock)?;
         }
+        let shared_dirs = open_shared_dirs(self.shared_dirs)?;
         let count = disks.len()
+            + shared_dirs.len()
             + usize::from(self.vsock.is_some())
             + usize::from(self.rng)
             + self.extra_devices.len();
@@ -303,6 +338,7 @@ impl VmBuilder {
             disks,
             vsock: self.vsock,
             rng: self.rng,
+            shared_dirs,
             extra_devices: self.extra_devices,
             handle_signals: self.handle_signals,
             boot_protocol: self.boot_protocol,
@@ -468,6 +504,30 @@ fn check_cmdline(cmdline: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// Checks each share's tag (valid, unique) and opens its file server, so a bad share fails before any KVM state.
+fn open_shared_dirs(
+    shares: Vec<SharedDirConfig>,
+) -> Result<Vec<(SharedDirConfig, Arc<FileServer>)>, ConfigError> {
+    let mut out: Vec<(SharedDirConfig, Arc<FileServer>)> = Vec::with_capacity(shares.len());
+    for share in shares {
+        let err = |reason: String| ConfigError::BadSharedDir {
+            path: share.host_path.clone(),
+            tag: share.tag.clone(),
+            reason,
+        };
+        config_space(&share.tag, 1).map_err(|e| err(e.to_string()))?;
+        if out.iter().any(|(s, _)| s.tag == share.tag) {
+            return Err(err(
+                "another shared directory already uses this tag; give each share its own".into(),
+            ));
+        }
+        let server = FileServer::new(ShareConfig::new(&share.host_path).read_only(share.read_only))
+            .map_err(|e| err(e.to_string()))?;
+        out.push((share, Arc::new(server)));
+    }
+    Ok(out)
 }
 
 fn open_disk(disk: &DiskConfig) -> Result<File, ConfigError> {

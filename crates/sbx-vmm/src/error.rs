@@ -122,6 +122,16 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
+    /// A virtio-fs share cannot be used.
+    #[error("shared directory {path} (tag {tag:?}): {reason}")]
+    BadSharedDir {
+        /// The host directory.
+        path: PathBuf,
+        /// The mount tag.
+        tag: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// Too many virtio devices for the MMIO window / interrupt lines.
     #[error("too many virtio devices ({count}); at most {max} are supported")]
     TooManyDevices {

@@ -1,7 +1,8 @@
 //! A small KVM microVM monitor for sbx sandboxes, built on the rust-vmm crates.
 //!
 //! sbx-vmm boots a Linux guest on KVM with a 16550 serial console, an i8042 (guest reboot ends the VM), virtio-mmio
-//! block, vsock and rng devices and a boot timer. It is a library: the embedding program describes the machine with
+//! block, vsock, rng and virtio-fs (host directories shared through `sbx-virtiofs`'s confined FUSE server) devices and
+//! a boot timer. It is a library: the embedding program describes the machine with
 //! [`VmBuilder`], which validates everything up front (KVM access, kernel image, memory size, command line, disk
 //! files) and reports problems with the fix, then [`Vm::start`] boots it and [`Vm::wait`] returns how it ended.
 //!
@@ -17,6 +18,7 @@
 //!     .serial(SerialOutput::Stdout)
 //!     .disk("/path/to/rootfs.ext4", true)
 //!     .vsock(3, "/tmp/sbx.vsock")
+//!     .shared_dir("/home/me/project", "workspace", false) // guest: mount -t virtiofs workspace /workspace
 //!     .build()?;
 //! let vm = Vm::start(config)?;
 //! let handle = vm.handle(); // clone it to another thread to stop the VM on request
@@ -29,8 +31,9 @@
 //!
 //! # Devices from other crates
 //!
-//! The virtio-mmio transport drives any [`devices::virtio::VirtioDevice`]; a crate such as `sbx-virtiofs` implements
-//! that trait and adds its device with [`VmBuilder::virtio_device`]. See the trait's documentation for the contract.
+//! The virtio-mmio transport drives any [`devices::virtio::VirtioDevice`]; another crate implements that trait and
+//! adds its device with [`VmBuilder::virtio_device`]. See the trait's documentation for the contract. (virtio-fs is
+//! built in: [`VmBuilder::shared_dir`] wraps `sbx-virtiofs`'s server in [`devices::virtio::fs::VirtioFs`].)
 //!
 //! # Unsafe code
 //!
@@ -52,7 +55,7 @@ pub mod vstate;
 pub use arch::BootProtocol;
 pub use builder::{
     DEFAULT_CMDLINE, DiskConfig, KvmFlavor, MAX_VCPUS, MIN_MEMORY_MIB, SerialInput, SerialOutput,
-    SharedWriter, VmBuilder, VmConfig, VsockConfig, kvm_hardware_virtualization,
+    SharedDirConfig, SharedWriter, VmBuilder, VmConfig, VsockConfig, kvm_hardware_virtualization,
 };
 pub use error::{ConfigError, RunError, StartError};
 pub use runtime::{ExitReason, StartupReport, Vm, VmHandle};

@@ -24,6 +24,7 @@ use crate::devices::i8042::I8042;
 use crate::devices::serial::SerialConsole;
 use crate::devices::virtio::blk::{Block, Disk};
 use crate::devices::virtio::mmio::{MmioTransport, reg};
+use crate::devices::virtio::fs::VirtioFs;
 use crate::devices::virtio::rng::Rng;
 use crate::devices::virtio::vsock::Vsock;
 use crate::devices::virtio::{BackendFd, VirtioDevice};
@@ -450,6 +451,14 @@ fn virtio_devices(config: &mut VmConfig) -> Result<Vec<NamedVirtio>, StartError>
     if let Some(vsock) = &config.vsock {
         let name = format!("virtio-vsock {}", vsock.uds_path.display());
         let dev = Vsock::new(vsock.guest_cid, &vsock.uds_path).map_err(|e| StartError::Device {
+            device: name.clone(),
+            reason: e.to_string(),
+        })?;
+        devices.push((name, Box::new(dev)));
+    }
+    for (share, server) in &config.shared_dirs {
+        let name = format!("virtio-fs {} (tag {})", share.host_path.display(), share.tag);
+        let dev = VirtioFs::new(server.clone(), &share.tag).map_err(|e| StartError::Device {
             device: name.clone(),
             reason: e.to_string(),
         })?;
