@@ -23,8 +23,8 @@ use crate::devices::boot_timer::BootTimer;
 use crate::devices::i8042::I8042;
 use crate::devices::serial::SerialConsole;
 use crate::devices::virtio::blk::{Block, Disk};
-use crate::devices::virtio::mmio::{MmioTransport, reg};
 use crate::devices::virtio::fs::VirtioFs;
+use crate::devices::virtio::mmio::{MmioTransport, reg};
 use crate::devices::virtio::rng::Rng;
 use crate::devices::virtio::vsock::Vsock;
 use crate::devices::virtio::{BackendFd, VirtioDevice};
@@ -457,7 +457,11 @@ fn virtio_devices(config: &mut VmConfig) -> Result<Vec<NamedVirtio>, StartError>
         devices.push((name, Box::new(dev)));
     }
     for (share, server) in &config.shared_dirs {
-        let name = format!("virtio-fs {} (tag {})", share.host_path.display(), share.tag);
+        let name = format!(
+            "virtio-fs {} (tag {})",
+            share.host_path.display(),
+            share.tag
+        );
         let dev = VirtioFs::new(server.clone(), &share.tag).map_err(|e| StartError::Device {
             device: name.clone(),
             reason: e.to_string(),
