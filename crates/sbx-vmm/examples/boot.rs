@@ -4,8 +4,10 @@
 //!
 //! ```sh
 //! cargo run --release -p sbx-vmm --example boot -- --kernel PATH [--initrd PATH] [--cmdline STR] [--mem-mib N] \
-//!     [--vcpus N] [--disk PATH[:ro]]... [--vsock-uds PATH] [--vsock-cid N] [--rng]
+//!     [--vcpus N] [--disk PATH[:ro]]... [--vsock-uds PATH] [--vsock-cid N] [--rng] [--share HOST_DIR:TAG[:ro]]...
 //! ```
+//!
+//! A `--share` directory is mounted in the guest with `mount -t virtiofs TAG /mnt`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +15,7 @@ use std::process::ExitCode;
 use sbx_vmm::{SerialOutput, Vm, VmBuilder};
 
 const USAGE: &str = "usage: boot --kernel PATH [--initrd PATH] [--cmdline STR] [--mem-mib N] [--vcpus N] \
-[--disk PATH[:ro]]... [--vsock-uds PATH] [--vsock-cid N] [--rng]";
+[--disk PATH[:ro]]... [--vsock-uds PATH] [--vsock-cid N] [--rng] [--share HOST_DIR:TAG[:ro]]...";
 const EXIT_USAGE: u8 = 64;
 
 fn parse(args: &[String]) -> Result<VmBuilder, String> {
@@ -70,6 +72,11 @@ fn parse(args: &[String]) -> Result<VmBuilder, String> {
                 builder
             }
             "--rng" => builder.rng(true),
+            "--share" => {
+                let v = value()?;
+                let (dir, tag, read_only) = parse_share(&v)?;
+                builder.shared_dir(dir, tag, read_only)
+            }
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         };
@@ -81,6 +88,20 @@ fn parse(args: &[String]) -> Result<VmBuilder, String> {
         builder = builder.vsock(vsock_cid, uds);
     }
     Ok(builder)
+}
+
+/// `HOST_DIR:TAG[:ro]`, split at the last colons so the directory may itself contain colons.
+fn parse_share(v: &str) -> Result<(&str, &str, bool), String> {
+    let (rest, read_only) = match v.strip_suffix(":ro") {
+        Some(rest) => (rest, true),
+        None => (v, false),
+    };
+    match rest.rsplit_once(':') {
+        Some((dir, tag)) if !dir.is_empty() && !tag.is_empty() => Ok((dir, tag, read_only)),
+        _ => Err(format!(
+            "--share {v:?}: expected HOST_DIR:TAG or HOST_DIR:TAG:ro, e.g. --share ./project:workspace\n{USAGE}"
+        )),
+    }
 }
 
 fn main() -> ExitCode {
