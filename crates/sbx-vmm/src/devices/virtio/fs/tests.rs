@@ -32,6 +32,7 @@ struct Rig<'a> {
     transport: MmioTransport,
     mocks: Vec<MockSplitQueue<'a, GuestMemory>>,
     mem: &'a GuestMemory,
+    server: Arc<FileServer>,
     next_desc: u16,
     unique: u64,
 }
@@ -39,8 +40,9 @@ struct Rig<'a> {
 impl<'a> Rig<'a> {
     /// A transport around a device for `root`, negotiated and activated as a Linux driver does.
     fn new(mem: &'a GuestMemory, root: &std::path::Path, read_only: bool) -> Self {
-        let server = FileServer::new(ShareConfig::new(root).read_only(read_only)).unwrap();
-        let dev = VirtioFs::new(Arc::new(server), "workspace").unwrap();
+        let server =
+            Arc::new(FileServer::new(ShareConfig::new(root).read_only(read_only)).unwrap());
+        let dev = VirtioFs::new(server.clone(), "workspace").unwrap();
         let irq = Arc::new(EventFd::new(0).unwrap());
         let mut t = MmioTransport::new(Box::new(dev), mem.clone(), irq).unwrap();
         let mocks: Vec<_> = (0..2)
@@ -67,6 +69,7 @@ impl<'a> Rig<'a> {
             transport: t,
             mocks,
             mem,
+            server,
             next_desc: 0,
             unique: 0,
         }
@@ -341,4 +344,51 @@ fn read_only_share_refuses_writes_with_erofs() {
         std::fs::read(dir.path().join("keep.txt")).unwrap(),
         b"unchanged"
     );
+}
+
+#[test]
+fn forget_on_the_hiprio_queue_releases_the_node_without_a_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a"), b"x").unwrap();
+    let mem = memory();
+    let mut rig = Rig::new(&mem, dir.path(), false);
+    rig.init();
+    let entry = rig.call(opcode::LOOKUP, 1, &name("a"));
+    let nodeid = u64_at(&entry, 16);
+    assert_eq!(rig.server.stats().inodes, 2, "root and the looked-up file");
+
+    // Acknowledge the interrupts so far; an empty notification must not raise a new one.
+    let pending = r(&mut rig.transport, reg::INTERRUPT_STATUS);
+    w(&mut rig.transport, reg::INTERRUPT_ACK, pending);
+    rig.transport.process_queue(HIPRIO_QUEUE);
+    assert_eq!(
+        r(&mut rig.transport, reg::INTERRUPT_STATUS),
+        0,
+        "nothing used, no interrupt"
+    );
+
+    let mut forget = Vec::new();
+    InHeader {
+        len: 40 + 8,
+        opcode: opcode::FORGET,
+        unique: 0,
+        nodeid,
+        uid: 0,
+        gid: 0,
+        pid: 0,
+        total_extlen: 0,
+    }
+    .encode(&mut forget);
+    forget.extend_from_slice(&1u64.to_ne_bytes());
+    mem.write_slice(&forget, GuestAddress(REQ)).unwrap();
+    let hiprio = &rig.mocks[HIPRIO_QUEUE];
+    hiprio
+        .add_desc_chains(&[raw(REQ, forget.len() as u32, 0, 0)], 0)
+        .unwrap();
+    w(&mut rig.transport, reg::QUEUE_NOTIFY, HIPRIO_QUEUE as u32);
+    rig.transport.process_queue(HIPRIO_QUEUE);
+    assert_eq!(used_idx(hiprio), 1);
+    assert_eq!(used(hiprio, 0), (0, 0), "FORGET has no reply");
+    assert_eq!(rig.server.stats().inodes, 1, "the node was released");
+    assert_ne!(r(&mut rig.transport, reg::INTERRUPT_STATUS) & 1, 0);
 }
