@@ -81,12 +81,10 @@ pub struct VsockConfig {
 /// A host directory shared with the guest over virtio-fs.
 #[derive(Debug, Clone)]
 pub struct SharedDirConfig {
-    /// The host directory.
-    pub host_path: PathBuf,
+    /// The host directory, read-only flag, owner mapping and cache policy.
+    pub share: ShareConfig,
     /// The mount tag the guest names it by (`mount -t virtiofs <tag> <dir>`): 1 to 36 bytes, no NUL.
     pub tag: String,
-    /// Whether the guest may only read it (writes fail with `EROFS`).
-    pub read_only: bool,
 }
 
 /// A validated VM configuration, produced by [`VmBuilder::build`].
@@ -256,15 +254,19 @@ impl VmBuilder {
     /// it with `mount -t virtiofs <tag> <dir>`. The share is confined to `host_path` (no `..`, no symlink escapes, no
     /// device nodes or setuid bits), and a `read_only` share answers every write with `EROFS`.
     pub fn shared_dir(
-        mut self,
+        self,
         host_path: impl Into<PathBuf>,
         tag: impl Into<String>,
         read_only: bool,
     ) -> Self {
+        self.shared_dir_with(ShareConfig::new(host_path).read_only(read_only), tag)
+    }
+    /// Like [`VmBuilder::shared_dir`] with every server setting: e.g. an [`sbx_virtiofs::IdMapping`] so files the
+    /// guest's root creates belong to the host user, or a different [`sbx_virtiofs::CachePolicy`].
+    pub fn shared_dir_with(mut self, share: ShareConfig, tag: impl Into<String>) -> Self {
         self.shared_dirs.push(SharedDirConfig {
-            host_path: host_path.into(),
+            share,
             tag: tag.into(),
-            read_only,
         });
         self
     }
@@ -513,7 +515,7 @@ fn open_shared_dirs(
     let mut out: Vec<(SharedDirConfig, Arc<FileServer>)> = Vec::with_capacity(shares.len());
     for share in shares {
         let err = |reason: String| ConfigError::BadSharedDir {
-            path: share.host_path.clone(),
+            path: share.share.root.clone(),
             tag: share.tag.clone(),
             reason,
         };
@@ -523,8 +525,7 @@ fn open_shared_dirs(
                 "another shared directory already uses this tag; give each share its own".into(),
             ));
         }
-        let server = FileServer::new(ShareConfig::new(&share.host_path).read_only(share.read_only))
-            .map_err(|e| err(e.to_string()))?;
+        let server = FileServer::new(share.share.clone()).map_err(|e| err(e.to_string()))?;
         out.push((share, Arc::new(server)));
     }
     Ok(out)

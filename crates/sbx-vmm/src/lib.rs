@@ -59,3 +59,5 @@ pub use builder::{
 };
 pub use error::{ConfigError, RunError, StartError};
 pub use runtime::{ExitReason, StartupReport, Vm, VmHandle};
+/// The file server behind [`VmBuilder::shared_dir`], re-exported so its settings match this crate's version.
+pub use sbx_virtiofs;

@@ -459,7 +459,7 @@ fn virtio_devices(config: &mut VmConfig) -> Result<Vec<NamedVirtio>, StartError>
     for (share, server) in &config.shared_dirs {
         let name = format!(
             "virtio-fs {} (tag {})",
-            share.host_path.display(),
+            share.share.root.display(),
             share.tag
         );
         let dev = VirtioFs::new(server.clone(), &share.tag).map_err(|e| StartError::Device {

@@ -9,6 +9,7 @@ use common::asm::Asm;
 use common::{Console, run_with_limit, skip_without_kvm, write_guest};
 use sbx_vmm::arch::layout;
 use sbx_vmm::devices::virtio::mmio::reg;
+use sbx_vmm::sbx_virtiofs::ShareConfig;
 use sbx_vmm::{ConfigError, ExitReason, VmBuilder};
 
 /// Sets up queue `index` (16 entries) with its rings at `desc`, `desc + 0x1000` and `desc + 0x2000`.
@@ -146,4 +147,11 @@ fn unusable_shares_are_rejected_at_build_time() {
         .shared_dir(dir.path(), "ro", true)
         .build();
     assert!(config.is_ok(), "two shares with distinct tags are fine");
+    let ids = sbx_vmm::sbx_virtiofs::IdMapping::identity();
+    let err = VmBuilder::new()
+        .kernel(&kernel)
+        .shared_dir_with(ShareConfig::new(&missing).ids(ids), "ws")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("missing"), "{err}");
 }
