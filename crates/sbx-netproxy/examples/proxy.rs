@@ -11,7 +11,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sbx_netproxy::simple::{JsonLinesAudit, MemoryAudit, SimplePolicy, StaticCredential, StaticInjector};
+use sbx_netproxy::simple::{
+    JsonLinesAudit, MemoryAudit, SimplePolicy, StaticCredential, StaticInjector,
+};
 use sbx_netproxy::{AuditSink, Ingress, Proxy, ProxyConfig};
 
 const USAGE: &str = "usage: proxy --listen ADDR --policy FILE... --state-dir DIR [--secret SERVICE=VALUE]... \
@@ -30,20 +32,27 @@ struct Args {
 }
 
 fn split_pair(flag: &str, v: &str) -> anyhow::Result<(String, String)> {
-    v.split_once('=').map(|(a, b)| (a.to_owned(), b.to_owned())).ok_or_else(|| anyhow::anyhow!("{flag} {v:?}: expected NAME=VALUE"))
+    v.split_once('=')
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .ok_or_else(|| anyhow::anyhow!("{flag} {v:?}: expected NAME=VALUE"))
 }
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args::default();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| anyhow::anyhow!("{flag} needs a value\n{USAGE}"));
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| anyhow::anyhow!("{flag} needs a value\n{USAGE}"))
+        };
         match flag.as_str() {
             "--listen" => args.listen = Some(value()?),
             "--policy" => args.policies.push(value()?.into()),
             "--state-dir" => args.state_dir = Some(value()?.into()),
             "--secret" => args.secrets.push(split_pair("--secret", &value()?)?),
-            "--secret-host" => args.secret_hosts.push(split_pair("--secret-host", &value()?)?),
+            "--secret-host" => args
+                .secret_hosts
+                .push(split_pair("--secret-host", &value()?)?),
             "--extra-ca" => args.extra_cas.push(value()?.into()),
             "--audit-dir" => args.audit_dir = Some(value()?.into()),
             "--upstream-proxy" => args.upstream_proxy = Some(value()?),
@@ -60,8 +69,12 @@ fn parse_args() -> anyhow::Result<Args> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let listen = args.listen.ok_or_else(|| anyhow::anyhow!("--listen is required\n{USAGE}"))?;
-    let state_dir = args.state_dir.ok_or_else(|| anyhow::anyhow!("--state-dir is required\n{USAGE}"))?;
+    let listen = args
+        .listen
+        .ok_or_else(|| anyhow::anyhow!("--listen is required\n{USAGE}"))?;
+    let state_dir = args
+        .state_dir
+        .ok_or_else(|| anyhow::anyhow!("--state-dir is required\n{USAGE}"))?;
     if args.policies.is_empty() {
         anyhow::bail!("at least one --policy FILE is required\n{USAGE}");
     }
@@ -71,22 +84,35 @@ async fn main() -> anyhow::Result<()> {
     let mut creds = Vec::new();
     for (service, value) in &args.secrets {
         let mut cred = StaticCredential::well_known(service, value);
-        cred.hosts.extend(args.secret_hosts.iter().filter(|(s, _)| s == service).map(|(_, h)| h.to_ascii_lowercase()));
+        cred.hosts.extend(
+            args.secret_hosts
+                .iter()
+                .filter(|(s, _)| s == service)
+                .map(|(_, h)| h.to_ascii_lowercase()),
+        );
         creds.push(cred);
     }
     let injector = StaticInjector::new(creds);
 
     let mut config = ProxyConfig::new(&state_dir);
     for path in &args.extra_cas {
-        config.extra_ca_pem.push(std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--extra-ca {}: {e}", path.display()))?);
+        config.extra_ca_pem.push(
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("--extra-ca {}: {e}", path.display()))?,
+        );
     }
     config.upstream_proxy = args.upstream_proxy;
     let audit: Arc<dyn AuditSink> = match &args.audit_dir {
-        Some(dir) => Arc::new(JsonLinesAudit::open(dir).map_err(|e| anyhow::anyhow!("--audit-dir {}: {e}", dir.display()))?),
+        Some(dir) => Arc::new(
+            JsonLinesAudit::open(dir)
+                .map_err(|e| anyhow::anyhow!("--audit-dir {}: {e}", dir.display()))?,
+        ),
         None => Arc::new(MemoryAudit::default()),
     };
     let proxy = Proxy::new(config, audit)?;
-    let addr = listen.parse().map_err(|_| anyhow::anyhow!("--listen {listen:?}: expected IP:PORT"))?;
+    let addr = listen
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--listen {listen:?}: expected IP:PORT"))?;
     let placeholders = injector.placeholders();
     let sandbox = proxy.sandbox("example", Arc::new(policy), Arc::new(injector));
     let listener = proxy.listen_tcp(sandbox, addr, Ingress::Forward).await?;

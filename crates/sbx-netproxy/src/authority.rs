@@ -62,7 +62,9 @@ pub enum AuthorityError {
     #[error("host name too long")]
     TooLong,
     /// A character outside letters, digits, `-`, `_` and `.` (or an empty label).
-    #[error("invalid host name {0:?}: only letters, digits, '-', '_' and '.' are allowed (IDNA names in punycode)")]
+    #[error(
+        "invalid host name {0:?}: only letters, digits, '-', '_' and '.' are allowed (IDNA names in punycode)"
+    )]
     InvalidName(String),
     /// Port missing where required.
     #[error("missing port in {0:?}")]
@@ -89,8 +91,12 @@ pub fn normalize_host(raw: &str) -> Result<Host, AuthorityError> {
         return Err(AuthorityError::Empty);
     }
     if let Some(inner) = raw.strip_prefix('[') {
-        let inner = inner.strip_suffix(']').ok_or_else(|| AuthorityError::InvalidIp(raw.to_owned()))?;
-        let ip: std::net::Ipv6Addr = inner.parse().map_err(|_| AuthorityError::InvalidIp(raw.to_owned()))?;
+        let inner = inner
+            .strip_suffix(']')
+            .ok_or_else(|| AuthorityError::InvalidIp(raw.to_owned()))?;
+        let ip: std::net::Ipv6Addr = inner
+            .parse()
+            .map_err(|_| AuthorityError::InvalidIp(raw.to_owned()))?;
         return Ok(Host::Ip(IpAddr::V6(ip)));
     }
     if let Ok(ip) = raw.parse::<IpAddr>() {
@@ -105,7 +111,11 @@ pub fn normalize_host(raw: &str) -> Result<Host, AuthorityError> {
     }
     let mut out = String::with_capacity(name.len());
     for label in name.split('.') {
-        if label.is_empty() || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if label.is_empty()
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(AuthorityError::InvalidName(raw.to_owned()));
         }
         if label.len() > 63 {
@@ -118,7 +128,11 @@ pub fn normalize_host(raw: &str) -> Result<Host, AuthorityError> {
     }
     // A name made only of digits and dots that did not parse as an IP (e.g. "127.1", "0x7f.1") is ambiguous: resolvers
     // read it as an address. Refuse rather than let it dodge the address checks' naming.
-    if out.split('.').next_back().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()) || l.starts_with("0x")) {
+    if out
+        .split('.')
+        .next_back()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()) || l.starts_with("0x"))
+    {
         return Err(AuthorityError::InvalidName(raw.to_owned()));
     }
     Ok(Host::Name(out))
@@ -136,7 +150,10 @@ pub fn parse_authority(raw: &str) -> Result<Authority, AuthorityError> {
 ///
 /// # Errors
 /// [`AuthorityError`] naming what is wrong.
-pub fn parse_authority_with_default(raw: &str, default_port: Option<u16>) -> Result<Authority, AuthorityError> {
+pub fn parse_authority_with_default(
+    raw: &str,
+    default_port: Option<u16>,
+) -> Result<Authority, AuthorityError> {
     if raw.contains('@') {
         return Err(AuthorityError::UserInfo(raw.to_owned()));
     }
@@ -145,16 +162,24 @@ pub fn parse_authority_with_default(raw: &str, default_port: Option<u16>) -> Res
         Some(p) => parse_port(p).ok_or_else(|| AuthorityError::InvalidPort(raw.to_owned()))?,
         None => default_port.ok_or_else(|| AuthorityError::MissingPort(raw.to_owned()))?,
     };
-    Ok(Authority { host: normalize_host(host_part)?, port })
+    Ok(Authority {
+        host: normalize_host(host_part)?,
+        port,
+    })
 }
 
 fn split_host_port(raw: &str) -> Result<(&str, Option<&str>), AuthorityError> {
     if raw.starts_with('[') {
-        let end = raw.find(']').ok_or_else(|| AuthorityError::InvalidIp(raw.to_owned()))?;
+        let end = raw
+            .find(']')
+            .ok_or_else(|| AuthorityError::InvalidIp(raw.to_owned()))?;
         let (host, rest) = raw.split_at(end + 1);
         return match rest {
             "" => Ok((host, None)),
-            _ => rest.strip_prefix(':').map(|p| (host, Some(p))).ok_or_else(|| AuthorityError::InvalidPort(raw.to_owned())),
+            _ => rest
+                .strip_prefix(':')
+                .map(|p| (host, Some(p)))
+                .ok_or_else(|| AuthorityError::InvalidPort(raw.to_owned())),
         };
     }
     match raw.rsplit_once(':') {
@@ -178,18 +203,38 @@ mod tests {
 
     #[test]
     fn names_are_lowercased_and_lose_the_trailing_dot() {
-        assert_eq!(normalize_host("API.Example.COM."), Ok(Host::Name("api.example.com".into())));
+        assert_eq!(
+            normalize_host("API.Example.COM."),
+            Ok(Host::Name("api.example.com".into()))
+        );
     }
 
     #[test]
     fn ip_literals_are_canonical() {
-        assert_eq!(normalize_host("[::FFFF:127.0.0.1]").map(|h| h.to_string()), Ok("[::ffff:127.0.0.1]".into()));
-        assert_eq!(normalize_host("10.0.0.1"), Ok(Host::Ip("10.0.0.1".parse().unwrap())));
+        assert_eq!(
+            normalize_host("[::FFFF:127.0.0.1]").map(|h| h.to_string()),
+            Ok("[::ffff:127.0.0.1]".into())
+        );
+        assert_eq!(
+            normalize_host("10.0.0.1"),
+            Ok(Host::Ip("10.0.0.1".parse().unwrap()))
+        );
     }
 
     #[test]
     fn ambiguous_numeric_names_and_bad_characters_are_refused() {
-        for bad in ["127.1", "0x7f.0.0.1", "2130706433", "a..b", "a b", "évil.com", "a/b", "", ".", "x\0y"] {
+        for bad in [
+            "127.1",
+            "0x7f.0.0.1",
+            "2130706433",
+            "a..b",
+            "a b",
+            "évil.com",
+            "a/b",
+            "",
+            ".",
+            "x\0y",
+        ] {
             assert!(normalize_host(bad).is_err(), "{bad:?} should be refused");
         }
     }
@@ -197,14 +242,28 @@ mod tests {
     #[test]
     fn connect_targets_need_a_valid_port() {
         assert_eq!(parse_authority("example.com:443").map(|a| a.port), Ok(443));
-        assert_eq!(parse_authority("[::1]:8080").map(|a| a.to_string()), Ok("[::1]:8080".into()));
-        for bad in ["example.com", "example.com:0", "example.com:65536", "example.com:+1", "::1:80", "u@h:1", "[::1]x"] {
+        assert_eq!(
+            parse_authority("[::1]:8080").map(|a| a.to_string()),
+            Ok("[::1]:8080".into())
+        );
+        for bad in [
+            "example.com",
+            "example.com:0",
+            "example.com:65536",
+            "example.com:+1",
+            "::1:80",
+            "u@h:1",
+            "[::1]x",
+        ] {
             assert!(parse_authority(bad).is_err(), "{bad:?} should be refused");
         }
     }
 
     #[test]
     fn host_headers_use_the_default_port() {
-        assert_eq!(parse_authority_with_default("Example.com", Some(443)).map(|a| a.to_string()), Ok("example.com:443".into()));
+        assert_eq!(
+            parse_authority_with_default("Example.com", Some(443)).map(|a| a.to_string()),
+            Ok("example.com:443".into())
+        );
     }
 }

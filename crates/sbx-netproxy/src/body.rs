@@ -20,7 +20,9 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
 pub(crate) fn full(data: impl Into<Bytes>) -> ProxyBody {
-    Full::new(data.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 pub(crate) fn empty() -> ProxyBody {
@@ -65,7 +67,11 @@ impl Drop for RequestRecord {
     fn drop(&mut self) {
         self.sink.record(AuditEvent {
             sandbox: self.sandbox.clone(),
-            decision: Some(if self.allowed { AuditDecision::Allow } else { AuditDecision::Deny }),
+            decision: Some(if self.allowed {
+                AuditDecision::Allow
+            } else {
+                AuditDecision::Deny
+            }),
             action: AuditAction::HttpRequest {
                 method: std::mem::take(&mut self.method),
                 host: std::mem::take(&mut self.host),
@@ -91,7 +97,10 @@ pub(crate) struct AuditedBody {
 
 impl AuditedBody {
     pub(crate) fn new(inner: ProxyBody, record: RequestRecord) -> Self {
-        Self { inner, record: Some(record) }
+        Self {
+            inner,
+            record: Some(record),
+        }
     }
 }
 
@@ -99,7 +108,10 @@ impl Body for AuditedBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {

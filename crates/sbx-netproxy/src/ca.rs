@@ -10,7 +10,10 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -30,7 +33,9 @@ pub enum CaError {
         source: std::io::Error,
     },
     /// The CA bundle on disk is not what sbx wrote.
-    #[error("CA bundle {path} is malformed ({detail}); move it away to let sbx create a new CA (guests must then trust the new ca.pem)")]
+    #[error(
+        "CA bundle {path} is malformed ({detail}); move it away to let sbx create a new CA (guests must then trust the new ca.pem)"
+    )]
     Malformed {
         /// The file.
         path: PathBuf,
@@ -72,7 +77,9 @@ pub struct CertificateAuthority {
 
 impl std::fmt::Debug for CertificateAuthority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertificateAuthority").field("subject", &CA_COMMON_NAME).finish_non_exhaustive()
+        f.debug_struct("CertificateAuthority")
+            .field("subject", &CA_COMMON_NAME)
+            .finish_non_exhaustive()
     }
 }
 
@@ -83,7 +90,11 @@ fn ca_params() -> CertificateParams {
     dn.push(DnType::OrganizationName, "sbx");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(3650);
@@ -91,7 +102,10 @@ fn ca_params() -> CertificateParams {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
-    move |source| CaError::Io { path: path.to_owned(), source }
+    move |source| CaError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 impl CertificateAuthority {
@@ -104,30 +118,52 @@ impl CertificateAuthority {
         let bundle_path = state_dir.join(BUNDLE_FILE);
         let bundle = match std::fs::read_to_string(&bundle_path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_bundle(state_dir, &bundle_path)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                create_bundle(state_dir, &bundle_path)?
+            }
             Err(e) => return Err(io_err(&bundle_path)(e)),
         };
         let ca = Self::from_bundle(&bundle, &bundle_path)?;
-        write_atomic(&state_dir.join(CERT_FILE), ca.cert_pem.as_bytes(), 0o644, true)?;
+        write_atomic(
+            &state_dir.join(CERT_FILE),
+            ca.cert_pem.as_bytes(),
+            0o644,
+            true,
+        )?;
         Ok(ca)
     }
 
     fn from_bundle(bundle: &str, path: &Path) -> Result<Self, CaError> {
-        let malformed = |detail: &str| CaError::Malformed { path: path.to_owned(), detail: detail.to_owned() };
-        let key_start = bundle.find("-----BEGIN PRIVATE KEY-----").ok_or_else(|| malformed("no private key"))?;
-        let cert_start = bundle.find("-----BEGIN CERTIFICATE-----").ok_or_else(|| malformed("no certificate"))?;
+        let malformed = |detail: &str| CaError::Malformed {
+            path: path.to_owned(),
+            detail: detail.to_owned(),
+        };
+        let key_start = bundle
+            .find("-----BEGIN PRIVATE KEY-----")
+            .ok_or_else(|| malformed("no private key"))?;
+        let cert_start = bundle
+            .find("-----BEGIN CERTIFICATE-----")
+            .ok_or_else(|| malformed("no certificate"))?;
         let key_pem = &bundle[key_start..cert_start.max(key_start)];
         let cert_pem = bundle[cert_start..].to_owned();
-        let key = KeyPair::from_pem(key_pem).map_err(|_| malformed("private key does not parse"))?;
-        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).map_err(|_| malformed("certificate does not parse"))?;
-        let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-            .map_err(|source| CaError::Generate { subject: "leaf key".into(), source })?;
+        let key =
+            KeyPair::from_pem(key_pem).map_err(|_| malformed("private key does not parse"))?;
+        let cert_der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|_| malformed("certificate does not parse"))?;
+        let leaf_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|source| {
+            CaError::Generate {
+                subject: "leaf key".into(),
+                source,
+            }
+        })?;
         Ok(Self {
             issuer: Issuer::new(ca_params(), key),
             cert_pem,
             cert_der,
             leaf_key,
-            cache: Mutex::new(lru::LruCache::new(NonZeroUsize::new(LEAF_CACHE).unwrap_or(NonZeroUsize::MIN))),
+            cache: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(LEAF_CACHE).unwrap_or(NonZeroUsize::MIN),
+            )),
             provider: Arc::new(rustls::crypto::ring::default_provider()),
         })
     }
@@ -150,7 +186,12 @@ impl CertificateAuthority {
     /// [`CaError`] when signing fails.
     pub fn server_config(&self, host: &Host) -> Result<Arc<ServerConfig>, CaError> {
         let key = host.as_policy_str();
-        if let Some(cfg) = self.cache.lock().ok().and_then(|mut c| c.get(&key).cloned()) {
+        if let Some(cfg) = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|mut c| c.get(&key).cloned())
+        {
             return Ok(cfg);
         }
         let cfg = Arc::new(self.mint(host, &key)?);
@@ -161,7 +202,10 @@ impl CertificateAuthority {
     }
 
     fn mint(&self, host: &Host, subject: &str) -> Result<ServerConfig, CaError> {
-        let gen_err = |source| CaError::Generate { subject: subject.to_owned(), source };
+        let gen_err = |source| CaError::Generate {
+            subject: subject.to_owned(),
+            source,
+        };
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, subject);
@@ -175,13 +219,18 @@ impl CertificateAuthority {
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::days(1);
         params.not_after = now + time::Duration::days(365);
-        let cert = params.signed_by(&self.leaf_key, &self.issuer).map_err(gen_err)?;
+        let cert = params
+            .signed_by(&self.leaf_key, &self.issuer)
+            .map_err(gen_err)?;
         let chain = vec![cert.der().clone(), self.cert_der.clone()];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.leaf_key.serialize_der()));
         let mut cfg = ServerConfig::builder_with_provider(self.provider.clone())
             .with_safe_default_protocol_versions()
             .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
-            .map_err(|source| CaError::Tls { subject: subject.to_owned(), source })?;
+            .map_err(|source| CaError::Tls {
+                subject: subject.to_owned(),
+                source,
+            })?;
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(cfg)
     }
@@ -196,7 +245,11 @@ impl CertificateAuthority {
 
 fn create_private_dir(dir: &Path) -> Result<(), CaError> {
     use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+    {
         Ok(()) => Ok(()),
         Err(e) => Err(io_err(dir)(e)),
     }
@@ -204,9 +257,18 @@ fn create_private_dir(dir: &Path) -> Result<(), CaError> {
 
 /// Generate a CA and publish it with a no-replace link, so two racing processes end up with the same bundle.
 fn create_bundle(dir: &Path, bundle_path: &Path) -> Result<String, CaError> {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|source| CaError::Generate { subject: CA_COMMON_NAME.into(), source })?;
-    let cert = ca_params().self_signed(&key).map_err(|source| CaError::Generate { subject: CA_COMMON_NAME.into(), source })?;
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|source| {
+        CaError::Generate {
+            subject: CA_COMMON_NAME.into(),
+            source,
+        }
+    })?;
+    let cert = ca_params()
+        .self_signed(&key)
+        .map_err(|source| CaError::Generate {
+            subject: CA_COMMON_NAME.into(),
+            source,
+        })?;
     let text = format!("{}{}", key.serialize_pem(), cert.pem());
     let tmp = write_temp(dir, text.as_bytes(), 0o600)?;
     let linked = std::fs::hard_link(&tmp, bundle_path);
@@ -214,7 +276,9 @@ fn create_bundle(dir: &Path, bundle_path: &Path) -> Result<String, CaError> {
     match linked {
         Ok(()) => Ok(text),
         // Another process won the race: use its CA.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read_to_string(bundle_path).map_err(io_err(bundle_path)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::read_to_string(bundle_path).map_err(io_err(bundle_path))
+        }
         Err(e) => Err(io_err(bundle_path)(e)),
     }
 }
@@ -222,8 +286,15 @@ fn create_bundle(dir: &Path, bundle_path: &Path) -> Result<String, CaError> {
 fn write_temp(dir: &Path, data: &[u8], mode: u32) -> Result<PathBuf, CaError> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = dir.join(format!(".ca-tmp-{}-{}", std::process::id(), unique()));
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(data).and_then(|()| f.sync_all()).map_err(io_err(&tmp))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io_err(&tmp))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(&tmp))?;
     Ok(tmp)
 }
 
@@ -250,17 +321,28 @@ mod tests {
         let a = CertificateAuthority::load_or_create(dir.path()).unwrap();
         let b = CertificateAuthority::load_or_create(dir.path()).unwrap();
         assert_eq!(a.cert_pem(), b.cert_pem());
-        let mode = std::fs::metadata(dir.path().join(BUNDLE_FILE)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(dir.path().join(BUNDLE_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(std::fs::read_to_string(dir.path().join(CERT_FILE)).unwrap(), a.cert_pem());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(CERT_FILE)).unwrap(),
+            a.cert_pem()
+        );
     }
 
     #[test]
     fn a_malformed_bundle_is_reported_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(BUNDLE_FILE), "garbage").unwrap();
-        let err = CertificateAuthority::load_or_create(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("ca-bundle.pem") && err.contains("malformed"), "{err}");
+        let err = CertificateAuthority::load_or_create(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("ca-bundle.pem") && err.contains("malformed"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -269,7 +351,9 @@ mod tests {
         let ca = CertificateAuthority::load_or_create(dir.path()).unwrap();
         let a = ca.server_config(&Host::Name("a.example".into())).unwrap();
         let a2 = ca.server_config(&Host::Name("a.example".into())).unwrap();
-        let ip = ca.server_config(&Host::Ip("127.0.0.1".parse().unwrap())).unwrap();
+        let ip = ca
+            .server_config(&Host::Ip("127.0.0.1".parse().unwrap()))
+            .unwrap();
         assert!(Arc::ptr_eq(&a, &a2));
         assert!(!Arc::ptr_eq(&a, &ip));
     }

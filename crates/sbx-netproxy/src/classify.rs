@@ -25,7 +25,17 @@ pub enum Classified {
     Other,
 }
 
-const METHODS: [&[u8]; 9] = [b"GET ", b"POST ", b"PUT ", b"HEAD ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"TRACE ", b"CONNECT "];
+const METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"POST ",
+    b"PUT ",
+    b"HEAD ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"TRACE ",
+    b"CONNECT ",
+];
 
 /// Classify the bytes seen so far.
 #[must_use]
@@ -79,13 +89,19 @@ fn classify_http(buf: &[u8]) -> Classified {
     }
     let window = &buf[..buf.len().min(MAX_PEEK)];
     let Some(end) = find(window, b"\r\n\r\n") else {
-        return if buf.len() >= MAX_PEEK { Classified::Other } else { Classified::NeedMore };
+        return if buf.len() >= MAX_PEEK {
+            Classified::Other
+        } else {
+            Classified::NeedMore
+        };
     };
     let head = &window[..end];
     let mut host = None;
     for line in head.split(|&b| b == b'\n').skip(1) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
         if line[..colon].eq_ignore_ascii_case(b"host") {
             if host.is_some() {
                 // Two Host headers: ambiguous, refuse to pick one.
@@ -124,10 +140,12 @@ impl<'a> Reader<'a> {
         self.take(1).map(|b| usize::from(b[0]))
     }
     fn u16(&mut self) -> Option<usize> {
-        self.take(2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        self.take(2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
     }
     fn u24(&mut self) -> Option<usize> {
-        self.take(3).map(|b| (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]))
+        self.take(3)
+            .map(|b| (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]))
     }
     fn vec8(&mut self) -> Option<&'a [u8]> {
         let n = self.u8()?;
@@ -235,17 +253,33 @@ mod tests {
     #[test]
     fn tls_client_hello_yields_its_sni() {
         let hello = client_hello(Some("API.example.com"));
-        assert_eq!(classify(&hello), Classified::Tls { sni: Some("api.example.com".into()) });
+        assert_eq!(
+            classify(&hello),
+            Classified::Tls {
+                sni: Some("api.example.com".into())
+            }
+        );
         assert_eq!(classify(&client_hello(None)), Classified::Tls { sni: None });
         assert_eq!(classify(&hello[..hello.len() - 1]), Classified::NeedMore);
     }
 
     #[test]
     fn http_heads_yield_their_host() {
-        assert_eq!(classify(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n"), Classified::Http { host: Some("a.example".into()) });
-        assert_eq!(classify(b"GET / HTTP/1.1\r\nHost: a\r\n"), Classified::NeedMore);
+        assert_eq!(
+            classify(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n"),
+            Classified::Http {
+                host: Some("a.example".into())
+            }
+        );
+        assert_eq!(
+            classify(b"GET / HTTP/1.1\r\nHost: a\r\n"),
+            Classified::NeedMore
+        );
         assert_eq!(classify(b"GE"), Classified::NeedMore);
-        assert_eq!(classify(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"), Classified::Other);
+        assert_eq!(
+            classify(b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"),
+            Classified::Other
+        );
     }
 
     #[test]

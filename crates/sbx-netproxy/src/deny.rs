@@ -8,7 +8,11 @@ use crate::seam::Verdict;
 /// What a refusal is about, for the `sbx policy allow ...` hint.
 pub(crate) enum Subject<'a> {
     /// A host:port (network rule).
-    Network { host: &'a str, port: u16, default_port: bool },
+    Network {
+        host: &'a str,
+        port: u16,
+        default_port: bool,
+    },
     /// A model (model rule).
     Model(&'a str),
     /// A proxy-level refusal no rule can lift (host mismatch, smuggling, ...).
@@ -18,9 +22,17 @@ pub(crate) enum Subject<'a> {
 /// The command that would allow the request, if one exists.
 pub(crate) fn allow_command(subject: &Subject<'_>) -> Option<String> {
     match subject {
-        Subject::Network { host, default_port: true, .. } => Some(format!("sbx policy allow network {host}")),
+        Subject::Network {
+            host,
+            default_port: true,
+            ..
+        } => Some(format!("sbx policy allow network {host}")),
         Subject::Network { host, port, .. } => {
-            let host = if host.contains(':') { format!("[{host}]") } else { (*host).to_owned() };
+            let host = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                (*host).to_owned()
+            };
             Some(format!("sbx policy allow network {host}:{port}"))
         }
         Subject::Model(m) => Some(format!("sbx policy allow model {m}")),
@@ -44,11 +56,19 @@ pub(crate) fn body_text(what: &str, verdict: &Verdict, subject: &Subject<'_>) ->
 }
 
 /// A refusal response with `status`.
-pub(crate) fn response(status: StatusCode, what: &str, verdict: &Verdict, subject: &Subject<'_>) -> Response<ProxyBody> {
+pub(crate) fn response(
+    status: StatusCode,
+    what: &str,
+    verdict: &Verdict,
+    subject: &Subject<'_>,
+) -> Response<ProxyBody> {
     let mut resp = Response::new(full(body_text(what, verdict, subject)));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
-    headers.insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     if let Ok(v) = http::HeaderValue::from_str(&verdict.reason) {
         headers.insert("x-sbx-deny-reason", v);
     }
@@ -59,7 +79,10 @@ pub(crate) fn response(status: StatusCode, what: &str, verdict: &Verdict, subjec
 pub(crate) fn error(status: StatusCode, message: &str) -> Response<ProxyBody> {
     let mut resp = Response::new(full(format!("sbx proxy: {message}\n")));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     resp
 }
 
@@ -69,12 +92,40 @@ mod tests {
 
     #[test]
     fn the_body_names_rule_layer_reason_and_command() {
-        let v = Verdict::deny(Some("**.evil.test".into()), Some("team-payments".into()), "matched-deny");
-        let text = body_text("GET https://a.evil.test/", &v, &Subject::Network { host: "a.evil.test", port: 443, default_port: true });
-        for want in ["rule: **.evil.test", "layer: team-payments", "reason: matched-deny", "sbx policy allow network a.evil.test\n"] {
+        let v = Verdict::deny(
+            Some("**.evil.test".into()),
+            Some("team-payments".into()),
+            "matched-deny",
+        );
+        let text = body_text(
+            "GET https://a.evil.test/",
+            &v,
+            &Subject::Network {
+                host: "a.evil.test",
+                port: 443,
+                default_port: true,
+            },
+        );
+        for want in [
+            "rule: **.evil.test",
+            "layer: team-payments",
+            "reason: matched-deny",
+            "sbx policy allow network a.evil.test\n",
+        ] {
             assert!(text.contains(want), "{want} missing in {text}");
         }
-        let text = body_text("x", &v, &Subject::Network { host: "::1", port: 8080, default_port: false });
-        assert!(text.contains("sbx policy allow network [::1]:8080"), "{text}");
+        let text = body_text(
+            "x",
+            &v,
+            &Subject::Network {
+                host: "::1",
+                port: 8080,
+                default_port: false,
+            },
+        );
+        assert!(
+            text.contains("sbx policy allow network [::1]:8080"),
+            "{text}"
+        );
     }
 }

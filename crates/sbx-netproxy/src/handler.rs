@@ -20,7 +20,9 @@ use crate::deny::{self, Subject};
 use crate::io::{ConnGuard, Io};
 use crate::model::{ModelSource, body_model, filter_model_list, is_model_list, model_source};
 use crate::proxy::{Sandbox, Shared};
-use crate::seam::{AuditAction, AuditDecision, AuditEvent, Destination, NetworkRequest, Protocol, Verdict};
+use crate::seam::{
+    AuditAction, AuditDecision, AuditEvent, Destination, NetworkRequest, Protocol, Verdict,
+};
 use crate::upstream::UpstreamError;
 
 /// The tunnel a request arrived through, if any.
@@ -46,15 +48,35 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(shared: Arc<Shared>, sandbox: Arc<Sandbox>, guard: Arc<ConnGuard>, tunnel: Option<Tunnel>) -> Arc<Self> {
-        Arc::new(Self { shared, sandbox, guard, tunnel })
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        sandbox: Arc<Sandbox>,
+        guard: Arc<ConnGuard>,
+        tunnel: Option<Tunnel>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            shared,
+            sandbox,
+            guard,
+            tunnel,
+        })
     }
 
     pub(crate) fn with_tunnel(&self, tunnel: Tunnel) -> Arc<Self> {
-        Self::new(self.shared.clone(), self.sandbox.clone(), self.guard.clone(), Some(tunnel))
+        Self::new(
+            self.shared.clone(),
+            self.sandbox.clone(),
+            self.guard.clone(),
+            Some(tunnel),
+        )
     }
 
-    pub(crate) fn audit(&self, decision: Option<AuditDecision>, action: AuditAction, verdict: Option<&Verdict>) {
+    pub(crate) fn audit(
+        &self,
+        decision: Option<AuditDecision>,
+        action: AuditAction,
+        verdict: Option<&Verdict>,
+    ) {
         self.shared.audit.record(AuditEvent {
             sandbox: self.sandbox.id.clone(),
             decision,
@@ -86,7 +108,10 @@ async fn serve_http1_inner(conn: Arc<Conn>, io: impl Io) {
         .keep_alive(true);
     let svc_conn = conn.clone();
     let service = service_fn(move |req| handle(svc_conn.clone(), req));
-    let _ = builder.serve_connection(TokioIo::new(io), service).with_upgrades().await;
+    let _ = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades()
+        .await;
 }
 
 /// Serve HTTP/2 on `io` for `conn`.
@@ -107,10 +132,16 @@ async fn serve_http2_inner(conn: Arc<Conn>, io: impl Io) {
 }
 
 /// The hyper service: never fails, every problem becomes a response.
-pub(crate) async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
+pub(crate) async fn handle(
+    conn: Arc<Conn>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
     if req.method() == Method::CONNECT {
         if conn.tunnel.is_some() {
-            return Ok(deny::error(StatusCode::METHOD_NOT_ALLOWED, "CONNECT inside a tunnel is not allowed"));
+            return Ok(deny::error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "CONNECT inside a tunnel is not allowed",
+            ));
         }
         return Ok(crate::tunnel::connect(conn, req).await);
     }
@@ -118,7 +149,10 @@ pub(crate) async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Re
 }
 
 /// Boxed so the (large) request future is allocated once per request and proven `Send` here.
-fn forward_boxed(conn: Arc<Conn>, req: Request<Incoming>) -> std::pin::Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>> {
+fn forward_boxed(
+    conn: Arc<Conn>,
+    req: Request<Incoming>,
+) -> std::pin::Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>> {
     Box::pin(forward(conn, req))
 }
 
@@ -137,8 +171,16 @@ fn target_of(conn: &Conn, req: &Request<Incoming>) -> Result<Target, (StatusCode
     let https = match (&conn.tunnel, req.uri().scheme_str()) {
         (Some(t), _) => t.tls,
         (None, Some("http")) => false,
-        (None, Some(other)) => return Err(bad(format!("scheme {other:?} is not supported in a forward request; use CONNECT for https"))),
-        (None, None) => return Err(bad("this is a proxy: send absolute-form requests (http://host/path) or CONNECT".into())),
+        (None, Some(other)) => {
+            return Err(bad(format!(
+                "scheme {other:?} is not supported in a forward request; use CONNECT for https"
+            )));
+        }
+        (None, None) => {
+            return Err(bad(
+                "this is a proxy: send absolute-form requests (http://host/path) or CONNECT".into(),
+            ));
+        }
     };
     let default_port = if https { 443 } else { 80 };
     if req.headers().get_all(header::HOST).iter().count() > 1 {
@@ -152,21 +194,32 @@ fn target_of(conn: &Conn, req: &Request<Incoming>) -> Result<Target, (StatusCode
     let raw = match (uri_authority, host_header) {
         (Some(u), Some(h)) if conn.tunnel.as_ref().is_some_and(|t| t.strict) => {
             // Over HTTP/2, :authority and Host must not disagree (RFC 9113 §8.3.1); same for h1 absolute-form in a tunnel.
-            let a = parse_authority_with_default(u, Some(default_port)).map_err(|e| bad(e.to_string()))?;
-            let b = parse_authority_with_default(h, Some(default_port)).map_err(|e| bad(e.to_string()))?;
+            let a = parse_authority_with_default(u, Some(default_port))
+                .map_err(|e| bad(e.to_string()))?;
+            let b = parse_authority_with_default(h, Some(default_port))
+                .map_err(|e| bad(e.to_string()))?;
             if a != b {
-                return Err((StatusCode::MISDIRECTED_REQUEST, format!(":authority {u} and Host {h} disagree")));
+                return Err((
+                    StatusCode::MISDIRECTED_REQUEST,
+                    format!(":authority {u} and Host {h} disagree"),
+                ));
             }
             u
         }
         (Some(u), _) => u,
         (None, Some(h)) => h,
         (None, None) => match &conn.tunnel {
-            Some(t) => return Ok(Target { authority: t.target.clone(), https }),
+            Some(t) => {
+                return Ok(Target {
+                    authority: t.target.clone(),
+                    https,
+                });
+            }
             None => return Err(bad("request without a host".into())),
         },
     };
-    let authority = parse_authority_with_default(raw, Some(default_port)).map_err(|e| bad(format!("host {raw:?}: {e}")))?;
+    let authority = parse_authority_with_default(raw, Some(default_port))
+        .map_err(|e| bad(format!("host {raw:?}: {e}")))?;
     Ok(Target { authority, https })
 }
 
@@ -188,7 +241,15 @@ fn framing_error(req: &Request<Incoming>) -> Option<&'static str> {
 }
 
 /// The part of every audit record known before forwarding.
-fn record(conn: &Conn, method: &Method, path: &str, target: &Target, verdict: &Verdict, bytes_up: Arc<AtomicU64>, started: Instant) -> RequestRecord {
+fn record(
+    conn: &Conn,
+    method: &Method,
+    path: &str,
+    target: &Target,
+    verdict: &Verdict,
+    bytes_up: Arc<AtomicU64>,
+    started: Instant,
+) -> RequestRecord {
     RequestRecord {
         sink: conn.shared.audit.clone(),
         sandbox: conn.sandbox.id.clone(),
@@ -212,12 +273,33 @@ fn finish(resp: Response<ProxyBody>, mut rec: RequestRecord) -> Response<ProxyBo
     resp.map(|b| AuditedBody::new(b, rec).boxed_unsync())
 }
 
-fn refuse<B>(conn: &Conn, req: &Request<B>, target: &Target, status: StatusCode, verdict: Verdict, subject: &Subject<'_>) -> Response<ProxyBody> {
-    let what = format!("{} {}://{}{}", req.method(), if target.https { "https" } else { "http" }, target.authority, req.uri().path());
+fn refuse<B>(
+    conn: &Conn,
+    req: &Request<B>,
+    target: &Target,
+    status: StatusCode,
+    verdict: Verdict,
+    subject: &Subject<'_>,
+) -> Response<ProxyBody> {
+    let what = format!(
+        "{} {}://{}{}",
+        req.method(),
+        if target.https { "https" } else { "http" },
+        target.authority,
+        req.uri().path()
+    );
     let resp = deny::response(status, &what, &verdict, subject);
     let mut verdict = verdict;
     verdict.allowed = false;
-    let rec = record(conn, req.method(), req.uri().path(), target, &verdict, Arc::new(AtomicU64::new(0)), Instant::now());
+    let rec = record(
+        conn,
+        req.method(),
+        req.uri().path(),
+        target,
+        &verdict,
+        Arc::new(AtomicU64::new(0)),
+        Instant::now(),
+    );
     finish(resp, rec)
 }
 
@@ -235,15 +317,36 @@ async fn forward(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<ProxyB
         let sni_ok = t.sni.as_deref().is_none_or(|s| s == host);
         if t.target != target.authority || !sni_ok {
             let v = Verdict::proxy_deny("host-mismatch");
-            return refuse(&conn, &req, &target, StatusCode::MISDIRECTED_REQUEST, v, &fixed);
+            return refuse(
+                &conn,
+                &req,
+                &target,
+                StatusCode::MISDIRECTED_REQUEST,
+                v,
+                &fixed,
+            );
         }
     }
     if let Some(problem) = framing_error(&req) {
         let v = Verdict::proxy_deny("request-smuggling");
-        return refuse(&conn, &req, &target, StatusCode::BAD_REQUEST, Verdict { reason: format!("request-smuggling ({problem})"), ..v }, &fixed);
+        return refuse(
+            &conn,
+            &req,
+            &target,
+            StatusCode::BAD_REQUEST,
+            Verdict {
+                reason: format!("request-smuggling ({problem})"),
+                ..v
+            },
+            &fixed,
+        );
     }
 
-    let protocol = if target.https { Protocol::Https } else { Protocol::Http };
+    let protocol = if target.https {
+        Protocol::Https
+    } else {
+        Protocol::Http
+    };
     let path = req.uri().path().to_owned();
     let verdict = conn.sandbox.policy.check_network(&NetworkRequest {
         host: &host,
@@ -253,9 +356,20 @@ async fn forward(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<ProxyB
         path: Some(&path),
     });
     let default_port = port == if target.https { 443 } else { 80 };
-    let subject = Subject::Network { host: &host, port, default_port };
+    let subject = Subject::Network {
+        host: &host,
+        port,
+        default_port,
+    };
     if !verdict.allowed {
-        return refuse(&conn, &req, &target, StatusCode::FORBIDDEN, verdict, &subject);
+        return refuse(
+            &conn,
+            &req,
+            &target,
+            StatusCode::FORBIDDEN,
+            verdict,
+            &subject,
+        );
     }
 
     // Model gating: the only place a request body is buffered, and then only up to the limit.
@@ -274,32 +388,70 @@ async fn forward(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<ProxyB
 
     // Build the upstream request.
     let scheme = if target.https { "https" } else { "http" };
-    let pq = head.uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str).to_owned();
+    let pq = head
+        .uri
+        .path_and_query()
+        .map_or("/", http::uri::PathAndQuery::as_str)
+        .to_owned();
     let uri: Uri = match format!("{scheme}://{}{pq}", target.authority).parse() {
         Ok(u) => u,
         Err(_) => return deny::error(StatusCode::BAD_REQUEST, "unparseable request target"),
     };
-    let mut rec = record(&conn, &head.method, &path, &target, &verdict, bytes_up.clone(), started);
+    let mut rec = record(
+        &conn,
+        &head.method,
+        &path,
+        &target,
+        &verdict,
+        bytes_up.clone(),
+        started,
+    );
     head.uri = uri;
     head.version = Version::HTTP_11;
     strip_hop_by_hop(&mut head.headers, upgrade);
     head.headers.remove(header::HOST);
     let list_models = is_model_list(&head.method, &path);
     if list_models {
-        head.headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        head.headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
     }
     let sni = conn.tunnel.as_ref().and_then(|t| t.sni.clone());
-    let connect_host = conn.tunnel.as_ref().filter(|t| t.strict).map_or(host.clone(), |t| t.target.host.as_policy_str());
-    let report = conn.sandbox.injector.inject(&Destination { connect_host: &connect_host, sni: sni.as_deref(), authority: &host }, &mut head);
+    let connect_host = conn
+        .tunnel
+        .as_ref()
+        .filter(|t| t.strict)
+        .map_or(host.clone(), |t| t.target.host.as_policy_str());
+    let report = conn.sandbox.injector.inject(
+        &Destination {
+            connect_host: &connect_host,
+            sni: sni.as_deref(),
+            authority: &host,
+        },
+        &mut head,
+    );
     for (service, h) in report.injected {
-        conn.audit(Some(AuditDecision::Allow), AuditAction::SecretInjected { service, host: h }, None);
+        conn.audit(
+            Some(AuditDecision::Allow),
+            AuditAction::SecretInjected { service, host: h },
+            None,
+        );
     }
     for (service, h) in report.blocked {
         let v = Verdict::proxy_deny("placeholder_blocked");
-        conn.audit(Some(AuditDecision::Deny), AuditAction::PlaceholderBlocked { service, host: h }, Some(&v));
+        conn.audit(
+            Some(AuditDecision::Deny),
+            AuditAction::PlaceholderBlocked { service, host: h },
+            Some(&v),
+        );
     }
 
-    let client = if upgrade { &conn.sandbox.client_h1 } else { &conn.sandbox.client };
+    let client = if upgrade {
+        &conn.sandbox.client_h1
+    } else {
+        &conn.sandbox.client
+    };
     let upstream_req = Request::from_parts(head, body);
     let mut resp = match client.request(upstream_req).await {
         Ok(r) => r,
@@ -309,20 +461,28 @@ async fn forward(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<ProxyB
         }
     };
 
-    if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, resp.status()) {
+    if let (Some(client_upgrade), StatusCode::SWITCHING_PROTOCOLS) = (client_upgrade, resp.status())
+    {
         let upstream_upgrade = hyper::upgrade::on(&mut resp);
         let guard = conn.guard.clone();
         tokio::spawn(async move {
             if let (Ok(a), Ok(b)) = (client_upgrade.await, upstream_upgrade.await) {
                 let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
-                let _ = guard.watch(tokio::io::copy_bidirectional(&mut a, &mut b)).await;
+                let _ = guard
+                    .watch(tokio::io::copy_bidirectional(&mut a, &mut b))
+                    .await;
             }
         });
     }
 
     let (mut parts, incoming) = resp.into_parts();
-    strip_hop_by_hop(&mut parts.headers, parts.status == StatusCode::SWITCHING_PROTOCOLS);
-    let mut body: ProxyBody = incoming.map_err(|e| -> crate::body::BoxError { Box::new(e) }).boxed_unsync();
+    strip_hop_by_hop(
+        &mut parts.headers,
+        parts.status == StatusCode::SWITCHING_PROTOCOLS,
+    );
+    let mut body: ProxyBody = incoming
+        .map_err(|e| -> crate::body::BoxError { Box::new(e) })
+        .boxed_unsync();
     if list_models && parts.status.is_success() {
         body = filter_models(&conn, &host, body, &mut parts.headers).await;
     }
@@ -342,7 +502,11 @@ async fn gate_model(
 ) -> Result<ProxyBody, GateRefusal> {
     let check = |model: String| {
         let v = conn.sandbox.policy.check_model(host, &model);
-        if v.allowed { Ok(()) } else { Err((StatusCode::FORBIDDEN, v, Some(model))) }
+        if v.allowed {
+            Ok(())
+        } else {
+            Err((StatusCode::FORBIDDEN, v, Some(model)))
+        }
     };
     match model_source(&head.method, path) {
         None => Ok(counted(incoming, bytes_up.clone())),
@@ -353,7 +517,9 @@ async fn gate_model(
         Some(ModelSource::JsonBody) => {
             let limit = conn.shared.limits.max_buffered_body;
             let bytes = collect_limited(incoming, limit).await.ok_or_else(|| {
-                let v = Verdict::proxy_deny(&format!("body-too-large (model-gated requests are buffered up to {limit} bytes)"));
+                let v = Verdict::proxy_deny(&format!(
+                    "body-too-large (model-gated requests are buffered up to {limit} bytes)"
+                ));
                 (StatusCode::PAYLOAD_TOO_LARGE, v, None)
             })?;
             if let Some(model) = body_model(&bytes) {
@@ -366,8 +532,15 @@ async fn gate_model(
 }
 
 /// Buffer a model list (bounded), drop the models policy denies, fix Content-Length.
-async fn filter_models(conn: &Conn, host: &str, body: ProxyBody, headers: &mut HeaderMap) -> ProxyBody {
-    let encoded = headers.get(header::CONTENT_ENCODING).is_some_and(|v| v.as_bytes() != b"identity");
+async fn filter_models(
+    conn: &Conn,
+    host: &str,
+    body: ProxyBody,
+    headers: &mut HeaderMap,
+) -> ProxyBody {
+    let encoded = headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes() != b"identity");
     if encoded {
         return body;
     }
@@ -420,7 +593,10 @@ fn deny_body(message: &str) -> ProxyBody {
 fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
-        && header_str(req.headers(), &header::CONNECTION).is_some_and(|c| c.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+        && header_str(req.headers(), &header::CONNECTION).is_some_and(|c| {
+            c.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
 }
 
 /// Remove hop-by-hop headers (RFC 9110 §7.6.1), including any named in Connection; keep `Upgrade` for upgrades.
@@ -436,7 +612,15 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for name in named {
         headers.remove(name);
     }
-    for name in ["keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "transfer-encoding"] {
+    for name in [
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "te",
+        "trailer",
+        "transfer-encoding",
+    ] {
         headers.remove(name);
     }
     if keep_upgrade {
@@ -448,7 +632,11 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 }
 
 /// Turn a pooled-client error into a response; a restricted address becomes a 403 naming `private-address`.
-fn upstream_failure(err: &hyper_util::client::legacy::Error, mut rec: RequestRecord, target: &Target) -> Response<ProxyBody> {
+fn upstream_failure(
+    err: &hyper_util::client::legacy::Error,
+    mut rec: RequestRecord,
+    target: &Target,
+) -> Response<ProxyBody> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(up) = e.downcast_ref::<UpstreamError>() {
@@ -457,24 +645,57 @@ fn upstream_failure(err: &hyper_util::client::legacy::Error, mut rec: RequestRec
         source = e.source();
     }
     rec.reason = Some("upstream-error".into());
-    finish(deny::error(StatusCode::BAD_GATEWAY, &format!("upstream {}: {err}", target.authority)), rec)
+    finish(
+        deny::error(
+            StatusCode::BAD_GATEWAY,
+            &format!("upstream {}: {err}", target.authority),
+        ),
+        rec,
+    )
 }
 
-fn upstream_error_response(err: &UpstreamError, mut rec: RequestRecord, target: &Target) -> Response<ProxyBody> {
+fn upstream_error_response(
+    err: &UpstreamError,
+    mut rec: RequestRecord,
+    target: &Target,
+) -> Response<ProxyBody> {
     match err {
-        UpstreamError::PrivateAddress { host, ip, port, verdict, .. } => {
+        UpstreamError::PrivateAddress {
+            host,
+            ip,
+            port,
+            verdict,
+            ..
+        } => {
             rec.rule = verdict.rule.clone();
             rec.layer = verdict.layer.clone();
             rec.reason = Some("private-address".into());
-            let verdict = Verdict { reason: "private-address".into(), ..verdict.clone() };
-            let ip_text = if ip.is_loopback() && host == "localhost" { "localhost".to_owned() } else { ip.to_string() };
-            let subject = Subject::Network { host: &ip_text, port: *port, default_port: false };
+            let verdict = Verdict {
+                reason: "private-address".into(),
+                ..verdict.clone()
+            };
+            let ip_text = if ip.is_loopback() && host == "localhost" {
+                "localhost".to_owned()
+            } else {
+                ip.to_string()
+            };
+            let subject = Subject::Network {
+                host: &ip_text,
+                port: *port,
+                default_port: false,
+            };
             let what = format!("{} (resolved to {ip}: {err})", target.authority);
-            finish(deny::response(StatusCode::FORBIDDEN, &what, &verdict, &subject), rec)
+            finish(
+                deny::response(StatusCode::FORBIDDEN, &what, &verdict, &subject),
+                rec,
+            )
         }
         UpstreamError::Timeout(_) => {
             rec.reason = Some("upstream-timeout".into());
-            finish(deny::error(StatusCode::GATEWAY_TIMEOUT, &err.to_string()), rec)
+            finish(
+                deny::error(StatusCode::GATEWAY_TIMEOUT, &err.to_string()),
+                rec,
+            )
         }
         _ => {
             rec.reason = Some("upstream-error".into());

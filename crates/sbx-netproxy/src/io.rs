@@ -28,12 +28,19 @@ pub(crate) struct Prefixed {
 
 impl Prefixed {
     pub(crate) fn new(prefix: Vec<u8>, inner: BoxIo) -> Self {
-        Self { prefix: Bytes::from(prefix), inner }
+        Self {
+            prefix: Bytes::from(prefix),
+            inner,
+        }
     }
 }
 
 impl AsyncRead for Prefixed {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if self.prefix.has_remaining() {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
@@ -45,7 +52,11 @@ impl AsyncRead for Prefixed {
 }
 
 impl AsyncWrite for Prefixed {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -54,7 +65,11 @@ impl AsyncWrite for Prefixed {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
@@ -63,7 +78,11 @@ impl AsyncWrite for Prefixed {
 }
 
 /// Read until `kind` stops answering [`Classified::NeedMore`], [`MAX_PEEK`] bytes, EOF or `timeout`.
-pub(crate) async fn read_first(io: &mut BoxIo, timeout: Duration, kind: fn(&[u8]) -> Classified) -> (Vec<u8>, Classified) {
+pub(crate) async fn read_first(
+    io: &mut BoxIo,
+    timeout: Duration,
+    kind: fn(&[u8]) -> Classified,
+) -> (Vec<u8>, Classified) {
     let mut buf = Vec::with_capacity(1024);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -117,7 +136,11 @@ impl<T> Watched<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -128,7 +151,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -141,7 +168,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -163,8 +194,17 @@ pub(crate) struct ConnGuard {
 }
 
 impl ConnGuard {
-    pub(crate) fn new(permit: tokio::sync::OwnedSemaphorePermit, idle: Duration, total: Duration) -> Self {
-        Self { activity: Arc::new(Activity::new()), idle, deadline: Instant::now() + total, _permit: permit }
+    pub(crate) fn new(
+        permit: tokio::sync::OwnedSemaphorePermit,
+        idle: Duration,
+        total: Duration,
+    ) -> Self {
+        Self {
+            activity: Arc::new(Activity::new()),
+            idle,
+            deadline: Instant::now() + total,
+            _permit: permit,
+        }
     }
 
     /// Resolves when the connection has been idle for too long or has reached its total lifetime.

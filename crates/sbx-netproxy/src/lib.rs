@@ -74,8 +74,8 @@ pub use ca::{CaError, CertificateAuthority};
 pub use io::Io;
 pub use proxy::{Ingress, Limits, Listener, Proxy, ProxyConfig, ProxyError, Sandbox};
 pub use seam::{
-    AuditAction, AuditDecision, AuditEvent, AuditSink, CredentialInjector, Destination, EgressPolicy, InjectionReport,
-    NetworkRequest, NoCredentials, Protocol, Verdict,
+    AuditAction, AuditDecision, AuditEvent, AuditSink, CredentialInjector, Destination,
+    EgressPolicy, InjectionReport, NetworkRequest, NoCredentials, Protocol, Verdict,
 };
 pub use upstream::{Connector, UpstreamConn, UpstreamError, UpstreamProxy};
 

@@ -81,7 +81,13 @@ impl ProxyConfig {
     /// Defaults with the given state directory.
     #[must_use]
     pub fn new(state_dir: impl Into<PathBuf>) -> Self {
-        Self { state_dir: state_dir.into(), extra_ca_pem: Vec::new(), system_roots: true, upstream_proxy: None, limits: Limits::default() }
+        Self {
+            state_dir: state_dir.into(),
+            extra_ca_pem: Vec::new(),
+            system_roots: true,
+            upstream_proxy: None,
+            limits: Limits::default(),
+        }
     }
 }
 
@@ -125,7 +131,10 @@ pub struct Proxy {
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Proxy").field("ca", &self.shared.ca).field("limits", &self.shared.limits).finish_non_exhaustive()
+        f.debug_struct("Proxy")
+            .field("ca", &self.shared.ca)
+            .field("limits", &self.shared.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -144,7 +153,9 @@ pub struct Sandbox {
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Sandbox")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -199,7 +210,10 @@ impl Proxy {
         let ca = CertificateAuthority::load_or_create(&config.state_dir)?;
         let mut extra = Vec::new();
         for (index, pem) in config.extra_ca_pem.iter().enumerate() {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes()).filter_map(Result::ok).collect();
+            let certs: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(pem.as_bytes())
+                    .filter_map(Result::ok)
+                    .collect();
             if certs.is_empty() {
                 return Err(ProxyError::ExtraCa { index });
             }
@@ -211,9 +225,13 @@ impl Proxy {
             limits: config.limits,
             tls_any: client_config(&extra, config.system_roots, &[b"h2", b"http/1.1"]),
             tls_h1: client_config(&extra, config.system_roots, &[b"http/1.1"]),
-            chain: config.upstream_proxy.map(|authority| Arc::new(UpstreamProxy { authority })),
+            chain: config
+                .upstream_proxy
+                .map(|authority| Arc::new(UpstreamProxy { authority })),
         };
-        Ok(Self { shared: Arc::new(shared) })
+        Ok(Self {
+            shared: Arc::new(shared),
+        })
     }
 
     /// The sandbox CA (its PEM goes into guest trust stores).
@@ -223,9 +241,19 @@ impl Proxy {
     }
 
     /// Register a sandbox with its policy and credentials.
-    pub fn sandbox(&self, id: &str, policy: Arc<dyn EgressPolicy>, injector: Arc<dyn CredentialInjector>) -> Arc<Sandbox> {
+    pub fn sandbox(
+        &self,
+        id: &str,
+        policy: Arc<dyn EgressPolicy>,
+        injector: Arc<dyn CredentialInjector>,
+    ) -> Arc<Sandbox> {
         let make = |tls: Arc<rustls::ClientConfig>| {
-            let connector = Connector { policy: policy.clone(), tls, chain: self.shared.chain.clone(), timeout: self.shared.limits.connect_timeout };
+            let connector = Connector {
+                policy: policy.clone(),
+                tls,
+                chain: self.shared.chain.clone(),
+                timeout: self.shared.limits.connect_timeout,
+            };
             Client::builder(TokioExecutor::new())
                 .pool_timer(TokioTimer::new())
                 .timer(TokioTimer::new())
@@ -239,7 +267,9 @@ impl Proxy {
             client_h1: make(self.shared.tls_h1.clone()),
             policy,
             injector,
-            connections: Arc::new(Semaphore::new(self.shared.limits.max_connections_per_sandbox)),
+            connections: Arc::new(Semaphore::new(
+                self.shared.limits.max_connections_per_sandbox,
+            )),
         })
     }
 
@@ -247,9 +277,25 @@ impl Proxy {
     ///
     /// # Errors
     /// [`ProxyError::Bind`].
-    pub async fn listen_tcp(&self, sandbox: Arc<Sandbox>, addr: SocketAddr, ingress: Ingress) -> Result<Listener, ProxyError> {
-        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ProxyError::Bind { addr: addr.to_string(), source })?;
-        let local = listener.local_addr().map_err(|source| ProxyError::Bind { addr: addr.to_string(), source })?.to_string();
+    pub async fn listen_tcp(
+        &self,
+        sandbox: Arc<Sandbox>,
+        addr: SocketAddr,
+        ingress: Ingress,
+    ) -> Result<Listener, ProxyError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ProxyError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ProxyError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?
+            .to_string();
         let this = self.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -258,7 +304,10 @@ impl Proxy {
                     continue;
                 };
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(this.clone().serve_connection(sandbox.clone(), stream, ingress));
+                tokio::spawn(
+                    this.clone()
+                        .serve_connection(sandbox.clone(), stream, ingress),
+                );
             }
         });
         Ok(Listener { local, task })
@@ -268,9 +317,17 @@ impl Proxy {
     ///
     /// # Errors
     /// [`ProxyError::Bind`].
-    pub async fn listen_unix(&self, sandbox: Arc<Sandbox>, path: &Path, ingress: Ingress) -> Result<Listener, ProxyError> {
+    pub async fn listen_unix(
+        &self,
+        sandbox: Arc<Sandbox>,
+        path: &Path,
+        ingress: Ingress,
+    ) -> Result<Listener, ProxyError> {
         use std::os::unix::fs::PermissionsExt;
-        let bind_err = |source| ProxyError::Bind { addr: path.display().to_string(), source };
+        let bind_err = |source| ProxyError::Bind {
+            addr: path.display().to_string(),
+            source,
+        };
         match std::fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(bind_err(e)),
             _ => {}
@@ -284,10 +341,16 @@ impl Proxy {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 };
-                tokio::spawn(this.clone().serve_connection(sandbox.clone(), stream, ingress));
+                tokio::spawn(
+                    this.clone()
+                        .serve_connection(sandbox.clone(), stream, ingress),
+                );
             }
         });
-        Ok(Listener { local: path.display().to_string(), task })
+        Ok(Listener {
+            local: path.display().to_string(),
+            task,
+        })
     }
 
     /// Serve one already-accepted connection for `sandbox` (any byte stream: TCP, Unix socket, vsock, ...).
@@ -297,13 +360,19 @@ impl Proxy {
             return;
         };
         let limits = &self.shared.limits;
-        let guard = Arc::new(ConnGuard::new(permit, limits.idle_timeout, limits.total_timeout));
+        let guard = Arc::new(ConnGuard::new(
+            permit,
+            limits.idle_timeout,
+            limits.total_timeout,
+        ));
         let io: BoxIo = Box::new(Watched::new(io, guard.activity.clone()));
         let conn = crate::handler::Conn::new(self.shared.clone(), sandbox, guard.clone(), None);
         let work = async move {
             match ingress {
                 Ingress::Forward => crate::handler::serve_http1(conn, io).await,
-                Ingress::Transparent { original_dst } => crate::tunnel::transparent(conn, io, original_dst).await,
+                Ingress::Transparent { original_dst } => {
+                    crate::tunnel::transparent(conn, io, original_dst).await
+                }
             }
         };
         let _ = guard.watch(work).await;

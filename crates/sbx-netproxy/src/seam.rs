@@ -62,19 +62,34 @@ impl Verdict {
     /// An allow decided by `rule` from `layer`.
     #[must_use]
     pub fn allow(rule: Option<String>, layer: Option<String>, reason: &str) -> Self {
-        Self { allowed: true, rule, layer, reason: reason.to_owned() }
+        Self {
+            allowed: true,
+            rule,
+            layer,
+            reason: reason.to_owned(),
+        }
     }
 
     /// A deny decided by `rule` from `layer`.
     #[must_use]
     pub fn deny(rule: Option<String>, layer: Option<String>, reason: &str) -> Self {
-        Self { allowed: false, rule, layer, reason: reason.to_owned() }
+        Self {
+            allowed: false,
+            rule,
+            layer,
+            reason: reason.to_owned(),
+        }
     }
 
     /// A deny decided by the proxy itself (no policy rule), e.g. `sni-mismatch`.
     #[must_use]
     pub fn proxy_deny(reason: &str) -> Self {
-        Self { allowed: false, rule: None, layer: Some("proxy".to_owned()), reason: reason.to_owned() }
+        Self {
+            allowed: false,
+            rule: None,
+            layer: Some("proxy".to_owned()),
+            reason: reason.to_owned(),
+        }
     }
 }
 

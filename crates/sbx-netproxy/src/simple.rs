@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use crate::addr::restricted_category;
 use crate::authority::{Host, normalize_host};
 use crate::seam::{
-    AuditEvent, AuditSink, CredentialInjector, Destination, EgressPolicy, InjectionReport, NetworkRequest, Protocol, Verdict,
+    AuditEvent, AuditSink, CredentialInjector, Destination, EgressPolicy, InjectionReport,
+    NetworkRequest, Protocol, Verdict,
 };
 
 /// A policy file could not be read or parsed.
@@ -120,18 +121,26 @@ impl SimplePolicy {
     pub fn parse(sources: &[(&str, &str)]) -> Result<Self, PolicyFileError> {
         let mut policy = Self::default();
         for (path, text) in sources {
-            let invalid = |message: String| PolicyFileError::Invalid { path: (*path).to_owned(), message };
+            let invalid = |message: String| PolicyFileError::Invalid {
+                path: (*path).to_owned(),
+                message,
+            };
             let shape: FileShape = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
             let layer = shape.name.clone().unwrap_or_else(|| (*path).to_owned());
             match shape.preset.as_deref() {
                 None | Some("balanced" | "locked-down") => {}
                 Some("open") => policy.default_allow = true,
-                Some(other) => return Err(invalid(format!("preset {other:?}: use open, balanced or locked-down"))),
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "preset {other:?}: use open, balanced or locked-down"
+                    )));
+                }
             }
             let _ = shape.enforced;
             for rule in shape.network {
                 for written in &rule.hosts {
-                    let (host, port) = parse_host_pattern(written).map_err(|m| invalid(format!("hosts entry {written:?}: {m}")))?;
+                    let (host, port) = parse_host_pattern(written)
+                        .map_err(|m| invalid(format!("hosts entry {written:?}: {m}")))?;
                     policy.network.push(NetRule {
                         action: rule.action,
                         written: written.clone(),
@@ -163,10 +172,16 @@ impl SimplePolicy {
     pub fn load(paths: &[&Path]) -> Result<Self, PolicyFileError> {
         let mut texts = Vec::new();
         for p in paths {
-            let text = std::fs::read_to_string(p).map_err(|source| PolicyFileError::Io { path: p.display().to_string(), source })?;
+            let text = std::fs::read_to_string(p).map_err(|source| PolicyFileError::Io {
+                path: p.display().to_string(),
+                source,
+            })?;
             texts.push((p.display().to_string(), text));
         }
-        let refs: Vec<(&str, &str)> = texts.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let refs: Vec<(&str, &str)> = texts
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
         Self::parse(&refs)
     }
 
@@ -174,7 +189,11 @@ impl SimplePolicy {
         let mut allow = None;
         for (written, layer, action) in matching {
             if action == Action::Deny {
-                return Verdict::deny(Some(written.to_owned()), Some(layer.to_owned()), "matched-deny");
+                return Verdict::deny(
+                    Some(written.to_owned()),
+                    Some(layer.to_owned()),
+                    "matched-deny",
+                );
             }
             allow.get_or_insert((written, layer));
         }
@@ -188,8 +207,16 @@ impl SimplePolicy {
 
 fn parse_host_pattern(written: &str) -> Result<(HostPattern, Option<u16>), String> {
     let (host, port) = match written.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && (!h.contains(':') || h.ends_with(']') || h.contains("]/")) => {
-            (h, Some(p.parse::<u16>().map_err(|_| format!("port {p:?} is not a number 1-65535"))?))
+        Some((h, p))
+            if !h.is_empty() && (!h.contains(':') || h.ends_with(']') || h.contains("]/")) =>
+        {
+            (
+                h,
+                Some(
+                    p.parse::<u16>()
+                        .map_err(|_| format!("port {p:?} is not a number 1-65535"))?,
+                ),
+            )
         }
         _ => (written, None),
     };
@@ -198,8 +225,12 @@ fn parse_host_pattern(written: &str) -> Result<(HostPattern, Option<u16>), Strin
         return Ok((HostPattern::Localhost, port));
     }
     if let Some((ip, bits)) = host.split_once('/') {
-        let ip: IpAddr = ip.parse().map_err(|_| format!("{ip:?} is not an IP address"))?;
-        let bits: u8 = bits.parse().map_err(|_| format!("prefix {bits:?} is not a number"))?;
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("{ip:?} is not an IP address"))?;
+        let bits: u8 = bits
+            .parse()
+            .map_err(|_| format!("prefix {bits:?} is not a number"))?;
         return Ok((HostPattern::Cidr(ip, bits), port));
     }
     if let Ok(ip) = host.parse::<IpAddr>() {
@@ -234,8 +265,14 @@ impl HostPattern {
     fn matches(&self, host: &Host) -> bool {
         match (self, host) {
             (Self::Exact(p), Host::Name(h)) => p == h,
-            (Self::OneLabel(p), Host::Name(h)) => h.strip_suffix(p.as_str()).and_then(|l| l.strip_suffix('.')).is_some_and(|l| !l.is_empty() && !l.contains('.')),
-            (Self::AnyLabels(p), Host::Name(h)) => h.strip_suffix(p.as_str()).and_then(|l| l.strip_suffix('.')).is_some_and(|l| !l.is_empty()),
+            (Self::OneLabel(p), Host::Name(h)) => h
+                .strip_suffix(p.as_str())
+                .and_then(|l| l.strip_suffix('.'))
+                .is_some_and(|l| !l.is_empty() && !l.contains('.')),
+            (Self::AnyLabels(p), Host::Name(h)) => h
+                .strip_suffix(p.as_str())
+                .and_then(|l| l.strip_suffix('.'))
+                .is_some_and(|l| !l.is_empty()),
             (Self::Localhost, Host::Name(h)) => h == "localhost",
             (Self::Ip(p), Host::Ip(ip)) => p == ip,
             (Self::Cidr(net, bits), Host::Ip(ip)) => cidr_contains(*net, *bits, *ip),
@@ -261,8 +298,14 @@ pub fn glob_match(pattern: &str, text: &str, segmented: bool) -> bool {
         match p.first() {
             None => t.is_empty(),
             Some(b'*') => {
-                let (rest, any) = if p.get(1) == Some(&b'*') { (&p[2..], true) } else { (&p[1..], !seg) };
-                (0..=t.len()).take_while(|&i| any || i == 0 || t[i - 1] != b'/').any(|i| go(rest, &t[i..], seg))
+                let (rest, any) = if p.get(1) == Some(&b'*') {
+                    (&p[2..], true)
+                } else {
+                    (&p[1..], !seg)
+                };
+                (0..=t.len())
+                    .take_while(|&i| any || i == 0 || t[i - 1] != b'/')
+                    .any(|i| go(rest, &t[i..], seg))
             }
             Some(c) => t.first() == Some(c) && go(&p[1..], &t[1..], seg),
         }
@@ -290,32 +333,61 @@ impl NetRule {
 
 impl EgressPolicy for SimplePolicy {
     fn check_network(&self, req: &NetworkRequest<'_>) -> Verdict {
-        let Ok(host) = normalize_host(req.host) else { return Verdict::deny(None, None, "invalid-host") };
-        self.decide(self.network.iter().filter(|r| r.matches(&host, req)).map(|r| (r.written.as_str(), r.layer.as_str(), r.action)))
+        let Ok(host) = normalize_host(req.host) else {
+            return Verdict::deny(None, None, "invalid-host");
+        };
+        self.decide(
+            self.network
+                .iter()
+                .filter(|r| r.matches(&host, req))
+                .map(|r| (r.written.as_str(), r.layer.as_str(), r.action)),
+        )
     }
 
     fn allows_address(&self, ip: IpAddr, port: u16, host: &str) -> Verdict {
         if restricted_category(ip).is_none() {
             return Verdict::allow(None, None, "public-address");
         }
-        let naming = self.network.iter().filter(|r| r.port.is_none_or(|p| p == port) && r.host.names_address(ip, host));
+        let naming = self
+            .network
+            .iter()
+            .filter(|r| r.port.is_none_or(|p| p == port) && r.host.names_address(ip, host));
         let v = self.decide(naming.map(|r| (r.written.as_str(), r.layer.as_str(), r.action)));
-        if v.allowed && v.rule.is_some() { v } else { Verdict { allowed: false, reason: "private-address".into(), ..v } }
+        if v.allowed && v.rule.is_some() {
+            v
+        } else {
+            Verdict {
+                allowed: false,
+                reason: "private-address".into(),
+                ..v
+            }
+        }
     }
 
     fn check_model(&self, api_host: &str, model: &str) -> Verdict {
         let matching = self.models.iter().filter(|r| {
-            r.models.iter().any(|m| glob_match(m, model, false)) && r.hosts.as_ref().is_none_or(|hs| hs.iter().any(|h| h == api_host))
+            r.models.iter().any(|m| glob_match(m, model, false))
+                && r.hosts
+                    .as_ref()
+                    .is_none_or(|hs| hs.iter().any(|h| h == api_host))
         });
         let mut allow = None;
         for r in matching {
             if r.action == Action::Deny {
-                return Verdict::deny(Some(r.written.clone()), Some(r.layer.clone()), "matched-deny");
+                return Verdict::deny(
+                    Some(r.written.clone()),
+                    Some(r.layer.clone()),
+                    "matched-deny",
+                );
             }
             allow.get_or_insert(r);
         }
         match allow {
-            Some(r) => Verdict::allow(Some(r.written.clone()), Some(r.layer.clone()), "matched-allow"),
+            Some(r) => Verdict::allow(
+                Some(r.written.clone()),
+                Some(r.layer.clone()),
+                "matched-allow",
+            ),
             None => Verdict::allow(None, None, "no-model-rule"),
         }
     }
@@ -365,7 +437,13 @@ impl StaticCredential {
     /// A credential for `service` with a fresh random placeholder `sbx-ph-<service>-<random>`.
     #[must_use]
     pub fn new(service: &str, value: &str, hosts: Vec<String>, apply: Apply) -> Self {
-        Self { service: service.to_owned(), placeholder: random_placeholder(service), value: value.to_owned(), hosts, apply }
+        Self {
+            service: service.to_owned(),
+            placeholder: random_placeholder(service),
+            value: value.to_owned(),
+            hosts,
+            apply,
+        }
     }
 
     /// The built-in bindings for a few well-known services (`anthropic`, `openai`, `github`, `gemini`); any other
@@ -373,13 +451,36 @@ impl StaticCredential {
     #[must_use]
     pub fn well_known(service: &str, value: &str) -> Self {
         let (hosts, apply): (&[&str], Apply) = match service {
-            "anthropic" => (&["api.anthropic.com"], Apply::Header { name: http::HeaderName::from_static("x-api-key"), prefix: String::new() }),
-            "openai" => (&["api.openai.com"], Apply::Header { name: http::header::AUTHORIZATION, prefix: "Bearer ".into() }),
+            "anthropic" => (
+                &["api.anthropic.com"],
+                Apply::Header {
+                    name: http::HeaderName::from_static("x-api-key"),
+                    prefix: String::new(),
+                },
+            ),
+            "openai" => (
+                &["api.openai.com"],
+                Apply::Header {
+                    name: http::header::AUTHORIZATION,
+                    prefix: "Bearer ".into(),
+                },
+            ),
             "github" => (&["api.github.com", "github.com"], Apply::ReplacePlaceholder),
-            "gemini" => (&["generativelanguage.googleapis.com"], Apply::Header { name: http::HeaderName::from_static("x-goog-api-key"), prefix: String::new() }),
+            "gemini" => (
+                &["generativelanguage.googleapis.com"],
+                Apply::Header {
+                    name: http::HeaderName::from_static("x-goog-api-key"),
+                    prefix: String::new(),
+                },
+            ),
             _ => (&[], Apply::ReplacePlaceholder),
         };
-        Self::new(service, value, hosts.iter().map(|h| (*h).to_owned()).collect(), apply)
+        Self::new(
+            service,
+            value,
+            hosts.iter().map(|h| (*h).to_owned()).collect(),
+            apply,
+        )
     }
 }
 
@@ -418,7 +519,10 @@ impl StaticInjector {
     /// `(service, placeholder)` pairs to hand to the sandbox.
     #[must_use]
     pub fn placeholders(&self) -> Vec<(String, String)> {
-        self.creds.iter().map(|c| (c.service.clone(), c.placeholder.clone())).collect()
+        self.creds
+            .iter()
+            .map(|c| (c.service.clone(), c.placeholder.clone()))
+            .collect()
     }
 }
 
@@ -426,9 +530,16 @@ impl CredentialInjector for StaticInjector {
     fn inject(&self, dest: &Destination<'_>, head: &mut http::request::Parts) -> InjectionReport {
         let mut report = InjectionReport::default();
         for cred in &self.creds {
-            let bound = cred.hosts.iter().any(|h| h == dest.authority) && cred.hosts.iter().any(|h| h == dest.connect_host);
-            let present = head.headers.values().any(|v| contains(v.as_bytes(), cred.placeholder.as_bytes()))
-                || head.uri.query().is_some_and(|q| q.contains(&cred.placeholder));
+            let bound = cred.hosts.iter().any(|h| h == dest.authority)
+                && cred.hosts.iter().any(|h| h == dest.connect_host);
+            let present = head
+                .headers
+                .values()
+                .any(|v| contains(v.as_bytes(), cred.placeholder.as_bytes()))
+                || head
+                    .uri
+                    .query()
+                    .is_some_and(|q| q.contains(&cred.placeholder));
             let entry = (cred.service.clone(), dest.authority.to_owned());
             if !bound {
                 if present {
@@ -518,7 +629,10 @@ impl JsonLinesAudit {
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         use std::io::Write;
         std::fs::create_dir_all(dir)?;
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("netproxy-audit.jsonl"))?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("netproxy-audit.jsonl"))?;
         let (tx, rx) = std::sync::mpsc::channel::<AuditEvent>();
         std::thread::spawn(move || {
             for event in rx {
@@ -543,7 +657,13 @@ mod tests {
     use super::*;
 
     fn req(host: &str, port: u16, protocol: Protocol) -> NetworkRequest<'_> {
-        NetworkRequest { host, port, protocol, method: Some("GET"), path: Some("/") }
+        NetworkRequest {
+            host,
+            port,
+            protocol,
+            method: Some("GET"),
+            path: Some("/"),
+        }
     }
 
     #[test]
@@ -560,21 +680,62 @@ hosts = ["bad.many.test"]
 "#,
         )])
         .unwrap();
-        assert!(p.check_network(&req("api.example.com", 443, Protocol::Https)).allowed);
-        assert!(!p.check_network(&req("api.example.com", 8443, Protocol::Https)).allowed);
-        assert!(!p.check_network(&req("api.example.com", 443, Protocol::Tcp)).allowed);
-        assert!(p.check_network(&req("a.one.test", 80, Protocol::Http)).allowed);
-        assert!(!p.check_network(&req("a.b.one.test", 80, Protocol::Http)).allowed);
-        assert!(p.check_network(&req("a.b.many.test", 80, Protocol::Http)).allowed);
+        assert!(
+            p.check_network(&req("api.example.com", 443, Protocol::Https))
+                .allowed
+        );
+        assert!(
+            !p.check_network(&req("api.example.com", 8443, Protocol::Https))
+                .allowed
+        );
+        assert!(
+            !p.check_network(&req("api.example.com", 443, Protocol::Tcp))
+                .allowed
+        );
+        assert!(
+            p.check_network(&req("a.one.test", 80, Protocol::Http))
+                .allowed
+        );
+        assert!(
+            !p.check_network(&req("a.b.one.test", 80, Protocol::Http))
+                .allowed
+        );
+        assert!(
+            p.check_network(&req("a.b.many.test", 80, Protocol::Http))
+                .allowed
+        );
         let deny = p.check_network(&req("bad.many.test", 443, Protocol::Https));
-        assert_eq!((deny.allowed, deny.reason.as_str(), deny.rule.as_deref(), deny.layer.as_deref()), (false, "matched-deny", Some("bad.many.test"), Some("team")));
-        assert!(p.check_network(&req("db.test", 5432, Protocol::Tcp)).allowed);
-        assert!(p.allows_address("127.0.0.1".parse().unwrap(), 8080, "127.0.0.1").allowed);
-        assert!(p.allows_address("127.0.0.1".parse().unwrap(), 9000, "localhost").allowed);
-        assert!(p.allows_address("10.1.1.1".parse().unwrap(), 22, "x").allowed);
+        assert_eq!(
+            (
+                deny.allowed,
+                deny.reason.as_str(),
+                deny.rule.as_deref(),
+                deny.layer.as_deref()
+            ),
+            (false, "matched-deny", Some("bad.many.test"), Some("team"))
+        );
+        assert!(
+            p.check_network(&req("db.test", 5432, Protocol::Tcp))
+                .allowed
+        );
+        assert!(
+            p.allows_address("127.0.0.1".parse().unwrap(), 8080, "127.0.0.1")
+                .allowed
+        );
+        assert!(
+            p.allows_address("127.0.0.1".parse().unwrap(), 9000, "localhost")
+                .allowed
+        );
+        assert!(
+            p.allows_address("10.1.1.1".parse().unwrap(), 22, "x")
+                .allowed
+        );
         let v = p.allows_address("127.0.0.1".parse().unwrap(), 8081, "127.0.0.1");
         assert_eq!((v.allowed, v.reason.as_str()), (false, "private-address"));
-        assert!(!p.allows_address("169.254.169.254".parse().unwrap(), 80, "api.example.com").allowed);
+        assert!(
+            !p.allows_address("169.254.169.254".parse().unwrap(), 80, "api.example.com")
+                .allowed
+        );
     }
 
     #[test]
@@ -586,17 +747,46 @@ hosts = ["bad.many.test"]
 
     #[test]
     fn placeholders_only_reach_bound_hosts() {
-        let cred = StaticCredential::new("svc", "s3cret", vec!["good.test".into()], Apply::ReplacePlaceholder);
+        let cred = StaticCredential::new(
+            "svc",
+            "s3cret",
+            vec!["good.test".into()],
+            Apply::ReplacePlaceholder,
+        );
         let ph = cred.placeholder.clone();
         let inj = StaticInjector::new(vec![cred]);
-        let mk = || http::Request::builder().header("authorization", format!("Bearer {ph}")).body(()).unwrap().into_parts().0;
+        let mk = || {
+            http::Request::builder()
+                .header("authorization", format!("Bearer {ph}"))
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
         let mut head = mk();
-        let r = inj.inject(&Destination { connect_host: "good.test", sni: Some("good.test"), authority: "good.test" }, &mut head);
+        let r = inj.inject(
+            &Destination {
+                connect_host: "good.test",
+                sni: Some("good.test"),
+                authority: "good.test",
+            },
+            &mut head,
+        );
         assert_eq!(head.headers["authorization"], "Bearer s3cret");
         assert_eq!(r.injected, vec![("svc".to_owned(), "good.test".to_owned())]);
         let mut head = mk();
-        let r = inj.inject(&Destination { connect_host: "evil.test", sni: Some("evil.test"), authority: "evil.test" }, &mut head);
-        assert_eq!(head.headers["authorization"], format!("Bearer {ph}").as_str());
+        let r = inj.inject(
+            &Destination {
+                connect_host: "evil.test",
+                sni: Some("evil.test"),
+                authority: "evil.test",
+            },
+            &mut head,
+        );
+        assert_eq!(
+            head.headers["authorization"],
+            format!("Bearer {ph}").as_str()
+        );
         assert_eq!(r.blocked, vec![("svc".to_owned(), "evil.test".to_owned())]);
         assert!(!format!("{inj:?}").contains("s3cret"));
     }

@@ -28,7 +28,9 @@ use crate::seam::{EgressPolicy, Verdict};
 #[non_exhaustive]
 pub enum UpstreamError {
     /// Every address the host resolved to is restricted and no rule names it.
-    #[error("{host} resolves to {ip} ({category}), which a sandbox may not reach unless a rule names it")]
+    #[error(
+        "{host} resolves to {ip} ({category}), which a sandbox may not reach unless a rule names it"
+    )]
     PrivateAddress {
         /// The host asked for.
         host: String,
@@ -89,7 +91,11 @@ pub struct UpstreamProxy {
 }
 
 /// Build the upstream TLS client configuration.
-pub(crate) fn client_config(extra_cas: &[CertificateDer<'static>], system_roots: bool, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+pub(crate) fn client_config(
+    extra_cas: &[CertificateDer<'static>],
+    system_roots: bool,
+    alpn: &[&[u8]],
+) -> Arc<ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if system_roots {
@@ -129,16 +135,33 @@ pub(crate) async fn connect_checked(
                 if verdict.allowed {
                     allowed.push(addr);
                 } else if refused.is_none() {
-                    refused = Some(UpstreamError::PrivateAddress { host: name.clone(), ip: addr.ip(), port, category, verdict });
+                    refused = Some(UpstreamError::PrivateAddress {
+                        host: name.clone(),
+                        ip: addr.ip(),
+                        port,
+                        category,
+                        verdict,
+                    });
                 }
             }
         }
     }
     if allowed.is_empty() {
-        return Err(refused.unwrap_or_else(|| UpstreamError::Resolve { host: name, detail: "no addresses".into() }));
+        return Err(refused.unwrap_or_else(|| UpstreamError::Resolve {
+            host: name,
+            detail: "no addresses".into(),
+        }));
     }
     if let Some(proxy) = chain {
-        return connect_via_proxy(proxy, &Authority { host: host.clone(), port }, timeout).await;
+        return connect_via_proxy(
+            proxy,
+            &Authority {
+                host: host.clone(),
+                port,
+            },
+            timeout,
+        )
+        .await;
     }
     let mut last = None;
     for addr in allowed {
@@ -147,56 +170,103 @@ pub(crate) async fn connect_checked(
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);
             }
-            Ok(Err(source)) => last = Some(UpstreamError::Connect { addr: addr.to_string(), source }),
+            Ok(Err(source)) => {
+                last = Some(UpstreamError::Connect {
+                    addr: addr.to_string(),
+                    source,
+                })
+            }
             Err(_) => last = Some(UpstreamError::Timeout(addr.to_string())),
         }
     }
-    Err(last.unwrap_or_else(|| UpstreamError::Resolve { host: name, detail: "no addresses".into() }))
+    Err(last.unwrap_or_else(|| UpstreamError::Resolve {
+        host: name,
+        detail: "no addresses".into(),
+    }))
 }
 
-async fn resolve(host: &Host, port: u16, name: &str, timeout: Duration) -> Result<Vec<SocketAddr>, UpstreamError> {
+async fn resolve(
+    host: &Host,
+    port: u16,
+    name: &str,
+    timeout: Duration,
+) -> Result<Vec<SocketAddr>, UpstreamError> {
     if let Host::Ip(ip) = host {
         return Ok(vec![SocketAddr::new(*ip, port)]);
     }
     let lookup = tokio::net::lookup_host((name, port));
     match tokio::time::timeout(timeout, lookup).await {
         Ok(Ok(addrs)) => Ok(addrs.collect()),
-        Ok(Err(e)) => Err(UpstreamError::Resolve { host: name.to_owned(), detail: e.to_string() }),
+        Ok(Err(e)) => Err(UpstreamError::Resolve {
+            host: name.to_owned(),
+            detail: e.to_string(),
+        }),
         Err(_) => Err(UpstreamError::Timeout(name.to_owned())),
     }
 }
 
-async fn connect_via_proxy(proxy: &UpstreamProxy, target: &Authority, timeout: Duration) -> Result<TcpStream, UpstreamError> {
-    let chain_err = |detail: String| UpstreamError::Chain { proxy: proxy.authority.clone(), detail };
+async fn connect_via_proxy(
+    proxy: &UpstreamProxy,
+    target: &Authority,
+    timeout: Duration,
+) -> Result<TcpStream, UpstreamError> {
+    let chain_err = |detail: String| UpstreamError::Chain {
+        proxy: proxy.authority.clone(),
+        detail,
+    };
     let fut = async {
-        let mut stream = TcpStream::connect(proxy.authority.as_str()).await.map_err(|e| chain_err(e.to_string()))?;
+        let mut stream = TcpStream::connect(proxy.authority.as_str())
+            .await
+            .map_err(|e| chain_err(e.to_string()))?;
         let _ = stream.set_nodelay(true);
         let req = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
-        stream.write_all(req.as_bytes()).await.map_err(|e| chain_err(e.to_string()))?;
+        stream
+            .write_all(req.as_bytes())
+            .await
+            .map_err(|e| chain_err(e.to_string()))?;
         let mut head = Vec::new();
         let mut byte = [0u8; 1];
         // Read byte by byte so no tunnel bytes are consumed past the response head.
         while !head.ends_with(b"\r\n\r\n") {
-            if head.len() > 16 * 1024 || stream.read(&mut byte).await.map_err(|e| chain_err(e.to_string()))? == 0 {
+            if head.len() > 16 * 1024
+                || stream
+                    .read(&mut byte)
+                    .await
+                    .map_err(|e| chain_err(e.to_string()))?
+                    == 0
+            {
                 return Err(chain_err("closed during CONNECT".into()));
             }
             head.push(byte[0]);
         }
-        let status_line = String::from_utf8_lossy(head.split(|&b| b == b'\r').next().unwrap_or_default()).into_owned();
+        let status_line =
+            String::from_utf8_lossy(head.split(|&b| b == b'\r').next().unwrap_or_default())
+                .into_owned();
         if status_line.split_whitespace().nth(1) != Some("200") {
-            return Err(chain_err(format!("CONNECT {target} answered {status_line:?}")));
+            return Err(chain_err(format!(
+                "CONNECT {target} answered {status_line:?}"
+            )));
         }
         Ok(stream)
     };
-    tokio::time::timeout(timeout, fut).await.map_err(|_| UpstreamError::Timeout(proxy.authority.clone()))?
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| UpstreamError::Timeout(proxy.authority.clone()))?
 }
 
 /// TLS on top of a connected stream, verifying `host`.
-pub(crate) async fn tls_connect(cfg: Arc<ClientConfig>, host: &Host, tcp: TcpStream, timeout: Duration) -> Result<TlsStream<TcpStream>, UpstreamError> {
+pub(crate) async fn tls_connect(
+    cfg: Arc<ClientConfig>,
+    host: &Host,
+    tcp: TcpStream,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, UpstreamError> {
     let name = host.as_policy_str();
     let server_name = match host {
         Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
-        Host::Name(n) => ServerName::try_from(n.clone()).map_err(|_| UpstreamError::InvalidUri(n.clone()))?,
+        Host::Name(n) => {
+            ServerName::try_from(n.clone()).map_err(|_| UpstreamError::InvalidUri(n.clone()))?
+        }
     };
     let connector = tokio_rustls::TlsConnector::from(cfg);
     match tokio::time::timeout(timeout, connector.connect(server_name, tcp)).await {
@@ -213,7 +283,11 @@ pub(crate) enum UpstreamStream {
 }
 
 impl AsyncRead for UpstreamStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -222,7 +296,11 @@ impl AsyncRead for UpstreamStream {
 }
 
 impl AsyncWrite for UpstreamStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -240,7 +318,11 @@ impl AsyncWrite for UpstreamStream {
             Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
@@ -262,24 +344,38 @@ pub struct UpstreamConn {
 
 impl std::fmt::Debug for UpstreamConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamConn").field("h2", &self.h2).finish_non_exhaustive()
+        f.debug_struct("UpstreamConn")
+            .field("h2", &self.h2)
+            .finish_non_exhaustive()
     }
 }
 
 impl Connection for UpstreamConn {
     fn connected(&self) -> Connected {
-        if self.h2 { Connected::new().negotiated_h2() } else { Connected::new() }
+        if self.h2 {
+            Connected::new().negotiated_h2()
+        } else {
+            Connected::new()
+        }
     }
 }
 
 impl hyper::rt::Read for UpstreamConn {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: hyper::rt::ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
 impl hyper::rt::Write for UpstreamConn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -288,7 +384,11 @@ impl hyper::rt::Write for UpstreamConn {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
@@ -307,7 +407,9 @@ pub struct Connector {
 
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connector").field("chain", &self.chain).finish_non_exhaustive()
+        f.debug_struct("Connector")
+            .field("chain", &self.chain)
+            .finish_non_exhaustive()
     }
 }
 
@@ -323,17 +425,33 @@ impl tower_service::Service<Uri> for Connector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let raw_host = uri.host().ok_or_else(|| UpstreamError::InvalidUri(uri.to_string()))?;
-            let host = normalize_host(raw_host).map_err(|_| UpstreamError::InvalidUri(uri.to_string()))?;
+            let raw_host = uri
+                .host()
+                .ok_or_else(|| UpstreamError::InvalidUri(uri.to_string()))?;
+            let host =
+                normalize_host(raw_host).map_err(|_| UpstreamError::InvalidUri(uri.to_string()))?;
             let https = uri.scheme_str() == Some("https");
             let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-            let tcp = connect_checked(this.policy.as_ref(), &host, port, this.chain.as_deref(), this.timeout).await?;
+            let tcp = connect_checked(
+                this.policy.as_ref(),
+                &host,
+                port,
+                this.chain.as_deref(),
+                this.timeout,
+            )
+            .await?;
             if !https {
-                return Ok(UpstreamConn { io: TokioIo::new(UpstreamStream::Plain(tcp)), h2: false });
+                return Ok(UpstreamConn {
+                    io: TokioIo::new(UpstreamStream::Plain(tcp)),
+                    h2: false,
+                });
             }
             let tls = tls_connect(this.tls.clone(), &host, tcp, this.timeout).await?;
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            Ok(UpstreamConn { io: TokioIo::new(UpstreamStream::Tls(Box::new(tls))), h2 })
+            Ok(UpstreamConn {
+                io: TokioIo::new(UpstreamStream::Tls(Box::new(tls))),
+                h2,
+            })
         })
     }
 }

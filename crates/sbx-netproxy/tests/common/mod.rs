@@ -39,10 +39,20 @@ pub struct SeenRequest {
 
 impl Seen {
     pub fn paths(&self) -> Vec<String> {
-        self.requests.lock().unwrap().iter().map(|r| r.path.clone()).collect()
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.path.clone())
+            .collect()
     }
     pub fn last(&self) -> SeenRequest {
-        self.requests.lock().unwrap().last().cloned().expect("upstream saw no request")
+        self.requests
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("upstream saw no request")
     }
 }
 
@@ -66,7 +76,16 @@ fn full(s: impl Into<Bytes>) -> Body {
 async fn route(seen: Arc<Seen>, mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
-    let headers = req.headers().iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+    let headers = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     let version = format!("{:?}", req.version());
     if path == "/ws" {
         let upgrade = hyper::upgrade::on(&mut req);
@@ -81,63 +100,108 @@ async fn route(seen: Arc<Seen>, mut req: Request<Incoming>) -> Result<Response<B
                 }
             }
         });
-        seen.requests.lock().unwrap().push(SeenRequest { method, path, version, headers, body_len: 0 });
-        return Ok(Response::builder().status(101).header("connection", "upgrade").header("upgrade", "websocket").body(full("")).unwrap());
+        seen.requests.lock().unwrap().push(SeenRequest {
+            method,
+            path,
+            version,
+            headers,
+            body_len: 0,
+        });
+        return Ok(Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(full(""))
+            .unwrap());
     }
     let mut body_len = 0;
     let mut body = req.into_body();
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(f) => body_len += f.data_ref().map_or(0, |d| d.len()),
-            Err(_) => return Ok(Response::builder().status(400).body(full("bad body")).unwrap()),
+            Err(_) => {
+                return Ok(Response::builder()
+                    .status(400)
+                    .body(full("bad body"))
+                    .unwrap());
+            }
         }
     }
-    let record = SeenRequest { method, path: path.clone(), version, headers, body_len };
+    let record = SeenRequest {
+        method,
+        path: path.clone(),
+        version,
+        headers,
+        body_len,
+    };
     seen.requests.lock().unwrap().push(record.clone());
     let resp = match path.as_str() {
         "/sse" => {
             let seen = seen.clone();
             let stream = async_stream(seen);
-            Response::builder().header("content-type", "text/event-stream").body(StreamBody::new(stream).boxed()).unwrap()
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .body(StreamBody::new(stream).boxed())
+                .unwrap()
         }
         "/big" => {
             let total: usize = 32 * 1024 * 1024;
             let chunks = futures_iter(total);
-            Response::builder().body(StreamBody::new(chunks).boxed()).unwrap()
+            Response::builder()
+                .body(StreamBody::new(chunks).boxed())
+                .unwrap()
         }
-        "/v1/models" => Response::new(full(r#"{"data":[{"id":"claude-opus-4"},{"id":"claude-sonnet-4"}]}"#)),
+        "/v1/models" => Response::new(full(
+            r#"{"data":[{"id":"claude-opus-4"},{"id":"claude-sonnet-4"}]}"#,
+        )),
         _ => {
             let json = serde_json::json!({"method": record.method, "path": record.path, "headers": record.headers, "body_len": body_len, "version": record.version});
-            Response::builder().header("content-type", "application/json").body(full(json.to_string())).unwrap()
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(full(json.to_string()))
+                .unwrap()
         }
     };
     Ok(resp)
 }
 
 /// SSE: one event now, the second only after the test releases it (proves token-by-token flow).
-fn async_stream(seen: Arc<Seen>) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + Sync + 'static {
+fn async_stream(
+    seen: Arc<Seen>,
+) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + Sync + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
     tokio::spawn(async move {
-        let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"data: one\n\n")))).await;
+        let _ = tx
+            .send(Ok(Frame::data(Bytes::from_static(b"data: one\n\n"))))
+            .await;
         let _ = tokio::time::timeout(Duration::from_secs(20), seen.sse_release.notified()).await;
-        let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"data: two\n\n")))).await;
+        let _ = tx
+            .send(Ok(Frame::data(Bytes::from_static(b"data: two\n\n"))))
+            .await;
     });
     tokio_stream_from(rx)
 }
 
-fn tokio_stream_from<T: Send + 'static>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_core::Stream<Item = T> + Send + Sync + 'static {
+fn tokio_stream_from<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_core::Stream<Item = T> + Send + Sync + 'static {
     ReceiverStream(Mutex::new(rx))
 }
 
 struct ReceiverStream<T>(Mutex<tokio::sync::mpsc::Receiver<T>>);
 impl<T> futures_core::Stream for ReceiverStream<T> {
     type Item = T;
-    fn poll_next(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<T>> {
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<T>> {
         self.0.lock().unwrap().poll_recv(cx)
     }
 }
 
-fn futures_iter(total: usize) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + Sync + 'static {
+fn futures_iter(
+    total: usize,
+) -> impl futures_core::Stream<Item = Result<Frame<Bytes>, Infallible>> + Send + Sync + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     tokio::spawn(async move {
         let chunk = Bytes::from(vec![b'z'; 64 * 1024]);
@@ -162,22 +226,32 @@ impl TestCa {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(rcgen::DnType::CommonName, "upstream test CA");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "upstream test CA");
         let cert = params.self_signed(&key).unwrap();
-        Self { pem: cert.pem(), issuer: Issuer::new(params, key) }
+        Self {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
     }
 
     pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())))
+            .with_single_cert(
+                vec![cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
             .unwrap();
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Arc::new(cfg)
@@ -195,7 +269,9 @@ pub async fn upstream(tls: bool) -> Upstream {
     let task = tokio::spawn(async move {
         let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             let seen = seen2.clone();
             let acceptor = acceptor.clone();
@@ -204,15 +280,24 @@ pub async fn upstream(tls: bool) -> Upstream {
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 if tls {
                     if let Ok(s) = acceptor.accept(stream).await {
-                        let _ = builder.serve_connection_with_upgrades(TokioIo::new(s), svc).await;
+                        let _ = builder
+                            .serve_connection_with_upgrades(TokioIo::new(s), svc)
+                            .await;
                     }
                 } else {
-                    let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await;
+                    let _ = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
                 }
             });
         }
     });
-    Upstream { addr, ca_pem: ca.pem, seen, task }
+    Upstream {
+        addr,
+        ca_pem: ca.pem,
+        seen,
+        task,
+    }
 }
 
 /// A raw TCP echo server that records what it received.
@@ -223,7 +308,9 @@ pub async fn echo_server() -> (SocketAddr, Arc<Mutex<Vec<u8>>>, tokio::task::Joi
     let got2 = got.clone();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { continue };
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
             let got = got2.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
@@ -274,22 +361,21 @@ impl Harness {
     }
 
     pub fn placeholder(&self, service: &str) -> String {
-        self.placeholders.iter().find(|(s, _)| s == service).map(|(_, p)| p.clone()).unwrap()
+        self.placeholders
+            .iter()
+            .find(|(s, _)| s == service)
+            .map(|(_, p)| p.clone())
+            .unwrap()
     }
 }
 
+#[derive(Default)]
 pub struct Setup<'a> {
     pub policy: &'a str,
     pub extra_ca: Vec<String>,
     pub creds: Vec<StaticCredential>,
     pub limits: Limits,
     pub upstream_proxy: Option<String>,
-}
-
-impl Default for Setup<'_> {
-    fn default() -> Self {
-        Self { policy: "", extra_ca: Vec::new(), creds: Vec::new(), limits: Limits::default(), upstream_proxy: None }
-    }
 }
 
 pub async fn start(setup: Setup<'_>) -> Harness {
@@ -305,20 +391,35 @@ pub async fn start(setup: Setup<'_>) -> Harness {
     let injector = StaticInjector::new(setup.creds);
     let placeholders = injector.placeholders();
     let sandbox = proxy.sandbox("sb-test", Arc::new(policy), Arc::new(injector));
-    let listener = proxy.listen_tcp(sandbox, "127.0.0.1:0".parse().unwrap(), Ingress::Forward).await.unwrap();
+    let listener = proxy
+        .listen_tcp(sandbox, "127.0.0.1:0".parse().unwrap(), Ingress::Forward)
+        .await
+        .unwrap();
     let ca_pem = proxy.ca().cert_pem().to_owned();
-    Harness { proxy, listener, audit, ca_pem, placeholders, state }
+    Harness {
+        proxy,
+        listener,
+        audit,
+        ca_pem,
+        placeholders,
+        state,
+    }
 }
 
 pub fn allow_policy(hosts: &[String]) -> String {
     let list: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
-    format!("name = \"test-layer\"\n[[network]]\naction = \"allow\"\nhosts = [{}]\n", list.join(", "))
+    format!(
+        "name = \"test-layer\"\n[[network]]\naction = \"allow\"\nhosts = [{}]\n",
+        list.join(", ")
+    )
 }
 
 /// Open a CONNECT tunnel by hand; returns the stream and the proxy's response head.
 pub async fn connect_tunnel(proxy: &str, target: &str) -> (TcpStream, String) {
     let mut s = TcpStream::connect(proxy).await.unwrap();
-    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     let head = read_head(&mut s).await;
     (s, head)
 }
@@ -343,12 +444,19 @@ pub async fn read_all<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
 }
 
 /// A TLS client over `io` that trusts `ca_pem`, sending `sni`.
-pub async fn tls_over<S>(io: S, ca_pem: &str, sni: &str, alpn: &[&[u8]]) -> std::io::Result<tokio_rustls::client::TlsStream<S>>
+pub async fn tls_over<S>(
+    io: S,
+    ca_pem: &str,
+    sni: &str,
+    alpn: &[&[u8]],
+) -> std::io::Result<tokio_rustls::client::TlsStream<S>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap()).unwrap();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -357,7 +465,9 @@ where
         .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let name = rustls_pki_types::ServerName::try_from(sni.to_owned()).unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, io).await
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, io)
+        .await
 }
 
 use rustls_pki_types::pem::PemObject;
