@@ -45,6 +45,8 @@ pub(crate) struct Conn {
     pub(crate) sandbox: Arc<Sandbox>,
     pub(crate) guard: Arc<ConnGuard>,
     pub(crate) tunnel: Option<Tunnel>,
+    /// Set by the HTTP/1 framing watch when a request head carries both Content-Length and Transfer-Encoding.
+    smuggling: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Conn {
@@ -59,6 +61,7 @@ impl Conn {
             sandbox,
             guard,
             tunnel,
+            smuggling: Arc::default(),
         })
     }
 
@@ -108,6 +111,7 @@ async fn serve_http1_inner(conn: Arc<Conn>, io: impl Io) {
         .keep_alive(true);
     let svc_conn = conn.clone();
     let service = service_fn(move |req| handle(svc_conn.clone(), req));
+    let io = crate::framing::Watched::new(io, conn.smuggling.clone());
     let _ = builder
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades()
@@ -225,7 +229,10 @@ fn target_of(conn: &Conn, req: &Request<Incoming>) -> Result<Target, (StatusCode
 
 /// RFC 9112 framing checks hyper cannot express: a request carrying both Content-Length and Transfer-Encoding is a
 /// smuggling attempt; Transfer-Encoding is meaningless (and forbidden) over HTTP/2.
-fn framing_error(req: &Request<Incoming>) -> Option<&'static str> {
+fn framing_error(conn: &Conn, req: &Request<Incoming>) -> Option<&'static str> {
+    if conn.smuggling.load(std::sync::atomic::Ordering::Relaxed) {
+        return Some("both Content-Length and Transfer-Encoding");
+    }
     let h = req.headers();
     let te = h.contains_key(header::TRANSFER_ENCODING);
     if te && h.contains_key(header::CONTENT_LENGTH) {
@@ -327,19 +334,16 @@ async fn forward(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<ProxyB
             );
         }
     }
-    if let Some(problem) = framing_error(&req) {
+    if let Some(problem) = framing_error(&conn, &req) {
         let v = Verdict::proxy_deny("request-smuggling");
-        return refuse(
-            &conn,
-            &req,
-            &target,
-            StatusCode::BAD_REQUEST,
-            Verdict {
-                reason: format!("request-smuggling ({problem})"),
-                ..v
-            },
-            &fixed,
-        );
+        let v = Verdict {
+            reason: format!("request-smuggling ({problem})"),
+            ..v
+        };
+        let mut resp = refuse(&conn, &req, &target, StatusCode::BAD_REQUEST, v, &fixed);
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return resp;
     }
 
     let protocol = if target.https {

@@ -24,9 +24,9 @@
 //! Security properties (each has an adversarial integration test): no raw tunnel without a raw-TCP rule; every inner
 //! request is checked by its own Host / `:authority`, which must agree with the CONNECT target and the SNI (domain
 //! fronting is refused); placeholders are substituted only for bound hosts (`placeholder_blocked` otherwise); a request
-//! carrying both Content-Length and Transfer-Encoding, obs-fold or a bad chunk size never reaches upstream as sent —
-//! hyper's parser rejects obs-fold and bad chunks, and every upstream request is re-framed by the proxy, so bytes after
-//! a body can never become a second upstream request; header size/count, buffered body, idle/total time and
+//! carrying both Content-Length and Transfer-Encoding is refused (a framing watch sees the client's bytes before hyper
+//! does), obs-fold and bad chunk sizes are rejected by hyper's parser, and every upstream request is re-framed by the
+//! proxy, so bytes after a body can never become a second upstream request; header size/count, buffered body, idle/total time and
 //! connections per sandbox are bounded ([`Limits`]); a request head must arrive within `header_read_timeout`
 //! (slow-loris).
 //!
@@ -59,6 +59,7 @@ mod body;
 mod ca;
 mod classify;
 mod deny;
+mod framing;
 mod handler;
 mod io;
 mod model;

@@ -174,6 +174,11 @@ async fn request_smuggling_never_reaches_upstream() {
         "POST http://{t}/echo HTTP/1.1\r\nHost: {t}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET http://{t}/admin HTTP/1.1\r\nHost: {t}\r\n\r\n"
     );
     let out = raw_exchange(&h.proxy_addr(), clte.as_bytes()).await;
+    assert!(
+        out.starts_with("HTTP/1.1 400") && out.contains("request-smuggling"),
+        "{}",
+        short(&out)
+    );
     assert!(!out.contains("/admin"), "{}", short(&out));
     // TE.CL with an obfuscated Transfer-Encoding.
     let tecl = format!(
