@@ -113,5 +113,19 @@ pub(crate) fn pipeline() -> Result<()> {
         cargo().args(["nextest", "run", "--workspace", "--profile", "ci"]),
     )?;
     step("doc tests", cargo().args(["test", "--workspace", "--doc"]))?;
+    // sbx-audit's OTLP export is an opt-in feature without extra dependencies; its tests use a local receiver.
+    step(
+        "sbx-audit otlp",
+        cargo().args([
+            "nextest",
+            "run",
+            "-p",
+            "sbx-audit",
+            "--features",
+            "otlp",
+            "--profile",
+            "ci",
+        ]),
+    )?;
     Ok(())
 }

@@ -11,9 +11,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sbx_netproxy::simple::{
-    JsonLinesAudit, MemoryAudit, SimplePolicy, StaticCredential, StaticInjector,
-};
+use sbx_netproxy::simple::{MemoryAudit, SimplePolicy, StaticCredential, StaticInjector};
 use sbx_netproxy::{AuditSink, Ingress, Proxy, ProxyConfig};
 
 const USAGE: &str = "usage: proxy --listen ADDR --policy FILE... --state-dir DIR [--secret SERVICE=VALUE]... \
@@ -102,12 +100,16 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     config.upstream_proxy = args.upstream_proxy;
-    let audit: Arc<dyn AuditSink> = match &args.audit_dir {
-        Some(dir) => Arc::new(
-            JsonLinesAudit::open(dir)
-                .map_err(|e| anyhow::anyhow!("--audit-dir {}: {e}", dir.display()))?,
-        ),
-        None => Arc::new(MemoryAudit::default()),
+    // With --audit-dir, events go to a tamper-evident sbx-audit log (`sbx_audit::Reader` / `verify` read it back).
+    let (audit, guard): (Arc<dyn AuditSink>, Option<sbx_audit::WriterGuard>) = match &args.audit_dir
+    {
+        Some(dir) => {
+            let (handle, guard) =
+                sbx_audit::AuditLog::open(dir, sbx_audit::WriterConfig::default())
+                    .map_err(|e| anyhow::anyhow!("--audit-dir {}: {e}", dir.display()))?;
+            (Arc::new(handle), Some(guard))
+        }
+        None => (Arc::new(MemoryAudit::default()), None),
     };
     let proxy = Proxy::new(config, audit)?;
     let addr = listen
@@ -121,5 +123,11 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("listening on {}", listener.local_addr());
     tokio::signal::ctrl_c().await?;
+    drop(listener);
+    if let Some(guard) = guard {
+        guard
+            .close()
+            .map_err(|e| anyhow::anyhow!("closing the audit log: {e}"))?;
+    }
     Ok(())
 }

@@ -54,6 +54,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod addr;
+mod audit_adapter;
 mod authority;
 mod body;
 mod ca;
@@ -69,6 +70,7 @@ pub mod simple;
 mod tunnel;
 mod upstream;
 
+pub use audit_adapter::to_audit_event;
 pub use authority::{Authority, AuthorityError, Host};
 pub use body::ProxyBody;
 pub use ca::{CaError, CertificateAuthority};

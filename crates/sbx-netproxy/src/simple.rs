@@ -615,43 +615,6 @@ impl AuditSink for MemoryAudit {
     }
 }
 
-/// Appends events as JSON lines to `DIR/netproxy-audit.jsonl` from a background thread (never blocks the proxy).
-#[derive(Debug)]
-pub struct JsonLinesAudit {
-    tx: std::sync::mpsc::Sender<AuditEvent>,
-}
-
-impl JsonLinesAudit {
-    /// Open (create) the log in `dir`.
-    ///
-    /// # Errors
-    /// When the directory or file cannot be created.
-    pub fn open(dir: &Path) -> std::io::Result<Self> {
-        use std::io::Write;
-        std::fs::create_dir_all(dir)?;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("netproxy-audit.jsonl"))?;
-        let (tx, rx) = std::sync::mpsc::channel::<AuditEvent>();
-        std::thread::spawn(move || {
-            for event in rx {
-                if let Ok(line) = serde_json::to_string(&event) {
-                    let _ = writeln!(file, "{line}");
-                }
-            }
-            let _ = file.sync_all();
-        });
-        Ok(Self { tx })
-    }
-}
-
-impl AuditSink for JsonLinesAudit {
-    fn record(&self, event: AuditEvent) {
-        let _ = self.tx.send(event);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

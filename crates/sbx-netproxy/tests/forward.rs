@@ -59,7 +59,14 @@ async fn https_through_the_proxy_over_http1_and_http2() {
         "upstream side negotiates h2 too"
     );
 
-    let events = h.events();
+    let events = h
+        .events_when(|ev| {
+            ev.iter()
+                .filter(|e| matches!(&e.action, AuditAction::HttpRequest { .. }))
+                .count()
+                >= 2
+        })
+        .await;
     let allowed_requests = events
         .iter()
         .filter(|e| {
@@ -129,7 +136,13 @@ async fn plain_http_forwarding_and_the_403_body() {
     let (_s, head) = connect_tunnel(&h.proxy_addr(), "a.blocked.test:443").await;
     assert!(head.starts_with("HTTP/1.1 403"), "{}", short(&head));
     let denies = h
-        .events()
+        .events_when(|ev| {
+            ev.iter()
+                .filter(|e| e.decision == Some(AuditDecision::Deny))
+                .count()
+                >= 3
+        })
+        .await
         .iter()
         .filter(|e| e.decision == Some(AuditDecision::Deny))
         .count();
@@ -495,11 +508,99 @@ async fn chains_through_an_upstream_proxy() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(up.seen.paths(), vec!["/chained".to_owned()]);
-    let corp_events = corporate.events();
+    // The corporate proxy records the exchange when the response body ends; give it a moment.
+    let mut through_corporate = false;
+    for _ in 0..50 {
+        through_corporate = corporate.events().iter().any(
+            |e| matches!(&e.action, AuditAction::HttpRequest { path, .. } if path == "/chained"),
+        );
+        if through_corporate {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
-        corp_events.iter().any(
-            |e| matches!(&e.action, AuditAction::HttpRequest { path, .. } if path == "/chained")
-        ),
+        through_corporate,
         "the request went through the corporate proxy"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_a_real_sbx_audit_log_without_secrets() {
+    use std::sync::Arc;
+    let up = upstream(true).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (handle, guard) =
+        sbx_audit::AuditLog::open(dir.path().join("audit"), sbx_audit::WriterConfig::default())
+            .unwrap();
+    let mut config = sbx_netproxy::ProxyConfig::new(dir.path().join("state"));
+    config.extra_ca_pem = vec![up.ca_pem.clone()];
+    config.system_roots = false;
+    let proxy = sbx_netproxy::Proxy::new(config, Arc::new(handle)).unwrap();
+    let policy = sbx_netproxy::simple::SimplePolicy::parse(&[("user", &allow(&up))]).unwrap();
+    let cred = StaticCredential::new(
+        "svc",
+        "s3cret-in-audit-test",
+        vec!["127.0.0.1".into()],
+        Apply::ReplacePlaceholder,
+    );
+    let ph = cred.placeholder.clone();
+    let creds = sbx_netproxy::simple::StaticInjector::new(vec![cred]);
+    let sb = proxy.sandbox("sb-audit", Arc::new(policy), Arc::new(creds));
+    let listener = proxy
+        .listen_tcp(
+            sb,
+            "127.0.0.1:0".parse().unwrap(),
+            sbx_netproxy::Ingress::Forward,
+        )
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::all(format!("http://{}", listener.local_addr())).unwrap())
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(proxy.ca().cert_pem().as_bytes()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("https://127.0.0.1:{}/audited", up.addr.port()))
+        .header("x-key", ph)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.bytes().await.unwrap();
+    let denied = client.get("http://denied.test/").send().await.unwrap();
+    assert_eq!(denied.status(), 403);
+    denied.bytes().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(listener);
+    drop(proxy);
+    guard.close().unwrap();
+    let reader = sbx_audit::Reader::open(dir.path().join("audit")).unwrap();
+    let (events, issues) = reader.collect(&sbx_audit::Filter::all().sandbox("sb-audit"));
+    assert!(issues.is_empty(), "{issues:?}");
+    let kinds: Vec<&str> = events.iter().map(|e| e.action.kind()).collect();
+    assert!(
+        kinds.contains(&"network_egress")
+            && kinds.contains(&"http_request")
+            && kinds.contains(&"secret_injected"),
+        "{kinds:?}"
+    );
+    let (denies, _) = reader.collect(&sbx_audit::Filter::all().decision(sbx_audit::Decision::Deny));
+    assert!(
+        denies
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("default-deny")),
+        "{denies:?}"
+    );
+    let raw: String = std::fs::read_dir(dir.path().join("audit"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .collect();
+    assert!(
+        !raw.contains("s3cret-in-audit-test"),
+        "a secret reached the audit log"
     );
 }

@@ -1,5 +1,32 @@
 //! `sbx`: run coding agents in disposable sandboxes with policy-controlled egress.
+//!
+//! A small binary composing the library crates: each `commands/<verb>.rs` is a thin call into a library.
+
+mod agents;
+mod cli;
+mod commands;
+mod env_vars;
+mod home;
+mod output;
+
+use clap::Parser;
 
 fn main() {
-    println!("sbx {}", env!("CARGO_PKG_VERSION"));
+    let cli = cli::Cli::parse();
+    let code = match commands::dispatch(cli.command) {
+        Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => 0,
+        Err(err) => {
+            output::error(&format!("{err:#}"));
+            cli::exit::ERROR
+        }
+    };
+    std::process::exit(code);
+}
+
+/// `sbx ls | head` must not report an error when `head` closes the pipe.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
 }

@@ -476,3 +476,18 @@ use rustls_pki_types::pem::PemObject;
 pub fn short(s: &str) -> String {
     s.chars().take(300).collect()
 }
+
+impl Harness {
+    /// Audit events once `ready` holds for them (records are emitted when response bodies end, just after the client
+    /// has read them), or after 3 s whatever they are.
+    pub async fn events_when(&self, ready: impl Fn(&[AuditEvent]) -> bool) -> Vec<AuditEvent> {
+        for _ in 0..60 {
+            let events = self.events();
+            if ready(&events) {
+                return events;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.events()
+    }
+}

@@ -1,0 +1,744 @@
+//! The writer: a bounded queue in front of one background thread that owns the stream's files.
+//!
+//! Callers serialize their event on their own thread ([`AuditHandle::record`]) and hand the bytes to the queue; the
+//! writer thread adds the chain fields, hashes the line, batches lines into large `write()` calls, fsyncs according
+//! to the [`Durability`] mode and rotates files. Nothing on the caller's side touches the disk.
+
+use std::collections::VecDeque;
+use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::chain::{self, GENESIS, Hash};
+use crate::event::Event;
+use crate::id::random_u64;
+use crate::layout;
+use crate::lines::MAX_LINE;
+use crate::time::Timestamp;
+
+/// When appended events reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Written to the operating system as the queue drains; never fsynced except at rotation and close. Survives a
+    /// crash of the process, not of the machine.
+    Buffered,
+    /// Written as the queue drains and fsynced at most `max_delay` after the first unsynced event: one fsync covers
+    /// every event that arrived meanwhile.
+    GroupCommit {
+        /// Upper bound on how long an event waits for its fsync.
+        max_delay: Duration,
+    },
+    /// Each event is written and fsynced on its own before the next.
+    PerEvent,
+}
+
+/// What [`AuditHandle::record`] does when the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullPolicy {
+    /// Wait for room (the caller blocks until the writer catches up).
+    Block,
+    /// Drop the event, count it, and have the writer record an `audit_dropped {count}` event.
+    Drop,
+}
+
+/// Writer settings. Start from [`WriterConfig::default`] and adjust with the builder methods.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WriterConfig {
+    /// When events reach the disk (default: group commit within 10 ms).
+    pub durability: Durability,
+    /// Queue length in events (default 65,536).
+    pub queue_capacity: usize,
+    /// Policy when the queue is full (default: block).
+    pub when_full: FullPolicy,
+    /// Rotate when a file would grow beyond this many bytes (default 64 MiB).
+    pub max_file_bytes: u64,
+    /// Rotate a file this old (default 24 h; `None` never rotates by age).
+    pub max_file_age: Option<Duration>,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            durability: Durability::GroupCommit {
+                max_delay: Duration::from_millis(10),
+            },
+            queue_capacity: 65_536,
+            when_full: FullPolicy::Block,
+            max_file_bytes: 64 << 20,
+            max_file_age: Some(Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
+impl WriterConfig {
+    /// Sets the durability mode.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+    /// Sets the queue length (at least 1).
+    pub fn queue_capacity(mut self, events: usize) -> Self {
+        self.queue_capacity = events.max(1);
+        self
+    }
+    /// Sets the full-queue policy.
+    pub fn when_full(mut self, policy: FullPolicy) -> Self {
+        self.when_full = policy;
+        self
+    }
+    /// Sets the size at which files rotate (at least 4 KiB).
+    pub fn max_file_bytes(mut self, bytes: u64) -> Self {
+        self.max_file_bytes = bytes.max(4096);
+        self
+    }
+    /// Sets the age at which files rotate.
+    pub fn max_file_age(mut self, age: Option<Duration>) -> Self {
+        self.max_file_age = age;
+        self
+    }
+}
+
+/// Opening an audit directory for writing failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The directory could not be created or read.
+    #[error("cannot use audit directory {dir}: {source}; check that it exists and is writable", dir = dir.display())]
+    Dir {
+        /// The audit directory.
+        dir: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A log file could not be created, locked or sealed.
+    #[error("cannot {op} audit file {path}: {source}", path = path.display())]
+    File {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The writer thread could not be started.
+    #[error("cannot start the audit writer thread: {0}")]
+    Spawn(io::Error),
+}
+
+/// Recording an event failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// The writer was closed.
+    #[error("the audit writer is closed; the event was not recorded")]
+    Closed,
+    /// The event is too large to be a log line.
+    #[error("audit event of {bytes} bytes exceeds the {max}-byte line limit; shorten its fields")]
+    TooLarge {
+        /// Its serialized size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The event could not be serialized.
+    #[error("cannot serialize audit event: {0}")]
+    Serialize(String),
+    /// The writer cannot write to disk (the events are kept and retried).
+    #[error("the audit writer cannot write: {0}")]
+    WriteFailed(String),
+}
+
+/// Closing the writer failed: some events may not be on disk.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloseError {
+    /// Writing, syncing or sealing failed at close.
+    #[error("audit writer failed at close with {unwritten} events not written: {message}")]
+    Io {
+        /// What failed.
+        message: String,
+        /// Events that are not on disk.
+        unwritten: usize,
+    },
+    /// The writer thread panicked.
+    #[error("the audit writer thread panicked")]
+    Panicked,
+}
+
+/// Counters of a writer's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriterStats {
+    /// Events appended (including `audit_dropped` records).
+    pub events_written: u64,
+    /// Events dropped because the queue was full.
+    pub events_dropped: u64,
+    /// Files sealed (rotated or closed).
+    pub files_sealed: u64,
+}
+
+enum Msg {
+    Event(Vec<u8>),
+    Flush(SyncSender<Result<(), String>>),
+    Close,
+}
+
+#[derive(Debug)]
+struct Shared {
+    /// `true` once closing began; writers of the queue hold it shared so close sees no late sender.
+    closed: RwLock<bool>,
+    dropped: AtomicU64,
+    failure: Mutex<Option<String>>,
+    when_full: FullPolicy,
+    stream: u64,
+}
+
+/// Opens audit directories for writing.
+#[derive(Debug)]
+pub struct AuditLog;
+
+impl AuditLog {
+    /// Starts a writer on `dir` (created with mode 0700 if missing) with a new stream, after sealing the files of
+    /// writers that died. Returns the handle to record with and the guard that flushes and stops the writer.
+    pub fn open(
+        dir: impl AsRef<Path>,
+        config: WriterConfig,
+    ) -> Result<(AuditHandle, WriterGuard), OpenError> {
+        let dir = dir.as_ref().to_path_buf();
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| OpenError::Dir {
+                dir: dir.clone(),
+                source,
+            })?;
+        layout::seal_orphans(&dir).map_err(|source| OpenError::Dir {
+            dir: dir.clone(),
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            closed: RwLock::new(false),
+            dropped: AtomicU64::new(0),
+            failure: Mutex::new(None),
+            when_full: config.when_full,
+            stream: random_u64(),
+        });
+        let mut writer = Writer::new(dir, config.clone(), shared.clone());
+        writer.open_file()?;
+        let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
+        let thread = std::thread::Builder::new()
+            .name("sbx-audit-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(OpenError::Spawn)?;
+        let handle = AuditHandle {
+            tx: tx.clone(),
+            shared: shared.clone(),
+        };
+        Ok((
+            handle,
+            WriterGuard {
+                tx,
+                shared,
+                thread: Some(thread),
+            },
+        ))
+    }
+}
+
+/// Records events; cheap to clone and share between threads.
+#[derive(Debug, Clone)]
+pub struct AuditHandle {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl AuditHandle {
+    /// Queues an event. Serializes it on the calling thread, never touches the disk; when the queue is full it blocks
+    /// or drops (and counts) according to the [`FullPolicy`]. The chain fields of `event` are ignored.
+    pub fn record(&self, mut event: Event) -> Result<(), RecordError> {
+        event.seq = None;
+        event.prev_hash = None;
+        let mut body = Vec::with_capacity(384);
+        serde_json::to_writer(&mut body, &event)
+            .map_err(|e| RecordError::Serialize(e.to_string()))?;
+        if body.len() + CHAIN_FIELDS_LEN >= MAX_LINE {
+            return Err(RecordError::TooLarge {
+                bytes: body.len() + CHAIN_FIELDS_LEN,
+                max: MAX_LINE,
+            });
+        }
+        let closed = self.shared.closed.read().unwrap_or_else(|e| e.into_inner());
+        if *closed {
+            return Err(RecordError::Closed);
+        }
+        match self.shared.when_full {
+            FullPolicy::Block => self
+                .tx
+                .send(Msg::Event(body))
+                .map_err(|_| RecordError::Closed),
+            FullPolicy::Drop => match self.tx.try_send(Msg::Event(body)) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(_)) => {
+                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                Err(TrySendError::Disconnected(_)) => Err(RecordError::Closed),
+            },
+        }
+    }
+
+    /// Waits until every event recorded before this call is written to the operating system and, unless the mode is
+    /// [`Durability::Buffered`], fsynced.
+    pub fn flush(&self) -> Result<(), RecordError> {
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        {
+            let closed = self.shared.closed.read().unwrap_or_else(|e| e.into_inner());
+            if *closed {
+                return Err(RecordError::Closed);
+            }
+            self.tx
+                .send(Msg::Flush(ack_tx))
+                .map_err(|_| RecordError::Closed)?;
+        }
+        match ack_rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(RecordError::WriteFailed(message)),
+            Err(_) => Err(RecordError::Closed),
+        }
+    }
+
+    /// This writer's stream id, as it appears in file names.
+    pub fn stream(&self) -> String {
+        format!("{:016x}", self.shared.stream)
+    }
+
+    /// The last write failure, if the writer is currently failing (it keeps the events and retries).
+    pub fn failure(&self) -> Option<String> {
+        self.shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Stops the writer: on [`WriterGuard::close`] or drop, every queued event is written, the file is fsynced and sealed.
+#[derive(Debug)]
+pub struct WriterGuard {
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<Result<WriterStats, CloseError>>>,
+}
+
+impl WriterGuard {
+    /// Refuses further events, writes everything queued, seals the active file and returns the writer's counters.
+    pub fn close(mut self) -> Result<WriterStats, CloseError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<WriterStats, CloseError> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(WriterStats::default());
+        };
+        *self
+            .shared
+            .closed
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = true;
+        // No sender can pass the gate now, so Close is the last message in the queue.
+        let _ = self.tx.send(Msg::Close);
+        thread.join().unwrap_or(Err(CloseError::Panicked))
+    }
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// Bytes the chain fields add to a line: `,"seq":<=20 digits>,"prev_hash":"<64>"`.
+const CHAIN_FIELDS_LEN: usize = 110;
+/// Write to the OS once this much is buffered, even if the queue is not yet drained.
+const WRITE_CHUNK: usize = 256 * 1024;
+/// Messages handled between two checks of the clock and the buffer.
+const BATCH: usize = 4096;
+/// A batch at least this long means the writer is busy ...
+const BUSY_BATCH: usize = 32;
+/// ... and then it pauses this long before looking at the queue again.
+const BUSY_PAUSE: Duration = Duration::from_micros(300);
+const RETRY: Duration = Duration::from_millis(100);
+
+struct Active {
+    file: File,
+    path: PathBuf,
+    len: u64,
+    opened: Instant,
+}
+
+struct Writer {
+    dir: PathBuf,
+    cfg: WriterConfig,
+    shared: Arc<Shared>,
+    next_file_seq: u32,
+    next_seq: u64,
+    last_hash: Hash,
+    active: Option<Active>,
+    /// Finished lines not yet handed to the OS.
+    buf: Vec<u8>,
+    /// Events serialized by callers that could not be appended yet (a file could not be opened).
+    backlog: VecDeque<Vec<u8>>,
+    unsynced_since: Option<Instant>,
+    failing: bool,
+    stats: WriterStats,
+}
+
+impl Writer {
+    fn new(dir: PathBuf, cfg: WriterConfig, shared: Arc<Shared>) -> Self {
+        Self {
+            dir,
+            cfg,
+            shared,
+            next_file_seq: 0,
+            next_seq: 0,
+            last_hash: GENESIS,
+            active: None,
+            buf: Vec::with_capacity(WRITE_CHUNK * 2),
+            backlog: VecDeque::new(),
+            unsynced_since: None,
+            failing: false,
+            stats: WriterStats::default(),
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Msg>) -> Result<WriterStats, CloseError> {
+        let mut closing = false;
+        let mut last_batch = 0usize;
+        while !closing {
+            if last_batch >= BUSY_BATCH && self.cfg.durability != Durability::PerEvent {
+                // Under load, let the queue fill for a moment instead of parking on it: a parked receiver makes
+                // every sender pay a wake-up, which costs more than the event itself.
+                std::thread::sleep(BUSY_PAUSE);
+            }
+            last_batch = 0;
+            let first = match self.next_wakeup() {
+                Some(t) => rx.recv_timeout(t),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match first {
+                Ok(msg) => {
+                    last_batch += 1;
+                    closing = self.handle(msg);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => closing = true,
+            }
+            for _ in 0..BATCH {
+                if closing {
+                    break;
+                }
+                match rx.try_recv() {
+                    Ok(msg) => {
+                        last_batch += 1;
+                        closing = self.handle(msg);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.tick();
+        }
+        self.finish()
+    }
+
+    /// Housekeeping after each batch: dropped-events record, retries, writing, group commit, age rotation.
+    fn tick(&mut self) {
+        let dropped = self.shared.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            self.stats.events_dropped += dropped;
+            self.record_internal(&Event::audit_dropped(dropped));
+        }
+        let result = self
+            .drain_backlog()
+            .and_then(|()| self.write_out())
+            .and_then(|()| self.group_commit(false))
+            .and_then(|()| self.rotate_by_age());
+        self.note(result);
+    }
+
+    fn next_wakeup(&self) -> Option<Duration> {
+        let mut wake: Option<Duration> = None;
+        let mut consider = |d: Duration| wake = Some(wake.map_or(d, |w| w.min(d)));
+        if self.failing || !self.backlog.is_empty() {
+            consider(RETRY);
+        }
+        if let (Durability::GroupCommit { max_delay }, Some(since)) =
+            (self.cfg.durability, self.unsynced_since)
+        {
+            consider(max_delay.saturating_sub(since.elapsed()));
+        }
+        if let (Some(age), Some(active)) = (self.cfg.max_file_age, &self.active)
+            && active.len > 0
+        {
+            consider(age.saturating_sub(active.opened.elapsed()));
+        }
+        wake
+    }
+
+    /// Handles one message; `true` when it asks the writer to stop.
+    fn handle(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Event(body) => {
+                if self.backlog.is_empty() {
+                    if let Err(e) = self.append(&body) {
+                        self.backlog.push_back(body);
+                        self.note(Err(e));
+                    }
+                } else {
+                    self.backlog.push_back(body);
+                }
+                false
+            }
+            Msg::Flush(ack) => {
+                let result = self
+                    .drain_backlog()
+                    .and_then(|()| self.write_out())
+                    .and_then(|()| self.group_commit(true));
+                let reply = result.as_ref().map_err(ToString::to_string).map(|_| ());
+                self.note(result);
+                let _ = ack.send(reply);
+                false
+            }
+            Msg::Close => true,
+        }
+    }
+
+    fn record_internal(&mut self, event: &Event) {
+        match serde_json::to_vec(event) {
+            Ok(body) => self.backlog.push_back(body),
+            Err(e) => self.note(Err(io::Error::other(e))),
+        }
+    }
+
+    fn note(&mut self, result: io::Result<()>) {
+        let mut failure = self
+            .shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(()) => {
+                if self.failing && self.backlog.is_empty() && self.buf.is_empty() {
+                    self.failing = false;
+                    *failure = None;
+                }
+            }
+            Err(e) => {
+                self.failing = true;
+                *failure = Some(format!("{e} (audit directory {})", self.dir.display()));
+            }
+        }
+    }
+
+    fn drain_backlog(&mut self) -> io::Result<()> {
+        while let Some(body) = self.backlog.pop_front() {
+            if let Err(e) = self.append(&body) {
+                self.backlog.push_front(body);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Chains one serialized event onto the stream.
+    fn append(&mut self, body: &[u8]) -> io::Result<()> {
+        let estimate = (body.len() + CHAIN_FIELDS_LEN) as u64;
+        if let Some(active) = &self.active
+            && active.len > 0
+            && (active.len + estimate > self.cfg.max_file_bytes || self.age_exceeded(active))
+        {
+            self.rotate()?;
+        }
+        if self.active.is_none() {
+            self.open_file()?;
+        }
+        let start = self.buf.len();
+        self.last_hash = chain::seal_line(body, self.next_seq, &self.last_hash, &mut self.buf);
+        self.buf.push(b'\n');
+        self.next_seq += 1;
+        self.stats.events_written += 1;
+        if let Some(active) = &mut self.active {
+            active.len += (self.buf.len() - start) as u64;
+        }
+        if self.cfg.durability == Durability::PerEvent {
+            self.write_out()?;
+            self.sync()?;
+        } else if self.buf.len() >= WRITE_CHUNK {
+            self.write_out()?;
+        }
+        Ok(())
+    }
+
+    fn age_exceeded(&self, active: &Active) -> bool {
+        self.cfg
+            .max_file_age
+            .is_some_and(|age| active.opened.elapsed() >= age)
+    }
+
+    /// Hands buffered lines to the OS; on a short write keeps the rest for the next attempt.
+    fn write_out(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let Some(active) = &mut self.active else {
+            return Err(io::Error::other("no active audit file"));
+        };
+        let mut written = 0;
+        let result = loop {
+            if written == self.buf.len() {
+                break Ok(());
+            }
+            match active.file.write(&self.buf[written..]) {
+                Ok(0) => {
+                    break Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "audit file accepted no bytes",
+                    ));
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.buf.drain(..written);
+        if written > 0 && self.unsynced_since.is_none() {
+            self.unsynced_since = Some(Instant::now());
+        }
+        result.map_err(|e| {
+            io::Error::new(e.kind(), format!("writing {}: {e}", active.path.display()))
+        })
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        if let Some(active) = &self.active {
+            active.file.sync_data().map_err(|e| {
+                io::Error::new(e.kind(), format!("fsync {}: {e}", active.path.display()))
+            })?;
+        }
+        self.unsynced_since = None;
+        Ok(())
+    }
+
+    /// In group-commit mode, fsyncs once the oldest unsynced write is `max_delay` old (or now, when `force`).
+    fn group_commit(&mut self, force: bool) -> io::Result<()> {
+        let due = match self.cfg.durability {
+            Durability::Buffered => false,
+            Durability::PerEvent => force,
+            Durability::GroupCommit { max_delay } => {
+                force
+                    || self
+                        .unsynced_since
+                        .is_some_and(|s| s.elapsed() >= max_delay)
+            }
+        };
+        if due && self.unsynced_since.is_some() {
+            self.sync()
+        } else {
+            Ok(())
+        }
+    }
+
+    fn rotate_by_age(&mut self) -> io::Result<()> {
+        match &self.active {
+            Some(active) if active.len > 0 && self.age_exceeded(active) => self.rotate(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes, fsyncs and seals the active file; the next append opens a new one.
+    fn rotate(&mut self) -> io::Result<()> {
+        self.write_out()?;
+        self.sync()?;
+        if let Some(active) = self.active.take() {
+            fs::set_permissions(&active.path, Permissions::from_mode(0o444))?;
+            self.stats.files_sealed += 1;
+        }
+        Ok(())
+    }
+
+    /// Creates the next file of the stream under a hidden name, locks it, then gives it its real name, so no other
+    /// process ever sees it unlocked.
+    fn open_file(&mut self) -> Result<(), OpenError> {
+        let name = layout::file_name(Timestamp::now(), self.shared.stream, self.next_file_seq);
+        let path = self.dir.join(&name);
+        let hidden = self.dir.join(format!(".{name}.creating"));
+        let err = |op, source| OpenError::File {
+            op,
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&hidden)
+            .map_err(|e| err("create", e))?;
+        file.lock().map_err(|e| err("lock", e))?;
+        fs::rename(&hidden, &path).map_err(|e| err("rename", e))?;
+        if self.cfg.durability != Durability::Buffered {
+            layout::sync_dir(&self.dir).map_err(|e| err("sync directory of", e))?;
+        }
+        self.next_file_seq += 1;
+        self.active = Some(Active {
+            file,
+            path,
+            len: 0,
+            opened: Instant::now(),
+        });
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<WriterStats, CloseError> {
+        let dropped = self.shared.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            self.stats.events_dropped += dropped;
+            self.record_internal(&Event::audit_dropped(dropped));
+        }
+        let result = self
+            .drain_backlog()
+            .and_then(|()| self.write_out())
+            .and_then(|()| self.seal_active());
+        result.map_err(|e| CloseError::Io {
+            message: e.to_string(),
+            unwritten: self.backlog.len() + self.buf.iter().filter(|&&b| b == b'\n').count(),
+        })?;
+        Ok(self.stats)
+    }
+
+    fn seal_active(&mut self) -> io::Result<()> {
+        let Some(active) = &self.active else {
+            return Ok(());
+        };
+        if active.len == 0 {
+            // Nothing was ever written: leave no empty file behind.
+            let path = active.path.clone();
+            self.active = None;
+            return fs::remove_file(path);
+        }
+        self.rotate()?;
+        layout::sync_dir(&self.dir)
+    }
+}
+
+impl From<OpenError> for io::Error {
+    fn from(e: OpenError) -> Self {
+        io::Error::other(e.to_string())
+    }
+}

@@ -1,0 +1,171 @@
+//! `sbx doctor`: what this host can run, and what is missing.
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::home::Home;
+use crate::output;
+
+/// Which KVM this host offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum KvmKind {
+    /// No /dev/kvm.
+    Absent,
+    /// Intel VT-x.
+    Intel,
+    /// AMD-V.
+    Amd,
+    /// Nested PVM: no hardware virtualization; only PVM-enabled guest kernels run at speed.
+    Pvm,
+    /// /dev/kvm exists but the backing module could not be identified.
+    Unknown,
+}
+
+impl KvmKind {
+    fn detect(sys_module: &Path, dev_kvm: &Path) -> KvmKind {
+        if !dev_kvm.exists() {
+            return KvmKind::Absent;
+        }
+        // The loaded vendor module says which KVM this is; never guess from CPU flags (a nested guest may show vmx).
+        for (module, kind) in [
+            ("kvm_intel", KvmKind::Intel),
+            ("kvm_amd", KvmKind::Amd),
+            ("kvm_pvm", KvmKind::Pvm),
+        ] {
+            if sys_module.join(module).exists() {
+                return kind;
+            }
+        }
+        KvmKind::Unknown
+    }
+
+    fn is_hardware(self) -> bool {
+        matches!(self, KvmKind::Intel | KvmKind::Amd)
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    kvm: KvmKind,
+    kvm_accessible: bool,
+    hardware_virtualization: bool,
+    user_namespaces: bool,
+    isolation_backends: Vec<&'static str>,
+    config_dir: String,
+    state_dir: String,
+}
+
+fn user_namespaces_enabled() -> bool {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let max_ok = read("/proc/sys/user/max_user_namespaces").is_none_or(|v| v != "0");
+    let clone_ok = read("/proc/sys/kernel/unprivileged_userns_clone").is_none_or(|v| v != "0");
+    max_ok && clone_ok
+}
+
+fn kvm_accessible(dev_kvm: &Path) -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dev_kvm)
+        .is_ok()
+}
+
+pub(crate) fn run(json: bool) -> Result<i32> {
+    let home = Home::from_env()?;
+    let dev_kvm = Path::new("/dev/kvm");
+    let kvm = KvmKind::detect(Path::new("/sys/module"), dev_kvm);
+    let accessible = kvm_accessible(dev_kvm);
+    let userns = user_namespaces_enabled();
+    let mut backends = Vec::new();
+    if kvm.is_hardware() && accessible {
+        backends.push("microvm");
+    }
+    if userns {
+        backends.push("namespaces");
+    }
+    let report = Report {
+        kvm,
+        kvm_accessible: accessible,
+        hardware_virtualization: kvm.is_hardware(),
+        user_namespaces: userns,
+        isolation_backends: backends,
+        config_dir: home.config.display().to_string(),
+        state_dir: home.state.display().to_string(),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_human(&report);
+    }
+    Ok(0)
+}
+
+fn print_human(r: &Report) {
+    let kvm = match r.kvm {
+        KvmKind::Absent => "absent (/dev/kvm does not exist)",
+        KvmKind::Intel => "hardware virtualization (kvm_intel)",
+        KvmKind::Amd => "hardware virtualization (kvm_amd)",
+        KvmKind::Pvm => {
+            "kvm_pvm (nested PVM, no hardware virtualization: microVMs would run under the instruction emulator)"
+        }
+        KvmKind::Unknown => "present, vendor module unknown",
+    };
+    println!("kvm:                {kvm}");
+    if r.kvm != KvmKind::Absent && !r.kvm_accessible {
+        println!(
+            "                    /dev/kvm is not accessible: add yourself to the `kvm` group (sudo usermod -aG kvm $USER) and log in again"
+        );
+    }
+    println!(
+        "user namespaces:    {}",
+        if r.user_namespaces {
+            "enabled"
+        } else {
+            "disabled"
+        }
+    );
+    println!(
+        "isolation backends: {}",
+        if r.isolation_backends.is_empty() {
+            "none".to_string()
+        } else {
+            r.isolation_backends.join(", ")
+        }
+    );
+    if !r.hardware_virtualization && r.user_namespaces {
+        output::warning(
+            "no hardware virtualization: sandboxes use namespace isolation, which shares the host kernel and is weaker than a microVM",
+        );
+    }
+    println!("config:             {}", r.config_dir);
+    println!("state:              {}", r.state_dir);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kvm_kind_comes_from_the_loaded_vendor_module() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev = dir.path().join("kvm");
+        let sys = dir.path().join("module");
+        std::fs::create_dir_all(&sys).unwrap();
+        assert_eq!(KvmKind::detect(&sys, &dev), KvmKind::Absent);
+        std::fs::write(&dev, "").unwrap();
+        assert_eq!(KvmKind::detect(&sys, &dev), KvmKind::Unknown);
+        std::fs::create_dir(sys.join("kvm_pvm")).unwrap();
+        assert_eq!(KvmKind::detect(&sys, &dev), KvmKind::Pvm);
+        assert!(!KvmKind::Pvm.is_hardware());
+        std::fs::create_dir(sys.join("kvm_intel")).unwrap();
+        assert_eq!(KvmKind::detect(&sys, &dev), KvmKind::Intel);
+        assert!(KvmKind::Intel.is_hardware());
+    }
+}
