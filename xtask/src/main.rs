@@ -4,7 +4,11 @@
 //! `cargo fmt --check`, `cargo clippy --workspace --all-targets -- -D warnings` and the whole test suite.
 
 mod bench_proxy;
+mod bench_virtiofs;
+mod bench_vmm;
 mod ci;
+mod guest_agent;
+mod guest_kernel;
 
 use anyhow::{Result, bail};
 
@@ -14,6 +18,10 @@ tasks:
   ci         install test prerequisites, then fmt --check, clippy -D warnings, the whole test suite
   deps       only install the test prerequisites (apt packages, cargo tools)
   bench-proxy  sbx-netproxy load test vs direct and mitmproxy (results for docs/benchmarks.md)
+  guest-agent [--debug]  build the statically linked in-sandbox agent (sbx-guest) and print its path
+  bench-virtiofs [DIR]  sbx-virtiofs through host FUSE vs the plain directory and bindfs (root; DIR: scratch space)
+  guest-kernel  build the microVM guest kernel (sbx-vmm); prints the vmlinux path last
+  bench-vmm  sbx-vmm start-up CPU time and memory overhead vs Firecracker
 ";
 
 fn main() -> Result<()> {
@@ -22,6 +30,10 @@ fn main() -> Result<()> {
         Some("ci") => ci::pipeline(),
         Some("deps") => ci::install_prerequisites(),
         Some("bench-proxy") => bench_proxy::run(&args[1..]),
+        Some("guest-agent") => guest_agent::build(&args[1..]),
+        Some("bench-virtiofs") => bench_virtiofs::run(&args[1..]),
+        Some("guest-kernel") => guest_kernel::run(&args[1..]),
+        Some("bench-vmm") => bench_vmm::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             eprint!("{USAGE}");
             Ok(())

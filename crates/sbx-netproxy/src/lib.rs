@@ -66,6 +66,7 @@ mod io;
 mod model;
 mod proxy;
 mod seam;
+mod secrets_adapter;
 pub mod simple;
 mod tunnel;
 mod upstream;
