@@ -3,6 +3,7 @@
 //! `cargo xtask ci` is the one test command: it installs what the tests need on a fresh machine, then runs
 //! `cargo fmt --check`, `cargo clippy --workspace --all-targets -- -D warnings` and the whole test suite.
 
+mod bench_proxy;
 mod bench_virtiofs;
 mod bench_vmm;
 mod ci;
@@ -16,6 +17,7 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   ci         install test prerequisites, then fmt --check, clippy -D warnings, the whole test suite
   deps       only install the test prerequisites (apt packages, cargo tools)
+  bench-proxy  sbx-netproxy load test vs direct and mitmproxy (results for docs/benchmarks.md)
   guest-agent [--debug]  build the statically linked in-sandbox agent (sbx-guest) and print its path
   bench-virtiofs [DIR]  sbx-virtiofs through host FUSE vs the plain directory and bindfs (root; DIR: scratch space)
   guest-kernel  build the microVM guest kernel (sbx-vmm); prints the vmlinux path last
@@ -27,6 +29,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci::pipeline(),
         Some("deps") => ci::install_prerequisites(),
+        Some("bench-proxy") => bench_proxy::run(&args[1..]),
         Some("guest-agent") => guest_agent::build(&args[1..]),
         Some("bench-virtiofs") => bench_virtiofs::run(&args[1..]),
         Some("guest-kernel") => guest_kernel::run(&args[1..]),

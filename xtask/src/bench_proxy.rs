@@ -1,0 +1,65 @@
+//! `cargo xtask bench-proxy [--mitmdump PATH] [--connections N]`: build the sbx-netproxy example in release mode and
+//! run the load driver (`crates/sbx-netproxy/benches/proxy_load.rs`) against it and, when `mitmdump` is found (PATH,
+//! or `pip install mitmproxy`), against mitmproxy doing the same MITM, all on loopback in one run.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "sbx-netproxy",
+            "--example",
+            "proxy",
+        ])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("building the sbx-netproxy example failed");
+    }
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    let proxy_bin = target.join("release/examples/proxy");
+    let mut driver_args = vec!["--proxy-bin".to_owned(), proxy_bin.display().to_string()];
+    let explicit = args
+        .iter()
+        .position(|a| a == "--mitmdump")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
+    match explicit.or_else(find_mitmdump) {
+        Some(m) => driver_args.extend(["--mitmdump".to_owned(), m]),
+        None => eprintln!(
+            "note: mitmdump not found (pip install mitmproxy, or --mitmdump PATH); measuring without it"
+        ),
+    }
+    if let Some(i) = args.iter().position(|a| a == "--connections") {
+        driver_args.extend([
+            "--connections".to_owned(),
+            args.get(i + 1)
+                .cloned()
+                .context("--connections needs a number")?,
+        ]);
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(["bench", "-p", "sbx-netproxy", "--bench", "proxy_load", "--"])
+        .args(&driver_args)
+        .status()
+        .context("running the load driver")?;
+    if !status.success() {
+        bail!("the proxy load driver failed");
+    }
+    Ok(())
+}
+
+fn find_mitmdump() -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("mitmdump"))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+}
