@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sbx_netproxy::simple::{MemoryAudit, SimplePolicy, StaticCredential, StaticInjector};
+use sbx_netproxy::simple::{MemoryAudit, StaticCredential, StaticInjector};
 use sbx_netproxy::{AuditSink, Ingress, Proxy, ProxyConfig};
 
 const USAGE: &str = "usage: proxy --listen ADDR --policy FILE... --state-dir DIR [--secret SERVICE=VALUE]... \
@@ -77,7 +77,8 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("at least one --policy FILE is required\n{USAGE}");
     }
     let policy_paths: Vec<&std::path::Path> = args.policies.iter().map(PathBuf::as_path).collect();
-    let policy = SimplePolicy::load(&policy_paths)?;
+    // The real policy engine: files in authority order (company, org, team, user, sandbox), errors as file:line:col.
+    let policy = sbx_policy::batch::load_policy(&policy_paths)?;
 
     let mut creds = Vec::new();
     for (service, value) in &args.secrets {

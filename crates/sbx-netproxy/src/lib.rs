@@ -64,6 +64,7 @@ mod framing;
 mod handler;
 mod io;
 mod model;
+mod policy_adapter;
 mod proxy;
 mod seam;
 mod secrets_adapter;
