@@ -13,6 +13,13 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("git", "git"),
     // end-to-end tests send requests from inside sandboxes with curl.
     ("curl", "curl"),
+    // sbx-jail namespace tests: `unshare` probes namespace support; `mount` is put in the host template to prove
+    // the seccomp filter refuses mounting; `ping` proves ICMP cannot leave a sandbox.
+    ("util-linux", "unshare"),
+    ("mount", "mount"),
+    ("iputils-ping", "ping"),
+    // sbx-virtiofs: the fusermount3 mount path of the host-FUSE frontend (tests/fusermount.rs).
+    ("fuse3", "fusermount3"),
 ];
 
 /// Root of the workspace (the parent of `xtask/`).
@@ -93,7 +100,8 @@ fn step(name: &str, cmd: &mut Command) -> Result<()> {
     result
 }
 
-/// The whole pipeline. Stops at the first failing step.
+/// The whole pipeline. Stops at the first failing step. The full test run comes last so that its summary is
+/// the closing line of the output.
 pub(crate) fn pipeline() -> Result<()> {
     install_prerequisites()?;
     step("fmt", cargo().args(["fmt", "--all", "--check"]))?;
@@ -108,9 +116,16 @@ pub(crate) fn pipeline() -> Result<()> {
             "warnings",
         ]),
     )?;
+    // The fuzz crate is outside the workspace (cargo-fuzz builds it with nightly); make sure every target still
+    // compiles against the current APIs. Its own target dir keeps the nightly/sanitizer builds apart.
     step(
-        "tests",
-        cargo().args(["nextest", "run", "--workspace", "--profile", "ci"]),
+        "fuzz targets compile",
+        cargo()
+            .args(["check", "--manifest-path", "fuzz/Cargo.toml", "--bins"])
+            .env(
+                "CARGO_TARGET_DIR",
+                workspace_root().join("target/fuzz-check"),
+            ),
     )?;
     step("doc tests", cargo().args(["test", "--workspace", "--doc"]))?;
     // sbx-audit's OTLP export is an opt-in feature without extra dependencies; its tests use a local receiver.
@@ -126,6 +141,10 @@ pub(crate) fn pipeline() -> Result<()> {
             "--profile",
             "ci",
         ]),
+    )?;
+    step(
+        "tests",
+        cargo().args(["nextest", "run", "--workspace", "--profile", "ci"]),
     )?;
     Ok(())
 }

@@ -3,7 +3,11 @@
 //! `cargo xtask ci` is the one test command: it installs what the tests need on a fresh machine, then runs
 //! `cargo fmt --check`, `cargo clippy --workspace --all-targets -- -D warnings` and the whole test suite.
 
+mod bench_virtiofs;
 mod ci;
+mod guest_agent;
+mod bench_vmm;
+mod guest_kernel;
 
 use anyhow::{Result, bail};
 
@@ -12,6 +16,10 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   ci         install test prerequisites, then fmt --check, clippy -D warnings, the whole test suite
   deps       only install the test prerequisites (apt packages, cargo tools)
+  guest-agent [--debug]  build the statically linked in-sandbox agent (sbx-guest) and print its path
+  bench-virtiofs [DIR]  sbx-virtiofs through host FUSE vs the plain directory and bindfs (root; DIR: scratch space)
+  guest-kernel  build the microVM guest kernel (sbx-vmm); prints the vmlinux path last
+  bench-vmm  sbx-vmm start-up CPU time and memory overhead vs Firecracker
 ";
 
 fn main() -> Result<()> {
@@ -19,6 +27,10 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci::pipeline(),
         Some("deps") => ci::install_prerequisites(),
+        Some("guest-agent") => guest_agent::build(&args[1..]),
+        Some("bench-virtiofs") => bench_virtiofs::run(&args[1..]),
+        Some("guest-kernel") => guest_kernel::run(&args[1..]),
+        Some("bench-vmm") => bench_vmm::run(&args[1..]),
         Some("-h" | "--help" | "help") | None => {
             eprint!("{USAGE}");
             Ok(())

@@ -1,0 +1,114 @@
+//! The in-sandbox agent of sbx: init, egress forwarder and exec service, in one static binary.
+//!
+//! The agent is the first process of every sandbox — PID 1 of a microVM, or the init of a namespace sandbox started
+//! by `sbx-jail`. It
+//!
+//! * does init duties: loopback up, pseudo filesystems in a microVM ([`init`]), reaping every child
+//!   ([`table::SessionTable::reap_forever`]), stopping everything and syncing on shutdown;
+//! * runs the egress [`forwarder`] on `127.0.0.1:3128`, relaying each connection to the host proxy over the sandbox's
+//!   only way out (Unix socket or vsock), and installs the sandbox CA ([`env::install_ca`]);
+//! * serves the exec [`service`] over the `sbx-proto` protocol: commands with a pty or pipes, stdin/stdout/stderr,
+//!   resize, signals, exit status, env/cwd/user, many sessions, detach/attach.
+//!
+//! The binary is `sbx-guest --listen unix:/run/sbx/host/agent.sock --proxy unix:/run/sbx/proxy.sock --mode
+//! namespace`; [`run`] is what it calls. Build the static binary with `cargo xtask guest-agent`.
+//!
+//! ```no_run
+//! let config = sbx_guest::GuestConfig::from_args(
+//!     ["--listen", "unix:/tmp/agent.sock", "--proxy", "none"].map(String::from),
+//! )?;
+//! sbx_guest::run(config)?; // serves forever
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod config;
+pub mod env;
+pub mod forwarder;
+pub mod init;
+pub mod process;
+pub mod service;
+pub mod session;
+pub mod table;
+pub mod transport;
+pub mod users;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use config::{GuestConfig, Mode};
+
+/// Starting the agent failed; the message names the step.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A setup step failed.
+    #[error("sbx-guest: {step}: {detail}")]
+    Step {
+        /// What was being done.
+        step: &'static str,
+        /// The underlying error.
+        detail: String,
+    },
+}
+
+fn step(step: &'static str) -> impl FnOnce(std::io::Error) -> StartError {
+    move |e| StartError::Step {
+        step,
+        detail: e.to_string(),
+    }
+}
+
+/// Runs the agent: init duties, forwarder, then the exec service (never returns unless setup fails).
+pub fn run(config: GuestConfig) -> Result<(), StartError> {
+    let started = Instant::now();
+    if config.mode == Mode::MicroVm {
+        init::mount_pseudo_filesystems().map_err(|detail| StartError::Step {
+            step: "mounting /proc, /sys, /dev",
+            detail,
+        })?;
+    }
+    if config.mode != Mode::Process {
+        init::loopback_up().map_err(step("bringing up the loopback interface"))?;
+    }
+    let ca = match &config.ca_file {
+        Some(ca) => Some(
+            env::install_ca(std::path::Path::new("/"), ca)
+                .map_err(step("installing the sandbox CA"))?,
+        ),
+        None => None,
+    };
+    let proxy_url = config
+        .proxy_upstream
+        .as_ref()
+        .map(|_| format!("http://{}", config.proxy_listen));
+    if let Some(upstream) = config.proxy_upstream.clone() {
+        let listener =
+            forwarder::bind(config.proxy_listen).map_err(step("binding the egress forwarder"))?;
+        session::spawn_named("sbx-forwarder", move || {
+            forwarder::serve(listener, upstream)
+        });
+    }
+    let listener = config
+        .listen
+        .listen()
+        .map_err(step("listening for the host"))?;
+    let ready = sbx_proto::Ready {
+        boot_ms: started.elapsed().as_millis() as u64,
+        mode: config.mode.as_str().to_owned(),
+        proxy_listen: proxy_url
+            .as_ref()
+            .map(|_| config.proxy_listen.to_string())
+            .unwrap_or_default(),
+    };
+    let service = service::Service::new(
+        config.mode,
+        env::base_env(proxy_url.as_deref(), ca.as_ref()),
+        ready,
+    );
+    let table = Arc::clone(&service.table);
+    session::spawn_named("sbx-reaper", move || table.reap_forever());
+    service.serve(listener);
+    Ok(())
+}

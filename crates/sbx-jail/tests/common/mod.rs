@@ -1,0 +1,115 @@
+//! Shared helpers for the namespace end-to-end tests: the static agent binary, a host template, sandboxes that are
+//! killed when a test fails.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use sbx_jail::{Jail, JailConfig, Sandbox};
+
+/// Whether this host can create the namespaces; prints the skip reason when not.
+pub fn namespaces_available(test: &str) -> bool {
+    let ok = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--net",
+            "true",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!(
+            "skipped {test}: this host cannot create user/mount/pid/net namespaces (unshare failed)"
+        );
+    }
+    ok
+}
+
+/// The target directory the tests were built into.
+fn target_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    // <target>/debug/deps/<test binary>
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.ancestors().nth(3).expect("target dir").to_path_buf()
+}
+
+/// The statically linked agent, built on first use (or `SBX_GUEST_BIN`).
+pub fn guest_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("SBX_GUEST_BIN") {
+            return PathBuf::from(p);
+        }
+        let target = target_dir();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "sbx-guest",
+                "--target",
+                "x86_64-unknown-linux-gnu",
+            ])
+            .env("CARGO_TARGET_DIR", &target)
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .status()
+            .expect("run cargo to build the static agent");
+        assert!(status.success(), "building the static sbx-guest failed");
+        target.join("x86_64-unknown-linux-gnu/debug/sbx-guest")
+    })
+    .clone()
+}
+
+/// A host template shared by the tests of one process.
+pub fn template() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("sbx-tpl")
+            .tempdir()
+            .expect("temp dir");
+        sbx_jail::template::host_template(dir.path()).expect("host template");
+        dir
+    })
+    .path()
+}
+
+/// A config with a fresh state dir (kept alive by the returned guard).
+pub fn config(name: &str) -> (JailConfig, tempfile::TempDir) {
+    let state = tempfile::Builder::new()
+        .prefix("sbx-st")
+        .tempdir()
+        .expect("temp dir");
+    let config = JailConfig::new(name, template(), state.path().join("state"), guest_binary());
+    (config, state)
+}
+
+/// Spawns and marks the sandbox to be killed if the test panics.
+pub fn spawn(config: &JailConfig) -> Sandbox {
+    let mut sb = Jail::spawn(config).unwrap_or_else(|e| panic!("spawn failed: {e}"));
+    sb.set_kill_on_drop(true);
+    sb
+}
+
+/// Runs `sh -c script` in the sandbox and returns (exit code, stdout, stderr).
+pub fn sh(sb: &Sandbox, script: &str) -> (i32, String, String) {
+    let out = sb
+        .connect()
+        .expect("connect")
+        .run(&["sh", "-c", script])
+        .expect("run");
+    (
+        out.status.shell_code(),
+        out.stdout_text(),
+        out.stderr_text(),
+    )
+}

@@ -1,0 +1,271 @@
+//! The inode table: node ids handed to the guest, keyed by the host's `(st_dev, st_ino)`.
+//!
+//! Hard links and repeated lookups share one node id; entries are counted by the kernel's lookup references
+//! (`nlookup`): LOOKUP/CREATE/MKDIR/... add one, FORGET subtracts. Node ids are never reused, so the generation is
+//! always 0. Directories keep an `O_PATH` descriptor (every name is resolved beneath one); other files keep only the
+//! `(parent, name)` pairs under which they were last seen (several for hard links) and are opened through one of those
+//! names for each operation — confined, symlinks refused, identity re-checked — because an `O_PATH` descriptor cannot
+//! be upgraded to a readable one without `/proc/self/fd`, and because holding one per file would exhaust the
+//! descriptor limit on large trees.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex, RwLock};
+
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+
+use crate::abi::ROOT_ID;
+use crate::confine;
+
+/// How many names per inode are remembered for reopening (hard links beyond this fall back to the others).
+const MAX_LOCATIONS: usize = 8;
+
+/// A name of a file: its parent directory and the name in it.
+pub(crate) type Location = (Arc<Inode>, CString);
+
+/// A descriptor for one operation on an inode: borrowed when held, opened for the occasion otherwise.
+#[derive(Debug)]
+pub(crate) enum PathFd<'a> {
+    Held(BorrowedFd<'a>),
+    Opened(OwnedFd),
+}
+
+impl AsFd for PathFd<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            PathFd::Held(fd) => *fd,
+            PathFd::Opened(fd) => fd.as_fd(),
+        }
+    }
+}
+
+/// Host identity of a file.
+pub(crate) type InodeKey = (u64, u64);
+
+/// One file the guest holds a node id for.
+#[derive(Debug)]
+pub(crate) struct Inode {
+    pub(crate) nodeid: u64,
+    /// `O_PATH` descriptor held for directories only: they are the parents every name is resolved beneath. Other
+    /// files are reached through their names (see [`Inode::path_fd`]), so a guest holding 100,000 files costs
+    /// descriptors only for their directories.
+    held: Option<OwnedFd>,
+    pub(crate) key: InodeKey,
+    /// File type bits (`S_IFMT`) at lookup time; the type of an inode never changes.
+    pub(crate) file_type: u32,
+    /// Names the file was last seen under, most recent first (empty only for the root).
+    locations: Mutex<Vec<Location>>,
+}
+
+impl Inode {
+    pub(crate) fn is_dir(&self) -> bool {
+        self.file_type == libc::S_IFDIR
+    }
+
+    /// Remembers that the file is reachable as `name` in `parent` (most recent first, bounded).
+    pub(crate) fn add_location(&self, parent: &Arc<Inode>, name: &CStr) {
+        if let Ok(mut locs) = self.locations.lock() {
+            locs.retain(|(p, n)| !(p.nodeid == parent.nodeid && n.as_c_str() == name));
+            locs.insert(0, (Arc::clone(parent), name.to_owned()));
+            locs.truncate(MAX_LOCATIONS);
+        }
+    }
+
+    /// Forgets that the file is reachable as `name` in `parent` (it was unlinked or renamed away).
+    pub(crate) fn remove_location(&self, parent: &Inode, name: &CStr) {
+        if let Ok(mut locs) = self.locations.lock() {
+            locs.retain(|(p, n)| !(p.nodeid == parent.nodeid && n.as_c_str() == name));
+        }
+    }
+
+    /// The held descriptor of a directory, for resolving names beneath it; `ENOTDIR` for anything else.
+    pub(crate) fn dir_fd(&self) -> Result<BorrowedFd<'_>, Errno> {
+        self.held.as_ref().map(AsFd::as_fd).ok_or(Errno::NOTDIR)
+    }
+
+    /// An `O_PATH` descriptor of this very inode (never of whatever its name points to now): the held one for
+    /// directories, else one opened through a known name and checked to be the same `(dev, ino)`.
+    pub(crate) fn path_fd(&self) -> Result<PathFd<'_>, Errno> {
+        match &self.held {
+            Some(fd) => Ok(PathFd::Held(fd.as_fd())),
+            None => self.open_by_name(OFlags::PATH).map(PathFd::Opened),
+        }
+    }
+
+    /// Opens the file for I/O with `flags`. Directories reopen `.` of themselves; other files reopen their last known
+    /// name beneath their parent and must still be the same `(dev, ino)`, else `ESTALE`.
+    pub(crate) fn reopen(&self, flags: OFlags) -> Result<OwnedFd, Errno> {
+        match &self.held {
+            Some(fd) => confine::reopen_dir(fd, flags),
+            None => self.open_by_name(flags),
+        }
+    }
+
+    fn open_by_name(&self, flags: OFlags) -> Result<OwnedFd, Errno> {
+        let mut last_error = Errno::STALE;
+        for (parent, name) in self.locations() {
+            match confine::open_beneath(parent.dir_fd()?, &name, flags, Mode::empty()) {
+                Ok(fd) => {
+                    let st = confine::stat_fd(&fd)?;
+                    if (st.st_dev, st.st_ino) == self.key {
+                        return Ok(fd);
+                    }
+                    // The name now belongs to another file (changed on the host): forget it, try the next.
+                    self.remove_location(&parent, &name);
+                }
+                Err(e) if e == Errno::NOENT || e == Errno::LOOP || e == Errno::NOTDIR => {
+                    self.remove_location(&parent, &name);
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// The names this inode was last seen under, most recent first.
+    pub(crate) fn locations(&self) -> Vec<Location> {
+        self.locations.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    by_id: HashMap<u64, (Arc<Inode>, u64)>,
+    by_key: HashMap<InodeKey, u64>,
+    next_id: u64,
+}
+
+/// All inodes the guest knows.
+#[derive(Debug)]
+pub(crate) struct InodeTable {
+    tables: RwLock<Tables>,
+}
+
+impl InodeTable {
+    /// A table holding only the root (which is never forgotten).
+    pub(crate) fn new(root_fd: OwnedFd) -> Result<Self, Errno> {
+        let st = confine::stat_fd(&root_fd)?;
+        let key = (st.st_dev, st.st_ino);
+        let root = Arc::new(Inode {
+            nodeid: ROOT_ID,
+            held: Some(root_fd),
+            key,
+            file_type: confine::file_type(st.st_mode),
+            locations: Mutex::new(Vec::new()),
+        });
+        let mut t = Tables {
+            next_id: ROOT_ID + 1,
+            ..Tables::default()
+        };
+        t.by_id.insert(ROOT_ID, (root, 1));
+        t.by_key.insert(key, ROOT_ID);
+        Ok(Self {
+            tables: RwLock::new(t),
+        })
+    }
+
+    pub(crate) fn get(&self, nodeid: u64) -> Result<Arc<Inode>, Errno> {
+        let t = self.tables.read().map_err(|_| Errno::IO)?;
+        t.by_id
+            .get(&nodeid)
+            .map(|(i, _)| Arc::clone(i))
+            .ok_or(Errno::STALE)
+    }
+
+    /// Records one lookup reference to the file `st` describes (found as `name` in `parent`) and returns its inode.
+    /// `fd` is the `O_PATH` descriptor of a directory (kept if the inode is new); `None` for other files.
+    pub(crate) fn insert_lookup(
+        &self,
+        fd: Option<OwnedFd>,
+        st: &rustix::fs::Stat,
+        parent: &Arc<Inode>,
+        name: &CStr,
+    ) -> Result<Arc<Inode>, Errno> {
+        let key = (st.st_dev, st.st_ino);
+        let mut t = self.tables.write().map_err(|_| Errno::IO)?;
+        if let Some(&id) = t.by_key.get(&key)
+            && let Some((inode, count)) = t.by_id.get_mut(&id)
+        {
+            *count = count.saturating_add(1);
+            let inode = Arc::clone(inode);
+            drop(t);
+            if inode.nodeid != ROOT_ID {
+                inode.add_location(parent, name);
+            }
+            return Ok(inode);
+        }
+        let nodeid = t.next_id;
+        t.next_id += 1;
+        let held = if confine::is_dir(st.st_mode) {
+            fd
+        } else {
+            None
+        };
+        let inode = Arc::new(Inode {
+            nodeid,
+            held,
+            key,
+            file_type: confine::file_type(st.st_mode),
+            locations: Mutex::new(vec![(Arc::clone(parent), name.to_owned())]),
+        });
+        t.by_id.insert(nodeid, (Arc::clone(&inode), 1));
+        t.by_key.insert(key, nodeid);
+        Ok(inode)
+    }
+
+    /// Drops `nlookup` references; the entry (and its descriptor) goes when none are left. The root stays.
+    pub(crate) fn forget(&self, nodeid: u64, nlookup: u64) {
+        if nodeid == ROOT_ID {
+            return;
+        }
+        let Ok(mut t) = self.tables.write() else {
+            return;
+        };
+        let remove = match t.by_id.get_mut(&nodeid) {
+            Some((_, count)) => {
+                *count = count.saturating_sub(nlookup);
+                *count == 0
+            }
+            None => false,
+        };
+        if remove && let Some((inode, _)) = t.by_id.remove(&nodeid) {
+            t.by_key.remove(&inode.key);
+        }
+    }
+
+    /// Number of live node ids (root included).
+    pub(crate) fn len(&self) -> usize {
+        self.tables.read().map(|t| t.by_id.len()).unwrap_or(0)
+    }
+}
+
+/// Looks up `name` beneath `dir`: its attributes, plus an `O_PATH` descriptor when it is a directory (the only kind
+/// of inode that keeps one). The name is one checked component and the final symlink is not followed, so nothing
+/// outside `dir` can be reached.
+pub(crate) fn open_child(
+    dir: impl AsFd,
+    name: &CStr,
+) -> Result<(Option<OwnedFd>, rustix::fs::Stat), Errno> {
+    let name = confine::check_name(name)?;
+    let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    if !confine::is_dir(st.st_mode) {
+        return Ok((None, st));
+    }
+    let fd = confine::open_beneath(&dir, name, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
+    // The descriptor's own attributes win if the name was swapped in between.
+    let st = confine::stat_fd(&fd)?;
+    Ok((confine::is_dir(st.st_mode).then_some(fd), st))
+}
+
+impl InodeTable {
+    /// The known inode for host file `key`, if the guest holds one.
+    pub(crate) fn by_key(&self, key: InodeKey) -> Option<Arc<Inode>> {
+        let t = self.tables.read().ok()?;
+        t.by_key
+            .get(&key)
+            .and_then(|id| t.by_id.get(id))
+            .map(|(i, _)| Arc::clone(i))
+    }
+}

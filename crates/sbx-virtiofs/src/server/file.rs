@@ -1,0 +1,226 @@
+//! File I/O: OPEN, CREATE, READ, WRITE, FSYNC, FALLOCATE, LSEEK, COPY_FILE_RANGE.
+
+use std::ffi::CStr;
+use std::sync::Arc;
+
+use rustix::fs::{FallocateFlags, Mode, OFlags, SeekFrom};
+use rustix::io::Errno;
+
+use super::FileServer;
+use crate::abi::{encode_open_out, encode_write_out};
+use crate::confine::{self, check_name, sanitize_mode};
+use crate::handle::{Handle, HandleKind};
+use crate::inode::Inode;
+use crate::request::{CopyFileRangeIn, ReadIn, WriteIn};
+
+/// Largest single COPY_FILE_RANGE chunk (the reply counts bytes in a u32).
+const MAX_COPY_CHUNK: u64 = 1 << 30;
+
+impl FileServer {
+    /// The open flags passed to the host: access mode and the data-integrity flags the guest asked for. `O_DIRECT` is
+    /// dropped (our buffers are not aligned), creation flags are the server's business, `O_NOFOLLOW` is always added.
+    fn host_open_flags(&self, guest_flags: u32) -> Result<OFlags, Errno> {
+        let guest = OFlags::from_bits_retain(guest_flags);
+        let mut access = guest & OFlags::RWMODE;
+        if access == OFlags::RWMODE {
+            return Err(Errno::INVAL);
+        }
+        let writes = access != OFlags::RDONLY || guest.contains(OFlags::TRUNC);
+        if writes {
+            self.check_writable()?;
+        }
+        let mut keep = OFlags::TRUNC | OFlags::SYNC | OFlags::DSYNC | OFlags::APPEND;
+        if self.config.cache.writeback_cache {
+            // With writeback caching the kernel reads pages of write-only files and appends itself.
+            keep.remove(OFlags::APPEND);
+            if access == OFlags::WRONLY {
+                access = OFlags::RDWR;
+            }
+        }
+        Ok(access | (guest & keep))
+    }
+
+    pub(super) fn open(&self, node: u64, flags: u32, out: &mut Vec<u8>) -> Result<(), Errno> {
+        let inode = self.inode(node)?;
+        if !confine::is_reg(inode.file_type) {
+            // The kernel opens special files itself; a guest asking us to open a FIFO or device is refused.
+            return Err(if inode.is_dir() {
+                Errno::ISDIR
+            } else {
+                Errno::ACCESS
+            });
+        }
+        let fd = inode.reopen(self.host_open_flags(flags)?)?;
+        // The guest kernel does its own readahead in modest windows; let the host read ahead further so large
+        // sequential reads stream from disk. Advice only: failure changes nothing.
+        let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::Sequential);
+        let fh = self.handles.insert(Handle {
+            inode,
+            kind: HandleKind::File(fd),
+        })?;
+        // No FOPEN_KEEP_CACHE: every open revalidates cached pages (close-to-open consistency with host edits).
+        encode_open_out(out, fh, 0);
+        Ok(())
+    }
+
+    /// CREATE: create-and-open in one step, confined like every other name.
+    pub(super) fn create(
+        &self,
+        parent: u64,
+        name: &CStr,
+        flags: u32,
+        mode: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
+        self.check_writable()?;
+        let parent = self.inode(parent)?;
+        let name = check_name(name)?;
+        let mut oflags = self.host_open_flags(flags)? | OFlags::CREATE;
+        if OFlags::from_bits_retain(flags).contains(OFlags::EXCL) {
+            oflags |= OFlags::EXCL;
+        }
+        let fd = confine::open_beneath(
+            parent.dir_fd()?,
+            name,
+            oflags,
+            Mode::from_raw_mode(sanitize_mode(mode)),
+        )?;
+        self.adopt(&fd)?;
+        let st = rustix::fs::fstat(&fd)?;
+        if !confine::is_reg(st.st_mode) {
+            return Err(Errno::ISDIR);
+        }
+        let (path_fd, path_st) = crate::inode::open_child(parent.dir_fd()?, name)?;
+        if (path_st.st_dev, path_st.st_ino) != (st.st_dev, st.st_ino) {
+            return Err(Errno::STALE); // the name was swapped between create and lookup
+        }
+        let inode: Arc<Inode> = self.inodes.insert_lookup(path_fd, &st, &parent, name)?;
+        self.entry_out(inode.nodeid, &st).encode(out);
+        let fh = self.handles.insert(Handle {
+            inode,
+            kind: HandleKind::File(fd),
+        })?;
+        encode_open_out(out, fh, 0);
+        Ok(())
+    }
+
+    /// READ straight into the reply buffer.
+    pub(super) fn read(&self, arg: &ReadIn, out: &mut Vec<u8>) -> Result<(), Errno> {
+        let handle = self.handles.get(arg.fh)?;
+        let fd = handle.file()?;
+        let size = (arg.size as usize).min(self.max_request_len());
+        let start = out.len();
+        out.resize(start + size, 0);
+        let mut done = 0;
+        while done < size {
+            match rustix::io::pread(fd, &mut out[start + done..], arg.offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(Errno::INTR) => continue,
+                Err(e) => {
+                    out.truncate(start);
+                    return Err(e);
+                }
+            }
+        }
+        out.truncate(start + done);
+        Ok(())
+    }
+
+    pub(super) fn write(&self, arg: &WriteIn, data: &[u8], out: &mut Vec<u8>) -> Result<(), Errno> {
+        self.check_writable()?;
+        let handle = self.handles.get(arg.fh)?;
+        let fd = handle.file()?;
+        let mut done = 0;
+        while done < data.len() {
+            match rustix::io::pwrite(fd, &data[done..], arg.offset + done as u64) {
+                Ok(0) => return Err(Errno::IO),
+                Ok(n) => done += n,
+                Err(Errno::INTR) => continue,
+                Err(e) if done == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        encode_write_out(out, u32::try_from(done).unwrap_or(u32::MAX));
+        Ok(())
+    }
+
+    pub(super) fn fsync(&self, fh: u64, datasync: bool) -> Result<(), Errno> {
+        let handle = self.handles.get(fh)?;
+        let guard;
+        let fd = match &handle.kind {
+            HandleKind::File(fd) => fd,
+            HandleKind::Dir(m) => {
+                guard = m.lock().map_err(|_| Errno::IO)?;
+                &*guard
+            }
+        };
+        if datasync {
+            rustix::fs::fdatasync(fd)
+        } else {
+            rustix::fs::fsync(fd)
+        }
+    }
+
+    pub(super) fn fallocate(
+        &self,
+        fh: u64,
+        offset: u64,
+        length: u64,
+        mode: u32,
+    ) -> Result<(), Errno> {
+        self.check_writable()?;
+        let handle = self.handles.get(fh)?;
+        let flags = FallocateFlags::from_bits(mode).ok_or(Errno::OPNOTSUPP)?;
+        rustix::fs::fallocate(handle.file()?, flags, offset, length)
+    }
+
+    /// LSEEK: the kernel only forwards `SEEK_DATA` and `SEEK_HOLE`; the others are answered for completeness.
+    pub(super) fn lseek(
+        &self,
+        fh: u64,
+        offset: u64,
+        whence: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
+        let handle = self.handles.get(fh)?;
+        let pos = match whence {
+            0 => SeekFrom::Start(offset),
+            1 | 2 => return Err(Errno::INVAL), // positions are the kernel's; it never forwards these
+            3 => SeekFrom::Data(offset),
+            4 => SeekFrom::Hole(offset),
+            _ => return Err(Errno::INVAL),
+        };
+        // Seeking a shared descriptor is harmless here: all I/O on it is positional.
+        let at = rustix::fs::seek(handle.file()?, pos)?;
+        out.extend_from_slice(&at.to_ne_bytes());
+        Ok(())
+    }
+
+    pub(super) fn copy_file_range(
+        &self,
+        arg: &CopyFileRangeIn,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
+        self.check_writable()?;
+        if arg.flags != 0 {
+            return Err(Errno::INVAL);
+        }
+        let src = self.handles.get(arg.fh_in)?;
+        let dst = self.handles.get(arg.fh_out)?;
+        if dst.inode.nodeid != arg.nodeid_out {
+            return Err(Errno::BADF);
+        }
+        let (mut off_in, mut off_out) = (arg.off_in, arg.off_out);
+        let len = arg.len.min(MAX_COPY_CHUNK) as usize;
+        let n = rustix::fs::copy_file_range(
+            src.file()?,
+            Some(&mut off_in),
+            dst.file()?,
+            Some(&mut off_out),
+            len,
+        )?;
+        encode_write_out(out, u32::try_from(n).unwrap_or(u32::MAX));
+        Ok(())
+    }
+}

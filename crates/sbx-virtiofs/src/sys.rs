@@ -1,0 +1,32 @@
+//! The few system calls rustix does not wrap. Each is one small function with its safety argument.
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use rustix::io::Errno;
+
+/// `fchmodat2(fd, "", mode, AT_EMPTY_PATH)`: changes the mode of the inode an `O_PATH` descriptor refers to, without
+/// a path lookup (so no symlink can be followed) and without `/proc/self/fd`. Linux 6.6+; older kernels get `ENOSYS`.
+pub(crate) fn fchmod_empty_path(fd: BorrowedFd<'_>, mode: u32) -> Result<(), Errno> {
+    const EMPTY: &[u8; 1] = b"\0";
+    // SAFETY: fchmodat2 reads only the NUL-terminated path (a static empty string) and the scalar arguments; `fd` is a
+    // live descriptor borrowed for the duration of the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            fd.as_raw_fd(),
+            EMPTY.as_ptr().cast::<libc::c_char>(),
+            libc::c_uint::from(mode as u16),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ))
+    }
+}

@@ -1,0 +1,48 @@
+//! SIGTERM reaching a VMM that handles signals stops the VM cleanly with `ExitReason::Signal` (exit code 143).
+//! Its own test binary: the handlers are process-wide.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::asm::Asm;
+use common::{Console, skip_without_kvm, write_guest};
+use sbx_vmm::{ExitReason, VmBuilder};
+
+#[test]
+fn sigterm_stops_the_vm_with_a_signal_exit() {
+    if skip_without_kvm("sigterm_stops_the_vm_with_a_signal_exit") {
+        return;
+    }
+    let mut a = Asm::new();
+    a.print("up\n");
+    let top = a.label();
+    a.bind(top).jmp(top);
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = write_guest(dir.path(), &a.finish());
+    let console = Console::default();
+    let config = VmBuilder::new()
+        .kernel(kernel)
+        .memory_mib(32)
+        .serial(console.output())
+        .handle_signals(true)
+        .build()
+        .unwrap();
+    let vm = sbx_vmm::Vm::start(config).unwrap();
+    let start = Instant::now();
+    while !console.text().contains("up") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "guest never printed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &std::process::id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let reason = vm.wait().unwrap();
+    assert_eq!(reason, ExitReason::Signal(15));
+    assert_eq!(reason.exit_code(), 143);
+}

@@ -1,0 +1,169 @@
+//! `cargo xtask bench-vmm`: sbx-vmm start-up cost and memory overhead, next to Firecracker's published figures.
+//!
+//! Runs `examples/bench_start` (release) N times, each in a fresh process, and reports medians and p90s of:
+//! process CPU time at the first `KVM_RUN` (the VMM start cost, including exec and configuration), CPU and wall
+//! time from `Vm::start` to the first `KVM_RUN`, and RSS outside guest memory. Boot-to-init time and microVMs per
+//! core per second need hardware virtualization; on other hosts the task says so instead of printing numbers.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const DEFAULT_RUNS: usize = 30;
+
+fn workspace_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ".".into())
+}
+
+/// Entry point: `cargo xtask bench-vmm [--runs N] [--kernel PATH]`.
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let mut runs = DEFAULT_RUNS;
+    let mut kernel: Option<String> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--runs" => {
+                runs = it
+                    .next()
+                    .context("--runs needs a number")?
+                    .parse()
+                    .context("--runs")?
+            }
+            "--kernel" => kernel = Some(it.next().context("--kernel needs a path")?.clone()),
+            other => bail!(
+                "unknown argument {other}; usage: cargo xtask bench-vmm [--runs N] [--kernel PATH]"
+            ),
+        }
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "sbx-vmm",
+            "--example",
+            "bench_start",
+        ])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("building the bench_start example failed");
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map_or_else(|_| workspace_root().join("target"), Into::into);
+    let exe = target.join("release/examples/bench_start");
+    let mut samples: Vec<[f64; 4]> = Vec::new();
+    for i in 0..runs {
+        let mut cmd = Command::new(&exe);
+        if let Some(k) = &kernel {
+            cmd.args(["--kernel", k]);
+        }
+        let out = cmd
+            .output()
+            .with_context(|| format!("running {}", exe.display()))?;
+        if !out.status.success() {
+            bail!("run {i} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        samples.push(parse_line(&String::from_utf8_lossy(&out.stdout))?);
+    }
+    let column = |k: usize| {
+        let mut v: Vec<f64> = samples.iter().map(|s| s[k]).collect();
+        v.sort_by(f64::total_cmp);
+        (percentile(&v, 0.5), percentile(&v, 0.9))
+    };
+    let (cpu, start_cpu, start_wall, rss) = (column(0), column(1), column(2), column(3));
+    let guest = kernel
+        .as_deref()
+        .unwrap_or("tiny test guest (11 bytes of code)");
+    println!("sbx-vmm start-up, {runs} runs, guest: {guest}, 128 MiB\n");
+    println!("| metric | sbx-vmm median | p90 | goal | Firecracker (published) |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| process CPU until first KVM_RUN | {:.2} ms | {:.2} ms | ≤ 5 ms | ≤ 8 ms |",
+        cpu.0, cpu.1
+    );
+    println!(
+        "| CPU from Vm::start to first KVM_RUN | {:.2} ms | {:.2} ms | – | – |",
+        start_cpu.0, start_cpu.1
+    );
+    println!(
+        "| wall time from Vm::start to first KVM_RUN | {:.2} ms | {:.2} ms | – | – |",
+        start_wall.0, start_wall.1
+    );
+    println!(
+        "| VMM memory overhead (RSS outside guest memory) | {:.2} MiB | {:.2} MiB | ≤ 4 MiB | ≤ 5 MiB |",
+        rss.0 / 1024.0,
+        rss.1 / 1024.0
+    );
+    let flavor = kvm_flavor();
+    if flavor == "kvm_intel" || flavor == "kvm_amd" {
+        println!(
+            "| boot to guest init | not automated yet: boot the guest kernel with the boot example | | ≤ 100 ms | ≤ 125 ms |"
+        );
+    } else {
+        println!(
+            "| boot to guest init | needs hardware KVM (this host: {flavor}); not measured | | ≤ 100 ms | ≤ 125 ms |"
+        );
+        println!(
+            "| microVMs per core per second | needs hardware KVM (this host: {flavor}); not measured | | ≥ 10 | 5 |"
+        );
+    }
+    Ok(())
+}
+
+fn parse_line(line: &str) -> Result<[f64; 4]> {
+    let mut out = [0.0; 4];
+    for (i, key) in [
+        "process_cpu_ms",
+        "start_cpu_ms",
+        "start_wall_ms",
+        "overhead_kib",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let value = line
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+            .with_context(|| format!("{key} missing in {line:?}"))?;
+        out[i] = value.parse().with_context(|| format!("{key}={value}"))?;
+    }
+    Ok(out)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// The loaded KVM vendor module, from /sys/module.
+fn kvm_flavor() -> &'static str {
+    ["kvm_intel", "kvm_amd", "kvm_pvm"]
+        .into_iter()
+        .find(|m| Path::new("/sys/module").join(m).exists())
+        .unwrap_or("no KVM module")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_example_output() {
+        let v =
+            parse_line("process_cpu_ms=4.8 start_cpu_ms=2.6 start_wall_ms=8.5 overhead_kib=2396\n")
+                .unwrap();
+        assert_eq!(v, [4.8, 2.6, 8.5, 2396.0]);
+        assert!(parse_line("garbage").is_err());
+        assert_eq!(percentile(&[1.0, 2.0, 3.0], 0.5), 2.0);
+    }
+}
