@@ -12,3 +12,5 @@ pub(crate) const XDG_STATE_HOME: &str = "XDG_STATE_HOME";
 pub(crate) const HOME: &str = "HOME";
 /// Directory of the company/org/team policy layers (default `/etc/sbx/policy.d`).
 pub(crate) const SBX_SYSTEM_POLICY_DIR: &str = "SBX_SYSTEM_POLICY_DIR";
+/// A passphrase for the secret store: selects (or unlocks) the passphrase-protected file store.
+pub(crate) const SBX_SECRETS_PASSPHRASE: &str = "SBX_SECRETS_PASSPHRASE";

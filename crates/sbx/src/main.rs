@@ -5,12 +5,14 @@
 mod agents;
 mod cli;
 mod commands;
+mod custom_secrets;
 mod env_vars;
 mod fsutil;
 mod home;
 mod names;
 mod output;
 mod policy_files;
+mod secret_input;
 
 use clap::Parser;
 

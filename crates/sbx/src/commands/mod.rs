@@ -4,6 +4,7 @@ mod agents;
 mod completion;
 mod doctor;
 mod policy;
+mod secret;
 
 use anyhow::Result;
 
@@ -15,6 +16,7 @@ pub(crate) fn dispatch(command: Command) -> Result<i32> {
         Command::Doctor { json } => doctor::run(json),
         Command::Agents { name, json } => agents::run(name.as_deref(), json),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Secret(cmd) => secret::run(cmd),
         Command::Completion { shell } => completion::run(shell),
     }
 }

@@ -2,3 +2,4 @@
 
 mod context;
 mod policy;
+mod secret;
