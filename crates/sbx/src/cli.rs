@@ -105,6 +105,9 @@ pub(crate) enum Command {
     /// Manage and inspect the network policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Store API keys on the host; sandboxes only ever see placeholders.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  sbx completion bash > ~/.local/share/bash-completion/completions/sbx\n  sbx completion zsh > ~/.zfunc/_sbx"
@@ -299,6 +302,78 @@ pub(crate) struct ExecArgs {
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub(crate) command: Vec<String>,
+}
+
+/// Where a secret applies: every sandbox (`-g`, the default) or one sandbox.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SecretScope {
+    /// For every sandbox (the default).
+    #[arg(short = 'g', long = "global", conflicts_with = "sandbox")]
+    pub(crate) global: bool,
+    /// Only for this sandbox; overrides the global secret of the same service.
+    #[arg(long)]
+    pub(crate) sandbox: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretCommand {
+    /// Store a provider's secret; the value is read from stdin (hidden in a terminal) unless -t is given.
+    #[command(
+        after_help = "Examples:\n  sbx secret set anthropic              # prompts, input hidden\n  pass show openai | sbx secret set openai\n  sbx secret set --sandbox my-box github < token.txt"
+    )]
+    Set {
+        #[command(flatten)]
+        scope: SecretScope,
+        /// The provider (see `sbx secret ls` errors for the list), or a custom secret's name.
+        service: String,
+        /// The value on the command line (it lands in shell history; prefer stdin).
+        #[arg(short = 't', long = "token")]
+        token: Option<String>,
+    },
+    /// Store a custom secret bound to hosts: the sandbox's env var NAME gets a placeholder, which the proxy
+    /// replaces in headers (and with --body, bodies) of requests to those hosts only.
+    #[command(
+        after_help = "Examples:\n  sbx secret set-custom --host api.internal.example --env INTERNAL_TOKEN < token.txt\n  sbx secret set-custom --host a.example,b.example --env HOOK_KEY --body"
+    )]
+    SetCustom {
+        /// Hosts the secret is bound to, comma-separated (`api.example.com`, `*.example.com`).
+        #[arg(long = "host", value_delimiter = ',', required = true)]
+        hosts: Vec<String>,
+        /// The environment variable the sandbox reads.
+        #[arg(long)]
+        env: String,
+        /// The secret's name (default: the env var in lower case, `_` as `-`).
+        #[arg(long)]
+        name: Option<String>,
+        /// Also replace the placeholder in request bodies.
+        #[arg(long)]
+        body: bool,
+        #[command(flatten)]
+        scope: SecretScope,
+        /// The value on the command line (it lands in shell history; prefer stdin).
+        #[arg(short = 't', long = "token")]
+        token: Option<String>,
+    },
+    /// List stored secrets: service, scope and backend. Values are never printed.
+    #[command(after_help = "Examples:\n  sbx secret ls\n  sbx secret ls --json")]
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a secret.
+    #[command(
+        after_help = "Examples:\n  sbx secret rm anthropic\n  sbx secret rm --sandbox my-box github"
+    )]
+    Rm {
+        #[command(flatten)]
+        scope: SecretScope,
+        /// The service.
+        service: String,
+    },
+    /// Store every recognised API key of this shell's environment (ANTHROPIC_API_KEY, GH_TOKEN, ...) as a global secret.
+    #[command(after_help = "Examples:\n  sbx secret import")]
+    Import,
 }
 
 #[cfg(test)]

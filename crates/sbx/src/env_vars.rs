@@ -14,3 +14,5 @@ pub(crate) const HOME: &str = "HOME";
 pub(crate) const SBX_SYSTEM_POLICY_DIR: &str = "SBX_SYSTEM_POLICY_DIR";
 /// Path of the static in-sandbox agent (`sbx-guest`); default: next to `sbx` or `/usr/libexec/sbx/`.
 pub(crate) const SBX_GUEST_BIN: &str = "SBX_GUEST_BIN";
+/// A passphrase for the secret store: selects (or unlocks) the passphrase-protected file store.
+pub(crate) const SBX_SECRETS_PASSPHRASE: &str = "SBX_SECRETS_PASSPHRASE";

@@ -33,6 +33,16 @@ impl Home {
         self.state.join("audit")
     }
 
+    /// The secret store directory (encrypted file store or keychain marker).
+    pub(crate) fn secrets_dir(&self) -> PathBuf {
+        self.state.join("secrets")
+    }
+
+    /// The user provider catalog: custom secrets and provider overrides (no values).
+    pub(crate) fn providers_file(&self) -> PathBuf {
+        self.config.join("providers.toml")
+    }
+
     fn resolve(var: impl Fn(&str) -> Option<PathBuf>) -> Result<Home> {
         if let Some(root) = var(env_vars::SBX_HOME) {
             if !root.is_absolute() {

@@ -6,6 +6,7 @@ mod agents;
 mod backend;
 mod cli;
 mod commands;
+mod custom_secrets;
 mod env_vars;
 mod fsutil;
 mod home;
@@ -13,6 +14,7 @@ mod names;
 mod output;
 mod policy_files;
 mod sandboxes;
+mod secret_input;
 mod signals;
 mod supervisor;
 

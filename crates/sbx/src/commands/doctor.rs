@@ -54,8 +54,50 @@ struct Report {
     hardware_virtualization: bool,
     user_namespaces: bool,
     isolation_backends: Vec<&'static str>,
+    secret_store: SecretStoreReport,
     config_dir: String,
     state_dir: String,
+}
+
+/// Which secret store backend opens here and why (from sbx-secrets' `BackendReport`), or why none does.
+#[derive(Debug, Serialize)]
+struct SecretStoreReport {
+    backend: Option<String>,
+    location: Option<String>,
+    reason: String,
+    passed_over: Vec<PassedOver>,
+}
+
+#[derive(Debug, Serialize)]
+struct PassedOver {
+    backend: String,
+    why: String,
+}
+
+impl SecretStoreReport {
+    fn probe(home: &Home) -> SecretStoreReport {
+        match super::secret::open_store(home) {
+            Ok((_, r)) => SecretStoreReport {
+                backend: Some(r.kind.to_string()),
+                location: Some(r.location),
+                reason: r.reason,
+                passed_over: r
+                    .passed_over
+                    .into_iter()
+                    .map(|(kind, why)| PassedOver {
+                        backend: kind.to_string(),
+                        why,
+                    })
+                    .collect(),
+            },
+            Err(e) => SecretStoreReport {
+                backend: None,
+                location: None,
+                reason: format!("{e:#}"),
+                passed_over: Vec::new(),
+            },
+        }
+    }
 }
 
 fn user_namespaces_enabled() -> bool {
@@ -96,6 +138,7 @@ pub(crate) fn run(json: bool) -> Result<i32> {
         hardware_virtualization: kvm.is_hardware(),
         user_namespaces: userns,
         isolation_backends: backends,
+        secret_store: SecretStoreReport::probe(&home),
         config_dir: home.config.display().to_string(),
         state_dir: home.state.display().to_string(),
     };
@@ -143,6 +186,17 @@ fn print_human(r: &Report) {
         output::warning(
             "no hardware virtualization: sandboxes use namespace isolation, which shares the host kernel and is weaker than a microVM",
         );
+    }
+    let store = &r.secret_store;
+    match (&store.backend, &store.location) {
+        (Some(kind), Some(location)) => println!(
+            "secret store:       {kind} at {location} ({})",
+            store.reason
+        ),
+        _ => println!("secret store:       unavailable: {}", store.reason),
+    }
+    for p in &store.passed_over {
+        println!("                    not {}: {}", p.backend, p.why);
     }
     println!("config:             {}", r.config_dir);
     println!("state:              {}", r.state_dir);

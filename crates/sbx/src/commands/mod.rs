@@ -7,6 +7,7 @@ pub(crate) mod exec;
 mod policy;
 mod run;
 pub(crate) mod sandbox;
+mod secret;
 
 use anyhow::Result;
 
@@ -21,6 +22,7 @@ pub(crate) fn dispatch(command: Command) -> Result<i32> {
         Command::Doctor { json } => doctor::run(json),
         Command::Agents { name, json } => agents::run(name.as_deref(), json),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Secret(cmd) => secret::run(cmd),
         Command::Completion { shell } => completion::run(shell),
         Command::Create(args) => {
             let home = Home::from_env()?;

@@ -38,7 +38,11 @@ impl TestContext {
             .env("NO_COLOR", "1")
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("XDG_STATE_HOME")
-            .envs(self.env.iter().map(|(k, v)| (k, v)));
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            // No D-Bus session: the encrypted-file secret store opens, as on a headless host.
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("SBX_SECRETS_PASSPHRASE");
         cmd
     }
 
@@ -57,6 +61,31 @@ impl TestContext {
         let (code, out, err) = self.sbx(args);
         assert_eq!(code, 0, "sbx {args:?} failed: {err}{out}");
         out
+    }
+
+    /// Runs `sbx ARGS` with `stdin` piped in, returning (exit code, stdout, stderr).
+    pub(crate) fn sbx_stdin(&self, args: &[&str], stdin: &str) -> (i32, String, String) {
+        use std::io::Write;
+        let mut child = self
+            .cmd()
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     pub(crate) fn write(&self, path: &Path, text: &str) {

@@ -3,3 +3,4 @@
 mod context;
 mod lifecycle;
 mod policy;
+mod secret;
