@@ -142,9 +142,15 @@ pub(crate) fn pipeline() -> Result<()> {
             "ci",
         ]),
     )?;
+    // The namespace end-to-end tests (sbx-jail, sbx) run the static in-sandbox agent; build it once here rather
+    // than from inside several test processes at once.
+    eprintln!("\n== xtask ci: static sbx-guest");
+    let guest = crate::guest_agent::build_static(false)?;
     step(
         "tests",
-        cargo().args(["nextest", "run", "--workspace", "--profile", "ci"]),
+        cargo()
+            .args(["nextest", "run", "--workspace", "--profile", "ci"])
+            .env("SBX_GUEST_BIN", &guest),
     )?;
     Ok(())
 }

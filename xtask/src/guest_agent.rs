@@ -14,7 +14,13 @@ const TARGET: &str = "x86_64-unknown-linux-gnu";
 
 /// Builds the agent and prints its path.
 pub(crate) fn build(args: &[String]) -> Result<()> {
-    let release = !args.iter().any(|a| a == "--debug");
+    let bin = build_static(!args.iter().any(|a| a == "--debug"))?;
+    println!("{}", bin.display());
+    Ok(())
+}
+
+/// Builds the statically linked agent (release or debug) and returns its path.
+pub(crate) fn build_static(release: bool) -> Result<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(&root)
@@ -43,6 +49,5 @@ pub(crate) fn build(args: &[String]) -> Result<()> {
     if !(text.contains("not a dynamic executable") || text.contains("statically linked")) {
         bail!("{} is not statically linked:\n{text}", bin.display());
     }
-    println!("{}", bin.display());
-    Ok(())
+    Ok(bin)
 }

@@ -78,8 +78,8 @@ pub(crate) fn host_kvm() -> KvmKind {
     KvmKind::detect(Path::new("/sys/module"), Path::new("/dev/kvm"))
 }
 
-/// The static `sbx-guest` agent: `$SBX_GUEST_BIN`, next to `sbx`, `../libexec/sbx/` from it, or
-/// `/usr/libexec/sbx/`.
+/// The static `sbx-guest` agent: `$SBX_GUEST_BIN`, next to `sbx`, `../libexec/sbx/` from it, the
+/// `cargo xtask guest-agent` output when `sbx` runs from a cargo target dir, or `/usr/libexec/sbx/`.
 pub(crate) fn guest_binary() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os(env_vars::SBX_GUEST_BIN).filter(|v| !v.is_empty()) {
         let p = PathBuf::from(p);
@@ -99,6 +99,15 @@ pub(crate) fn guest_binary() -> Result<PathBuf> {
     {
         candidates.push(dir.join("sbx-guest"));
         candidates.push(dir.join("../libexec/sbx/sbx-guest"));
+        // Run from a cargo target dir (`<target>/<profile>/sbx`): `cargo xtask guest-agent` puts the static agent
+        // under the explicit target triple.
+        if let Some(profile) = dir.file_name() {
+            candidates.push(
+                dir.join("../x86_64-unknown-linux-gnu")
+                    .join(profile)
+                    .join("sbx-guest"),
+            );
+        }
     }
     candidates.push(PathBuf::from("/usr/libexec/sbx/sbx-guest"));
     if let Some(found) = candidates.iter().find(|p| p.is_file()) {
