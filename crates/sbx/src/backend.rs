@@ -97,10 +97,9 @@ pub(crate) fn guest_binary() -> Result<PathBuf> {
         .ok()
         .and_then(|e| e.parent().map(Path::to_path_buf))
     {
-        candidates.push(dir.join("sbx-guest"));
-        candidates.push(dir.join("../libexec/sbx/sbx-guest"));
         // Run from a cargo target dir (`<target>/<profile>/sbx`): `cargo xtask guest-agent` puts the static agent
-        // under the explicit target triple.
+        // under the explicit target triple. It goes first: a plain workspace build also leaves a dynamically
+        // linked `sbx-guest` next to `sbx`, which cannot run inside a template without the host's libraries.
         if let Some(profile) = dir.file_name() {
             candidates.push(
                 dir.join("../x86_64-unknown-linux-gnu")
@@ -108,6 +107,8 @@ pub(crate) fn guest_binary() -> Result<PathBuf> {
                     .join("sbx-guest"),
             );
         }
+        candidates.push(dir.join("sbx-guest"));
+        candidates.push(dir.join("../libexec/sbx/sbx-guest"));
     }
     candidates.push(PathBuf::from("/usr/libexec/sbx/sbx-guest"));
     if let Some(found) = candidates.iter().find(|p| p.is_file()) {
