@@ -62,15 +62,11 @@ pub(crate) fn seal_line(body: &[u8], seq: u64, prev: &Hash, out: &mut Vec<u8>) -
     let without_brace = body.strip_suffix(b"}").unwrap_or(body);
     out.extend_from_slice(without_brace);
     out.extend_from_slice(b",\"seq\":");
-    out.extend_from_slice(itoa(seq).as_bytes());
+    crate::json::write_u64(out, seq);
     out.extend_from_slice(b",\"prev_hash\":\"");
     write_hex(out, prev);
     out.extend_from_slice(b"\"}");
     line_hash(&out[start..])
-}
-
-fn itoa(n: u64) -> String {
-    n.to_string()
 }
 
 #[cfg(test)]

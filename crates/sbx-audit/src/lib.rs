@@ -53,10 +53,12 @@ mod aggregate;
 pub mod chain;
 mod event;
 mod id;
+mod json;
 pub mod layout;
 mod lines;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+mod queue;
 mod reader;
 mod time;
 pub mod verify;
