@@ -1,6 +1,7 @@
 //! The bounded queue between callers and the writer thread.
 //!
-//! Callers append their serialized event to one shared byte buffer under a mutex (a length prefix, then the body);
+//! Callers append their serialized event (an opaque frame) to one shared byte buffer under a mutex (a length, then
+//! the frame);
 //! the writer takes the whole buffer at once by swapping it with an empty one, so a hand-off costs a lock and a
 //! `memcpy` per event, and one lock per batch on the writer's side. Nobody is woken per event: a caller signals
 //! the writer only when the writer said it is going to sleep, and the writer signals callers only when one waits
@@ -15,8 +16,8 @@ use std::time::Duration;
 
 use crate::writer::FullPolicy;
 
-/// Length prefix of each queued body.
-const PREFIX: usize = 4;
+/// Bytes of the length in front of each queued frame.
+const LEN_BYTES: usize = 4;
 
 /// A flush request: the writer answers with `Err(message)` if it could not write.
 pub(crate) type FlushAck = SyncSender<Result<(), String>>;
@@ -49,7 +50,7 @@ pub(crate) struct Queue {
 
 #[derive(Debug, Default)]
 struct State {
-    bodies: Vec<u8>,
+    frames: Vec<u8>,
     events: usize,
     flushes: Vec<FlushAck>,
     dropped: u64,
@@ -61,12 +62,12 @@ struct State {
 /// What the writer took from the queue in one go.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
-    bodies: Vec<u8>,
-    /// Events in `bodies`.
+    frames: Vec<u8>,
+    /// Events in `frames`.
     pub(crate) events: usize,
     /// Events dropped (full queue, drop policy) since the last batch.
     pub(crate) dropped: u64,
-    /// Flush requests, to answer after writing `bodies`.
+    /// Flush requests, to answer after writing `frames`.
     pub(crate) flushes: Vec<FlushAck>,
     /// The writer was closed: nothing follows this batch.
     pub(crate) closed: bool,
@@ -75,25 +76,25 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    /// The serialized events, in the order they were queued.
-    pub(crate) fn bodies(&self) -> Bodies<'_> {
-        Bodies { rest: &self.bodies }
+    /// The queued frames, in the order they were queued.
+    pub(crate) fn frames(&self) -> Frames<'_> {
+        Frames { rest: &self.frames }
     }
 }
 
-/// Iterator over the bodies of a [`Batch`].
-pub(crate) struct Bodies<'a> {
+/// Iterator over the frames of a [`Batch`].
+pub(crate) struct Frames<'a> {
     rest: &'a [u8],
 }
 
-impl<'a> Iterator for Bodies<'a> {
+impl<'a> Iterator for Frames<'a> {
     type Item = &'a [u8];
     fn next(&mut self) -> Option<&'a [u8]> {
-        let (prefix, rest) = self.rest.split_first_chunk::<PREFIX>()?;
+        let (prefix, rest) = self.rest.split_first_chunk::<LEN_BYTES>()?;
         let len = u32::from_le_bytes(*prefix) as usize;
-        let (body, rest) = rest.split_at_checked(len)?;
+        let (frame, rest) = rest.split_at_checked(len)?;
         self.rest = rest;
-        Some(body)
+        Some(frame)
     }
 }
 
@@ -117,14 +118,14 @@ impl Queue {
 
     fn is_full(&self, state: &State, adding: usize) -> bool {
         state.events > 0
-            && (state.events >= self.capacity || state.bodies.len() + adding > self.max_bytes)
+            && (state.events >= self.capacity || state.frames.len() + adding > self.max_bytes)
     }
 
-    /// Queues one serialized event (`body.len()` fits in `u32`: callers enforce the line limit first).
-    pub(crate) fn push(&self, body: &[u8]) -> Pushed {
-        let frame = PREFIX + body.len();
+    /// Queues one serialized event (`frame.len()` fits in `u32`: callers enforce the line limit first).
+    pub(crate) fn push(&self, frame: &[u8]) -> Pushed {
+        let adding = LEN_BYTES + frame.len();
         let mut state = self.lock();
-        while !state.closed && self.is_full(&state, frame) {
+        while !state.closed && self.is_full(&state, adding) {
             match self.policy {
                 FullPolicy::Drop => {
                     state.dropped += 1;
@@ -140,9 +141,9 @@ impl Queue {
         if state.closed {
             return Pushed::Closed;
         }
-        let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
-        state.bodies.extend_from_slice(&len.to_le_bytes());
-        state.bodies.extend_from_slice(body);
+        let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        state.frames.extend_from_slice(&len.to_le_bytes());
+        state.frames.extend_from_slice(frame);
         state.events += 1;
         self.wake_writer(&mut state);
         Pushed::Queued
@@ -175,10 +176,10 @@ impl Queue {
         }
     }
 
-    /// Takes everything queued into `batch` (whose previous bodies are discarded, its buffer reused), waiting up
+    /// Takes everything queued into `batch` (whose previous frames are discarded, its buffer reused), waiting up
     /// to `timeout` (forever if `None`) when there is nothing.
     pub(crate) fn take(&self, batch: &mut Batch, timeout: Option<Duration>) {
-        batch.bodies.clear();
+        batch.frames.clear();
         batch.flushes.clear();
         let mut state = self.lock();
         let idle = |s: &State| s.events == 0 && s.dropped == 0 && s.flushes.is_empty() && !s.closed;
@@ -199,7 +200,7 @@ impl Queue {
             state.writer_sleeping = false;
         }
         batch.was_full = self.is_full(&state, 0);
-        std::mem::swap(&mut batch.bodies, &mut state.bodies);
+        std::mem::swap(&mut batch.frames, &mut state.frames);
         batch.events = std::mem::take(&mut state.events);
         batch.dropped = std::mem::take(&mut state.dropped);
         std::mem::swap(&mut batch.flushes, &mut state.flushes);
@@ -219,7 +220,7 @@ mod tests {
     use std::sync::mpsc;
 
     #[test]
-    fn a_batch_yields_the_bodies_in_order() {
+    fn a_batch_yields_the_frames_in_order() {
         let q = Queue::new(10, FullPolicy::Block);
         for body in [&b"one"[..], b"", b"three"] {
             assert_eq!(q.push(body), Pushed::Queued);
@@ -227,7 +228,7 @@ mod tests {
         let mut batch = Batch::default();
         q.take(&mut batch, Some(Duration::ZERO));
         assert_eq!(batch.events, 3);
-        let got: Vec<&[u8]> = batch.bodies().collect();
+        let got: Vec<&[u8]> = batch.frames().collect();
         assert_eq!(got, [&b"one"[..], b"", b"three"]);
         q.take(&mut batch, Some(Duration::from_millis(1)));
         assert_eq!((batch.events, batch.dropped, batch.closed), (0, 0, false));
@@ -262,7 +263,7 @@ mod tests {
         );
         let mut batch = Batch::default();
         q.take(&mut batch, None);
-        assert_eq!(batch.bodies().collect::<Vec<_>>(), [b"a"]);
+        assert_eq!(batch.frames().collect::<Vec<_>>(), [b"a"]);
         assert_eq!(rx.recv().unwrap(), Pushed::Queued);
         // The queue holds "b"; "c" waits until close releases it with an error.
         std::thread::sleep(Duration::from_millis(20));
@@ -270,7 +271,7 @@ mod tests {
         assert_eq!(caller.join().unwrap(), Pushed::Closed);
         q.take(&mut batch, None);
         assert!(batch.closed);
-        assert_eq!(batch.bodies().collect::<Vec<_>>(), [b"b"]);
+        assert_eq!(batch.frames().collect::<Vec<_>>(), [b"b"]);
         assert_eq!(q.push(b"d"), Pushed::Closed);
         let (ack, _) = mpsc::sync_channel(1);
         assert!(!q.push_flush(ack));

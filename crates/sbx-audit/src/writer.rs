@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::chain::{self, GENESIS, Hash};
+use crate::chain::{self, GENESIS, Hash, Prefix};
 use crate::event::Event;
 use crate::id::random_u64;
 use crate::json;
@@ -23,6 +23,7 @@ use crate::layout;
 use crate::lines::MAX_LINE;
 use crate::queue::{Batch, FlushAck, Pushed, Queue};
 use crate::time::Timestamp;
+use crate::writeback;
 
 /// When appended events reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,25 +260,25 @@ impl AuditHandle {
     /// Queues an event. Serializes it on the calling thread, never touches the disk; when the queue is full it blocks
     /// or drops (and counts) according to the [`FullPolicy`]. The chain fields of `event` are ignored.
     pub fn record(&self, event: Event) -> Result<(), RecordError> {
-        SCRATCH.with_borrow_mut(|body| {
-            body.clear();
-            json::write_body(&event, body);
-            let result = self.enqueue(body);
-            if body.capacity() > SCRATCH_KEEP {
-                *body = Vec::new();
+        SCRATCH.with_borrow_mut(|frame| {
+            frame_event(&event, frame);
+            let result = self.enqueue(frame);
+            if frame.capacity() > SCRATCH_KEEP {
+                *frame = Vec::new();
             }
             result
         })
     }
 
-    fn enqueue(&self, body: &[u8]) -> Result<(), RecordError> {
-        if body.len() + CHAIN_FIELDS_LEN >= MAX_LINE {
+    fn enqueue(&self, frame: &[u8]) -> Result<(), RecordError> {
+        let line = frame.len() - Prefix::ENCODED_LEN + CHAIN_FIELDS_LEN;
+        if line >= MAX_LINE {
             return Err(RecordError::TooLarge {
-                bytes: body.len() + CHAIN_FIELDS_LEN,
+                bytes: line,
                 max: MAX_LINE,
             });
         }
-        match self.shared.queue.push(body) {
+        match self.shared.queue.push(frame) {
             Pushed::Queued | Pushed::Dropped => Ok(()),
             Pushed::Closed => Err(RecordError::Closed),
         }
@@ -310,6 +311,16 @@ impl AuditHandle {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+}
+
+/// Serializes `event` without chain fields into `frame`, behind the hash [`Prefix`] of its leading blocks: what
+/// the queue carries to the writer.
+fn frame_event(event: &Event, frame: &mut Vec<u8>) {
+    frame.clear();
+    frame.resize(Prefix::ENCODED_LEN, 0);
+    json::write_body(event, frame);
+    let prefix = Prefix::of_body(&frame[Prefix::ENCODED_LEN..]);
+    frame[..Prefix::ENCODED_LEN].copy_from_slice(&prefix.to_bytes());
 }
 
 /// Stops the writer: on [`WriterGuard::close`] or drop, every queued event is written, the file is fsynced and sealed.
@@ -345,6 +356,8 @@ impl Drop for WriterGuard {
 const CHAIN_FIELDS_LEN: usize = 110;
 /// Write to the OS once this much is buffered, even if the batch is not finished.
 const WRITE_CHUNK: usize = 256 * 1024;
+/// In buffered mode, start the disk write of every this many bytes written (see [`writeback`]).
+const WRITEBACK_CHUNK: u64 = 4 << 20;
 /// A batch at least this long means the writer is busy ...
 const BUSY_BATCH: usize = 32;
 /// ... and then it pauses this long before taking the next batch, so batches are large and callers never pay for
@@ -355,7 +368,12 @@ const RETRY: Duration = Duration::from_millis(100);
 struct Active {
     file: File,
     path: PathBuf,
+    /// Bytes of the file once `buf` is written.
     len: u64,
+    /// Bytes handed to the OS.
+    written: u64,
+    /// Bytes whose disk write was started (buffered mode).
+    submitted: u64,
     opened: Instant,
 }
 
@@ -423,14 +441,14 @@ impl Writer {
             let aged = self.rotate_by_age();
             self.note(aged);
         }
-        for body in batch.bodies() {
+        for frame in batch.frames() {
             if self.backlog.is_empty() {
-                if let Err(e) = self.append(body) {
-                    self.backlog.push_back(body.to_vec());
+                if let Err(e) = self.append(frame) {
+                    self.backlog.push_back(frame.to_vec());
                     self.note(Err(e));
                 }
             } else {
-                self.backlog.push_back(body.to_vec());
+                self.backlog.push_back(frame.to_vec());
             }
         }
         if batch.dropped > 0 {
@@ -482,9 +500,9 @@ impl Writer {
     }
 
     fn record_internal(&mut self, event: &Event) {
-        let mut body = Vec::with_capacity(384);
-        json::write_body(event, &mut body);
-        self.backlog.push_back(body);
+        let mut frame = Vec::with_capacity(384);
+        frame_event(event, &mut frame);
+        self.backlog.push_back(frame);
     }
 
     fn note(&mut self, result: io::Result<()>) {
@@ -508,18 +526,21 @@ impl Writer {
     }
 
     fn drain_backlog(&mut self) -> io::Result<()> {
-        while let Some(body) = self.backlog.pop_front() {
-            if let Err(e) = self.append(&body) {
-                self.backlog.push_front(body);
+        while let Some(frame) = self.backlog.pop_front() {
+            if let Err(e) = self.append(&frame) {
+                self.backlog.push_front(frame);
                 return Err(e);
             }
         }
         Ok(())
     }
 
-    /// Chains one serialized event onto the stream. An error means the event was not chained (no file to put it
-    /// in) and is still the caller's; once chained, a line stays in `buf` until written, whatever writing does.
-    fn append(&mut self, body: &[u8]) -> io::Result<()> {
+    /// Chains one queued event (a frame from [`frame_event`]) onto the stream. An error means the event was not
+    /// chained (no file to put it in) and is still the caller's; once chained, a line stays in `buf` until
+    /// written, whatever writing does.
+    fn append(&mut self, frame: &[u8]) -> io::Result<()> {
+        let (prefix, body) =
+            Prefix::decode(frame).unwrap_or_else(|| (Prefix::of_body(frame), frame));
         let estimate = (body.len() + CHAIN_FIELDS_LEN) as u64;
         if let Some(active) = &self.active
             && active.len > 0
@@ -531,7 +552,8 @@ impl Writer {
             self.open_file()?;
         }
         let start = self.buf.len();
-        self.last_hash = chain::seal_line(body, self.next_seq, &self.last_hash, &mut self.buf);
+        self.last_hash =
+            chain::seal_line(body, prefix, self.next_seq, &self.last_hash, &mut self.buf);
         self.buf.push(b'\n');
         self.next_seq += 1;
         self.stats.events_written += 1;
@@ -583,6 +605,17 @@ impl Writer {
             }
         };
         self.buf.drain(..written);
+        active.written += written as u64;
+        if self.cfg.durability == Durability::Buffered
+            && active.written - active.submitted >= WRITEBACK_CHUNK
+        {
+            writeback::start(
+                &active.file,
+                active.submitted,
+                active.written - active.submitted,
+            );
+            active.submitted = active.written;
+        }
         if written > 0 && self.unsynced_since.is_none() {
             self.unsynced_since = Some(Instant::now());
         }
@@ -665,6 +698,8 @@ impl Writer {
             file,
             path,
             len: 0,
+            written: 0,
+            submitted: 0,
             opened: Instant::now(),
         });
         Ok(())
