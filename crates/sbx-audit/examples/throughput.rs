@@ -1,10 +1,12 @@
 //! Measures buffered append throughput and where its CPU time goes: the recording thread (serialize + queue) and
 //! the writer thread (chain hash + write), in nanoseconds of CPU per event from `/proc/self/task/*/schedstat`,
-//! which a busy machine distorts far less than wall-clock rates.
+//! which a busy machine distorts far less than wall-clock rates. The same events serialized with serde_json into a
+//! `BufWriter` on one thread (the criterion bench's `raw_jsonl_baseline`) are measured the same way beside it.
 //!
 //! Run: `cargo run --release -p sbx-audit --example throughput [-- EVENTS_PER_ROUND ROUNDS [DIR]]`
 //! (defaults: 200000 events, 5 rounds, a temporary directory).
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -113,6 +115,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rates.push(per_round as f64 / elapsed.as_secs_f64());
         std::fs::remove_dir_all(&round_dir)?;
     }
+    let (raw_rate, raw_ns) = raw_baseline(&batch, &dir, rounds)?;
     rates.sort_by(f64::total_cmp);
     close_ms.sort_by(f64::total_cmp);
     println!(
@@ -131,5 +134,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         caller_ns as f64 / total as f64,
         writer_ns as f64 / total as f64
     );
+    println!(
+        "raw_jsonl_baseline (serde_json + BufWriter, one thread, no chain, no fsync): median {raw_rate:.0} \
+         events/s, {raw_ns:.0} ns CPU per event"
+    );
     Ok(())
+}
+
+/// The floor: serialize with serde_json and write through a 256 KiB `BufWriter`. Returns the median rate and the
+/// CPU nanoseconds per event.
+fn raw_baseline(
+    batch: &[Event],
+    dir: &Path,
+    rounds: usize,
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    let me = PathBuf::from("/proc/thread-self");
+    let mut rates = Vec::new();
+    let mut cpu = 0u64;
+    std::fs::create_dir_all(dir)?;
+    for _ in 0..rounds {
+        let input = batch.to_vec();
+        let path = dir.join("raw.jsonl");
+        let c0 = cpu_ns(&me);
+        let start = Instant::now();
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, std::fs::File::create(&path)?);
+        for e in input {
+            serde_json::to_writer(&mut w, &e)?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()?;
+        rates.push(batch.len() as f64 / start.elapsed().as_secs_f64());
+        cpu += cpu_ns(&me) - c0;
+        std::fs::remove_file(&path)?;
+    }
+    rates.sort_by(f64::total_cmp);
+    Ok((
+        rates[rates.len() / 2],
+        cpu as f64 / (batch.len() * rounds) as f64,
+    ))
 }

@@ -1,8 +1,11 @@
 //! The writer: a bounded queue in front of one background thread that owns the stream's files.
 //!
-//! Callers serialize their event on their own thread ([`AuditHandle::record`]) and hand the bytes to the queue; the
-//! writer thread adds the chain fields, hashes the line, batches lines into large `write()` calls, fsyncs according
-//! to the [`Durability`] mode and rotates files. Nothing on the caller's side touches the disk.
+//! Callers serialize their event on their own thread ([`AuditHandle::record`], with the allocation-free serializer
+//! in `json`), run SHA-256 over the whole 64-byte blocks of the body (a [`Prefix`]) and copy both into the queue.
+//! The writer thread takes the whole queue at once, adds the chain fields, finishes each line's hash (the last
+//! blocks, which hold `seq` and `prev_hash`), hands lines to the OS in large `write()` calls, fsyncs according to
+//! the [`Durability`] mode and rotates files. Nothing on the caller's side touches the disk; the chain itself is
+//! serial and stays on the one writer thread.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -150,7 +153,7 @@ pub enum RecordError {
         /// The limit.
         max: usize,
     },
-    /// The event could not be serialized.
+    /// The event could not be serialized (kept for compatibility: the built-in serializer cannot fail).
     #[error("cannot serialize audit event: {0}")]
     Serialize(String),
     /// The writer cannot write to disk (the events are kept and retried).
