@@ -90,11 +90,10 @@ impl Prefix {
     pub(crate) fn of_body(body: &[u8]) -> Self {
         let kept = body.len().saturating_sub(1);
         let mut state = INITIAL_STATE;
-        compress(&mut state, &body[..kept / 64 * 64]);
-        Self {
-            state,
-            blocks: u32::try_from(kept / 64).unwrap_or(0),
-        }
+        // A body too long to count its blocks in a u32 (far beyond the line limit) gets an empty prefix.
+        let blocks = u32::try_from(kept / 64).unwrap_or(0);
+        compress(&mut state, &body[..blocks as usize * 64]);
+        Self { state, blocks }
     }
 
     /// Bytes of the line this prefix covers.
