@@ -85,6 +85,12 @@ impl Prefix {
     /// Bytes a prefix takes in a queued frame.
     pub(crate) const ENCODED_LEN: usize = 36;
 
+    /// Nothing hashed yet: the writer hashes the whole line.
+    pub(crate) const EMPTY: Self = Self {
+        state: INITIAL_STATE,
+        blocks: 0,
+    };
+
     /// The state after the whole blocks of `body` that stay unchanged in the sealed line (every byte but the
     /// closing brace, which [`seal_line`] replaces by the chain fields).
     pub(crate) fn of_body(body: &[u8]) -> Self {
@@ -235,6 +241,16 @@ mod tests {
             );
             assert_eq!(h, line_hash(&out), "body of {len} bytes");
         }
+    }
+
+    #[test]
+    fn an_empty_prefix_leaves_the_whole_line_to_the_writer() {
+        let body = vec![b'x'; 300];
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let full = seal_line(&body, Prefix::of_body(&body), 9, &GENESIS, &mut a);
+        let left = seal_line(&body, Prefix::EMPTY, 9, &GENESIS, &mut b);
+        assert_eq!((a.clone(), full), (b, left));
+        assert_eq!(full, line_hash(&a));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! Flush requests and the close mark travel in the same locked state, so everything queued before a flush (or
 //! before close) is in the batch that carries it, or in an earlier one.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -18,6 +19,10 @@ use crate::writer::FullPolicy;
 
 /// Bytes of the length in front of each queued frame.
 const LEN_BYTES: usize = 4;
+
+/// A batch this long (or a quarter of the capacity, if less) means the writer is not keeping up: at the writer's
+/// pace between batches (a few hundred microseconds) a writer that keeps up takes far fewer.
+const BEHIND_EVENTS: usize = 4096;
 
 /// A flush request: the writer answers with `Err(message)` if it could not write.
 pub(crate) type FlushAck = SyncSender<Result<(), String>>;
@@ -46,6 +51,9 @@ pub(crate) struct Queue {
     /// accepted into an empty queue.
     max_bytes: usize,
     policy: FullPolicy,
+    /// Set when the writer last took at least `behind_at` events at once: it is not keeping up.
+    behind: AtomicBool,
+    behind_at: usize,
 }
 
 #[derive(Debug, Default)]
@@ -108,7 +116,14 @@ impl Queue {
             capacity,
             max_bytes: capacity.saturating_mul(512).max(64 << 20),
             policy,
+            behind: AtomicBool::new(false),
+            behind_at: (capacity / 4).clamp(1, BEHIND_EVENTS),
         }
+    }
+
+    /// Whether the writer is falling behind (the last batch it took was long), so callers should take work off it.
+    pub(crate) fn writer_behind(&self) -> bool {
+        self.behind.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -205,6 +220,8 @@ impl Queue {
         batch.dropped = std::mem::take(&mut state.dropped);
         std::mem::swap(&mut batch.flushes, &mut state.flushes);
         batch.closed = state.closed;
+        self.behind
+            .store(batch.events >= self.behind_at, Ordering::Relaxed);
         let wake_callers = state.callers_waiting > 0;
         drop(state);
         if wake_callers {
@@ -243,6 +260,12 @@ mod tests {
         let mut batch = Batch::default();
         q.take(&mut batch, None);
         assert_eq!((batch.events, batch.dropped, batch.was_full), (2, 3, true));
+        assert!(
+            q.writer_behind(),
+            "a full batch of a small queue means the writer is behind"
+        );
+        q.take(&mut batch, Some(Duration::ZERO));
+        assert!(!q.writer_behind());
     }
 
     #[test]

@@ -264,7 +264,9 @@ impl AuditHandle {
     /// or drops (and counts) according to the [`FullPolicy`]. The chain fields of `event` are ignored.
     pub fn record(&self, event: Event) -> Result<(), RecordError> {
         SCRATCH.with_borrow_mut(|frame| {
-            frame_event(&event, frame);
+            // Callers share the hashing only while the writer falls behind: then it is the bottleneck, and the
+            // hashing parallelizes across callers; otherwise the writer has time to spare and callers return sooner.
+            frame_event(&event, frame, self.shared.queue.writer_behind());
             let result = self.enqueue(frame);
             if frame.capacity() > SCRATCH_KEEP {
                 *frame = Vec::new();
@@ -316,13 +318,18 @@ impl AuditHandle {
     }
 }
 
-/// Serializes `event` without chain fields into `frame`, behind the hash [`Prefix`] of its leading blocks: what
-/// the queue carries to the writer.
-fn frame_event(event: &Event, frame: &mut Vec<u8>) {
+/// Serializes `event` without chain fields into `frame`, behind a hash [`Prefix`]: what the queue carries to the
+/// writer. With `hash_here`, the calling thread hashes the leading blocks of the body; otherwise the prefix is
+/// empty and the writer hashes the whole line.
+fn frame_event(event: &Event, frame: &mut Vec<u8>, hash_here: bool) {
     frame.clear();
     frame.resize(Prefix::ENCODED_LEN, 0);
     json::write_body(event, frame);
-    let prefix = Prefix::of_body(&frame[Prefix::ENCODED_LEN..]);
+    let prefix = if hash_here {
+        Prefix::of_body(&frame[Prefix::ENCODED_LEN..])
+    } else {
+        Prefix::EMPTY
+    };
     frame[..Prefix::ENCODED_LEN].copy_from_slice(&prefix.to_bytes());
 }
 
@@ -504,7 +511,7 @@ impl Writer {
 
     fn record_internal(&mut self, event: &Event) {
         let mut frame = Vec::with_capacity(384);
-        frame_event(event, &mut frame);
+        frame_event(event, &mut frame, false);
         self.backlog.push_back(frame);
     }
 
