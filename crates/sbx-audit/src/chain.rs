@@ -1,10 +1,10 @@
 //! The hash chain: every line carries `seq` (its position in the stream) and `prev_hash`, the hex SHA-256 of the
 //! previous line's bytes (without the newline). The first line of a stream has `seq` 0 and 64 zeros as `prev_hash`.
 //!
-//! The writer computes each line's SHA-256 in two parts, which together are exactly `SHA-256(line)`: the recording
-//! thread runs the compression function over the whole 64-byte blocks of the event's body ([`Prefix::of_body`]),
-//! and the single writer thread, which alone knows `seq` and the previous hash, only finishes the last blocks
-//! ([`seal_line`]). SHA-256 processes its input block by block from a fixed initial state, so the intermediate
+//! The writer may compute a line's SHA-256 in two parts, which together are exactly `SHA-256(line)`: while the
+//! writer falls behind, the recording thread runs the compression function over the whole 64-byte blocks of the
+//! event's body ([`Prefix::of_body`]), and the single writer thread, which alone knows `seq` and the previous hash,
+//! only finishes the last blocks ([`seal_line`]). SHA-256 processes its input block by block from a fixed initial state, so the intermediate
 //! state after the body's leading blocks does not depend on anything that comes later in the line.
 
 use sha2::digest::generic_array::GenericArray;

@@ -1,7 +1,8 @@
 //! The writer: a bounded queue in front of one background thread that owns the stream's files.
 //!
 //! Callers serialize their event on their own thread ([`AuditHandle::record`], with the allocation-free serializer
-//! in `json`), run SHA-256 over the whole 64-byte blocks of the body (a [`Prefix`]) and copy both into the queue.
+//! in `json`), run SHA-256 over the whole 64-byte blocks of the body while the writer falls behind (a [`Prefix`])
+//! and copy both into the queue.
 //! The writer thread takes the whole queue at once, adds the chain fields, finishes each line's hash (the last
 //! blocks, which hold `seq` and `prev_hash`), hands lines to the OS in large `write()` calls, fsyncs according to
 //! the [`Durability`] mode and rotates files. Nothing on the caller's side touches the disk; the chain itself is
@@ -368,8 +369,8 @@ const CHAIN_FIELDS_LEN: usize = 110;
 const WRITE_CHUNK: usize = 256 * 1024;
 /// In buffered mode, start the disk write of every this many bytes written (see [`writeback`]).
 const WRITEBACK_CHUNK: u64 = 4 << 20;
-/// A batch at least this long means the writer is busy ...
-const BUSY_BATCH: usize = 32;
+/// A batch of more than one event means events are arriving faster than the writer wakes up for them ...
+const BUSY_BATCH: usize = 2;
 /// ... and then it pauses this long before taking the next batch, so batches are large and callers never pay for
 /// waking a parked writer (which costs more than the event itself).
 const BUSY_PAUSE: Duration = Duration::from_micros(300);
