@@ -115,7 +115,7 @@ fn hex_val(c: u8) -> Option<u8> {
 
 impl EventId {
     /// The hyphenated form in a stack buffer (ids are formatted once per event written).
-    fn encode(&self) -> [u8; 36] {
+    pub(crate) fn encode(&self) -> [u8; 36] {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut out = [b'-'; 36];
         let mut pos = 0;

@@ -45,7 +45,7 @@
 //! newline is a complete event. Bytes after the last newline are reported ([`ReadIssue::Unterminated`],
 //! [`StreamReport::torn_tail`]) and never read as an event. The next writer to open the directory seals the dead
 //! writer's file without touching its content.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // allowed in `writeback` only, for one system call std does not offer
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
@@ -53,13 +53,16 @@ mod aggregate;
 pub mod chain;
 mod event;
 mod id;
+mod json;
 pub mod layout;
 mod lines;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+mod queue;
 mod reader;
 mod time;
 pub mod verify;
+mod writeback;
 mod writer;
 
 pub use aggregate::{Aggregator, PolicyLogRow, PolicyLogView};

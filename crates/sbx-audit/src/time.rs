@@ -77,7 +77,7 @@ impl Timestamp {
     }
 
     /// The RFC 3339 form in a stack buffer (formatted once per event written, so kept allocation-free).
-    fn encode(self) -> [u8; 27] {
+    pub(crate) fn encode(self) -> [u8; 27] {
         let p = self.parts();
         let mut out = *b"0000-00-00T00:00:00.000000Z";
         put_digits(&mut out[0..4], p.year);

@@ -1,26 +1,33 @@
 //! The writer: a bounded queue in front of one background thread that owns the stream's files.
 //!
-//! Callers serialize their event on their own thread ([`AuditHandle::record`]) and hand the bytes to the queue; the
-//! writer thread adds the chain fields, hashes the line, batches lines into large `write()` calls, fsyncs according
-//! to the [`Durability`] mode and rotates files. Nothing on the caller's side touches the disk.
+//! Callers serialize their event on their own thread ([`AuditHandle::record`], with the allocation-free serializer
+//! in `json`), run SHA-256 over the whole 64-byte blocks of the body while the writer falls behind (a [`Prefix`])
+//! and copy both into the queue.
+//! The writer thread takes the whole queue at once, adds the chain fields, finishes each line's hash (the last
+//! blocks, which hold `seq` and `prev_hash`), hands lines to the OS in large `write()` calls, fsyncs according to
+//! the [`Durability`] mode and rotates files. Nothing on the caller's side touches the disk; the chain itself is
+//! serial and stays on the one writer thread.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::chain::{self, GENESIS, Hash};
+use crate::chain::{self, GENESIS, Hash, Prefix};
 use crate::event::Event;
 use crate::id::random_u64;
+use crate::json;
 use crate::layout;
 use crate::lines::MAX_LINE;
+use crate::queue::{Batch, FlushAck, Pushed, Queue};
 use crate::time::Timestamp;
+use crate::writeback;
 
 /// When appended events reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +154,7 @@ pub enum RecordError {
         /// The limit.
         max: usize,
     },
-    /// The event could not be serialized.
+    /// The event could not be serialized (kept for compatibility: the built-in serializer cannot fail).
     #[error("cannot serialize audit event: {0}")]
     Serialize(String),
     /// The writer cannot write to disk (the events are kept and retried).
@@ -184,19 +191,10 @@ pub struct WriterStats {
     pub files_sealed: u64,
 }
 
-enum Msg {
-    Event(Vec<u8>),
-    Flush(SyncSender<Result<(), String>>),
-    Close,
-}
-
 #[derive(Debug)]
 struct Shared {
-    /// `true` once closing began; writers of the queue hold it shared so close sees no late sender.
-    closed: RwLock<bool>,
-    dropped: AtomicU64,
+    queue: Queue,
     failure: Mutex<Option<String>>,
-    when_full: FullPolicy,
     stream: u64,
 }
 
@@ -225,27 +223,22 @@ impl AuditLog {
             source,
         })?;
         let shared = Arc::new(Shared {
-            closed: RwLock::new(false),
-            dropped: AtomicU64::new(0),
+            queue: Queue::new(config.queue_capacity, config.when_full),
             failure: Mutex::new(None),
-            when_full: config.when_full,
             stream: random_u64(),
         });
-        let mut writer = Writer::new(dir, config.clone(), shared.clone());
+        let mut writer = Writer::new(dir, config, shared.clone());
         writer.open_file()?;
-        let (tx, rx) = mpsc::sync_channel(config.queue_capacity);
         let thread = std::thread::Builder::new()
             .name("sbx-audit-writer".into())
-            .spawn(move || writer.run(rx))
+            .spawn(move || writer.run())
             .map_err(OpenError::Spawn)?;
         let handle = AuditHandle {
-            tx: tx.clone(),
             shared: shared.clone(),
         };
         Ok((
             handle,
             WriterGuard {
-                tx,
                 shared,
                 thread: Some(thread),
             },
@@ -256,42 +249,44 @@ impl AuditLog {
 /// Records events; cheap to clone and share between threads.
 #[derive(Debug, Clone)]
 pub struct AuditHandle {
-    tx: SyncSender<Msg>,
     shared: Arc<Shared>,
 }
+
+thread_local! {
+    /// Each recording thread serializes into its own reused buffer, then copies the bytes into the queue.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A scratch buffer grown beyond this by one huge event is given back rather than kept.
+const SCRATCH_KEEP: usize = 64 * 1024;
 
 impl AuditHandle {
     /// Queues an event. Serializes it on the calling thread, never touches the disk; when the queue is full it blocks
     /// or drops (and counts) according to the [`FullPolicy`]. The chain fields of `event` are ignored.
-    pub fn record(&self, mut event: Event) -> Result<(), RecordError> {
-        event.seq = None;
-        event.prev_hash = None;
-        let mut body = Vec::with_capacity(384);
-        serde_json::to_writer(&mut body, &event)
-            .map_err(|e| RecordError::Serialize(e.to_string()))?;
-        if body.len() + CHAIN_FIELDS_LEN >= MAX_LINE {
+    pub fn record(&self, event: Event) -> Result<(), RecordError> {
+        SCRATCH.with_borrow_mut(|frame| {
+            // Callers share the hashing only while the writer falls behind: then it is the bottleneck, and the
+            // hashing parallelizes across callers; otherwise the writer has time to spare and callers return sooner.
+            frame_event(&event, frame, self.shared.queue.writer_behind());
+            let result = self.enqueue(frame);
+            if frame.capacity() > SCRATCH_KEEP {
+                *frame = Vec::new();
+            }
+            result
+        })
+    }
+
+    fn enqueue(&self, frame: &[u8]) -> Result<(), RecordError> {
+        let line = frame.len() - Prefix::ENCODED_LEN + CHAIN_FIELDS_LEN;
+        if line >= MAX_LINE {
             return Err(RecordError::TooLarge {
-                bytes: body.len() + CHAIN_FIELDS_LEN,
+                bytes: line,
                 max: MAX_LINE,
             });
         }
-        let closed = self.shared.closed.read().unwrap_or_else(|e| e.into_inner());
-        if *closed {
-            return Err(RecordError::Closed);
-        }
-        match self.shared.when_full {
-            FullPolicy::Block => self
-                .tx
-                .send(Msg::Event(body))
-                .map_err(|_| RecordError::Closed),
-            FullPolicy::Drop => match self.tx.try_send(Msg::Event(body)) {
-                Ok(()) => Ok(()),
-                Err(TrySendError::Full(_)) => {
-                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
-                }
-                Err(TrySendError::Disconnected(_)) => Err(RecordError::Closed),
-            },
+        match self.shared.queue.push(frame) {
+            Pushed::Queued | Pushed::Dropped => Ok(()),
+            Pushed::Closed => Err(RecordError::Closed),
         }
     }
 
@@ -299,14 +294,8 @@ impl AuditHandle {
     /// [`Durability::Buffered`], fsynced.
     pub fn flush(&self) -> Result<(), RecordError> {
         let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-        {
-            let closed = self.shared.closed.read().unwrap_or_else(|e| e.into_inner());
-            if *closed {
-                return Err(RecordError::Closed);
-            }
-            self.tx
-                .send(Msg::Flush(ack_tx))
-                .map_err(|_| RecordError::Closed)?;
+        if !self.shared.queue.push_flush(ack_tx) {
+            return Err(RecordError::Closed);
         }
         match ack_rx.recv() {
             Ok(Ok(())) => Ok(()),
@@ -330,10 +319,24 @@ impl AuditHandle {
     }
 }
 
+/// Serializes `event` without chain fields into `frame`, behind a hash [`Prefix`]: what the queue carries to the
+/// writer. With `hash_here`, the calling thread hashes the leading blocks of the body; otherwise the prefix is
+/// empty and the writer hashes the whole line.
+fn frame_event(event: &Event, frame: &mut Vec<u8>, hash_here: bool) {
+    frame.clear();
+    frame.resize(Prefix::ENCODED_LEN, 0);
+    json::write_body(event, frame);
+    let prefix = if hash_here {
+        Prefix::of_body(&frame[Prefix::ENCODED_LEN..])
+    } else {
+        Prefix::EMPTY
+    };
+    frame[..Prefix::ENCODED_LEN].copy_from_slice(&prefix.to_bytes());
+}
+
 /// Stops the writer: on [`WriterGuard::close`] or drop, every queued event is written, the file is fsynced and sealed.
 #[derive(Debug)]
 pub struct WriterGuard {
-    tx: SyncSender<Msg>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<Result<WriterStats, CloseError>>>,
 }
@@ -348,13 +351,8 @@ impl WriterGuard {
         let Some(thread) = self.thread.take() else {
             return Ok(WriterStats::default());
         };
-        *self
-            .shared
-            .closed
-            .write()
-            .unwrap_or_else(|e| e.into_inner()) = true;
-        // No sender can pass the gate now, so Close is the last message in the queue.
-        let _ = self.tx.send(Msg::Close);
+        // From here on no event enters the queue; the writer drains what is in it and stops.
+        self.shared.queue.close();
         thread.join().unwrap_or(Err(CloseError::Panicked))
     }
 }
@@ -367,20 +365,26 @@ impl Drop for WriterGuard {
 
 /// Bytes the chain fields add to a line: `,"seq":<=20 digits>,"prev_hash":"<64>"`.
 const CHAIN_FIELDS_LEN: usize = 110;
-/// Write to the OS once this much is buffered, even if the queue is not yet drained.
+/// Write to the OS once this much is buffered, even if the batch is not finished.
 const WRITE_CHUNK: usize = 256 * 1024;
-/// Messages handled between two checks of the clock and the buffer.
-const BATCH: usize = 4096;
-/// A batch at least this long means the writer is busy ...
-const BUSY_BATCH: usize = 32;
-/// ... and then it pauses this long before looking at the queue again.
+/// In buffered mode, start the disk write of every this many bytes written (see [`writeback`]).
+const WRITEBACK_CHUNK: u64 = 4 << 20;
+/// A batch of more than one event means events are arriving faster than the writer wakes up for them ...
+const BUSY_BATCH: usize = 2;
+/// ... and then it pauses this long before taking the next batch, so batches are large and callers never pay for
+/// waking a parked writer (which costs more than the event itself).
 const BUSY_PAUSE: Duration = Duration::from_micros(300);
 const RETRY: Duration = Duration::from_millis(100);
 
 struct Active {
     file: File,
     path: PathBuf,
+    /// Bytes of the file once `buf` is written.
     len: u64,
+    /// Bytes handed to the OS.
+    written: u64,
+    /// Bytes whose disk write was started (buffered mode).
+    submitted: u64,
     opened: Instant,
 }
 
@@ -394,7 +398,7 @@ struct Writer {
     active: Option<Active>,
     /// Finished lines not yet handed to the OS.
     buf: Vec<u8>,
-    /// Events serialized by callers that could not be appended yet (a file could not be opened).
+    /// Events serialized by callers that could not be chained yet (a file could not be opened).
     backlog: VecDeque<Vec<u8>>,
     unsynced_since: Option<Instant>,
     failing: bool,
@@ -419,58 +423,72 @@ impl Writer {
         }
     }
 
-    fn run(mut self, rx: Receiver<Msg>) -> Result<WriterStats, CloseError> {
-        let mut closing = false;
-        let mut last_batch = 0usize;
-        while !closing {
-            if last_batch >= BUSY_BATCH && self.cfg.durability != Durability::PerEvent {
-                // Under load, let the queue fill for a moment instead of parking on it: a parked receiver makes
-                // every sender pay a wake-up, which costs more than the event itself.
+    fn run(mut self) -> Result<WriterStats, CloseError> {
+        let mut batch = Batch::default();
+        loop {
+            self.shared.queue.take(&mut batch, self.next_wakeup());
+            self.absorb(&batch);
+            self.tick();
+            if !batch.flushes.is_empty() {
+                self.answer_flushes(&mut batch.flushes);
+            }
+            if batch.closed {
+                break;
+            }
+            if batch.events >= BUSY_BATCH
+                && !batch.was_full
+                && self.cfg.durability != Durability::PerEvent
+            {
+                // Under load, let the queue fill for a moment instead of parking on it.
                 std::thread::sleep(BUSY_PAUSE);
             }
-            last_batch = 0;
-            let first = match self.next_wakeup() {
-                Some(t) => rx.recv_timeout(t),
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match first {
-                Ok(msg) => {
-                    last_batch += 1;
-                    closing = self.handle(msg);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => closing = true,
-            }
-            for _ in 0..BATCH {
-                if closing {
-                    break;
-                }
-                match rx.try_recv() {
-                    Ok(msg) => {
-                        last_batch += 1;
-                        closing = self.handle(msg);
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.tick();
         }
         self.finish()
     }
 
-    /// Housekeeping after each batch: dropped-events record, retries, writing, group commit, age rotation.
-    fn tick(&mut self) {
-        let dropped = self.shared.dropped.swap(0, Ordering::Relaxed);
-        if dropped > 0 {
-            self.stats.events_dropped += dropped;
-            self.record_internal(&Event::audit_dropped(dropped));
+    /// Chains a batch of queued events onto the stream (or onto the backlog while the writer is failing).
+    fn absorb(&mut self, batch: &Batch) {
+        if batch.events > 0 {
+            let aged = self.rotate_by_age();
+            self.note(aged);
         }
+        for frame in batch.frames() {
+            if self.backlog.is_empty() {
+                if let Err(e) = self.append(frame) {
+                    self.backlog.push_back(frame.to_vec());
+                    self.note(Err(e));
+                }
+            } else {
+                self.backlog.push_back(frame.to_vec());
+            }
+        }
+        if batch.dropped > 0 {
+            self.stats.events_dropped += batch.dropped;
+            self.record_internal(&Event::audit_dropped(batch.dropped));
+        }
+    }
+
+    /// Housekeeping after each batch: retries, writing, group commit, age rotation.
+    fn tick(&mut self) {
         let result = self
             .drain_backlog()
             .and_then(|()| self.write_out())
             .and_then(|()| self.group_commit(false))
             .and_then(|()| self.rotate_by_age());
         self.note(result);
+    }
+
+    /// Answers flush requests once everything before them is written (and synced unless buffered).
+    fn answer_flushes(&mut self, flushes: &mut Vec<FlushAck>) {
+        let result = self
+            .drain_backlog()
+            .and_then(|()| self.write_out())
+            .and_then(|()| self.group_commit(true));
+        let reply = result.as_ref().map_err(ToString::to_string).map(|_| ());
+        self.note(result);
+        for ack in flushes.drain(..) {
+            let _ = ack.send(reply.clone());
+        }
     }
 
     fn next_wakeup(&self) -> Option<Duration> {
@@ -492,39 +510,10 @@ impl Writer {
         wake
     }
 
-    /// Handles one message; `true` when it asks the writer to stop.
-    fn handle(&mut self, msg: Msg) -> bool {
-        match msg {
-            Msg::Event(body) => {
-                if self.backlog.is_empty() {
-                    if let Err(e) = self.append(&body) {
-                        self.backlog.push_back(body);
-                        self.note(Err(e));
-                    }
-                } else {
-                    self.backlog.push_back(body);
-                }
-                false
-            }
-            Msg::Flush(ack) => {
-                let result = self
-                    .drain_backlog()
-                    .and_then(|()| self.write_out())
-                    .and_then(|()| self.group_commit(true));
-                let reply = result.as_ref().map_err(ToString::to_string).map(|_| ());
-                self.note(result);
-                let _ = ack.send(reply);
-                false
-            }
-            Msg::Close => true,
-        }
-    }
-
     fn record_internal(&mut self, event: &Event) {
-        match serde_json::to_vec(event) {
-            Ok(body) => self.backlog.push_back(body),
-            Err(e) => self.note(Err(io::Error::other(e))),
-        }
+        let mut frame = Vec::with_capacity(384);
+        frame_event(event, &mut frame, false);
+        self.backlog.push_back(frame);
     }
 
     fn note(&mut self, result: io::Result<()>) {
@@ -548,21 +537,25 @@ impl Writer {
     }
 
     fn drain_backlog(&mut self) -> io::Result<()> {
-        while let Some(body) = self.backlog.pop_front() {
-            if let Err(e) = self.append(&body) {
-                self.backlog.push_front(body);
+        while let Some(frame) = self.backlog.pop_front() {
+            if let Err(e) = self.append(&frame) {
+                self.backlog.push_front(frame);
                 return Err(e);
             }
         }
         Ok(())
     }
 
-    /// Chains one serialized event onto the stream.
-    fn append(&mut self, body: &[u8]) -> io::Result<()> {
+    /// Chains one queued event (a frame from [`frame_event`]) onto the stream. An error means the event was not
+    /// chained (no file to put it in) and is still the caller's; once chained, a line stays in `buf` until
+    /// written, whatever writing does.
+    fn append(&mut self, frame: &[u8]) -> io::Result<()> {
+        let (prefix, body) =
+            Prefix::decode(frame).unwrap_or_else(|| (Prefix::of_body(frame), frame));
         let estimate = (body.len() + CHAIN_FIELDS_LEN) as u64;
         if let Some(active) = &self.active
             && active.len > 0
-            && (active.len + estimate > self.cfg.max_file_bytes || self.age_exceeded(active))
+            && active.len + estimate > self.cfg.max_file_bytes
         {
             self.rotate()?;
         }
@@ -570,18 +563,23 @@ impl Writer {
             self.open_file()?;
         }
         let start = self.buf.len();
-        self.last_hash = chain::seal_line(body, self.next_seq, &self.last_hash, &mut self.buf);
+        self.last_hash =
+            chain::seal_line(body, prefix, self.next_seq, &self.last_hash, &mut self.buf);
         self.buf.push(b'\n');
         self.next_seq += 1;
         self.stats.events_written += 1;
         if let Some(active) = &mut self.active {
             active.len += (self.buf.len() - start) as u64;
         }
-        if self.cfg.durability == Durability::PerEvent {
-            self.write_out()?;
-            self.sync()?;
-        } else if self.buf.len() >= WRITE_CHUNK {
-            self.write_out()?;
+        let written = if self.cfg.durability == Durability::PerEvent {
+            self.write_out().and_then(|()| self.sync())
+        } else if self.buf.len() >= WRITE_CHUNK && !self.failing {
+            self.write_out()
+        } else {
+            Ok(())
+        };
+        if written.is_err() {
+            self.note(written);
         }
         Ok(())
     }
@@ -618,6 +616,17 @@ impl Writer {
             }
         };
         self.buf.drain(..written);
+        active.written += written as u64;
+        if self.cfg.durability == Durability::Buffered
+            && active.written - active.submitted >= WRITEBACK_CHUNK
+        {
+            writeback::start(
+                &active.file,
+                active.submitted,
+                active.written - active.submitted,
+            );
+            active.submitted = active.written;
+        }
         if written > 0 && self.unsynced_since.is_none() {
             self.unsynced_since = Some(Instant::now());
         }
@@ -700,17 +709,14 @@ impl Writer {
             file,
             path,
             len: 0,
+            written: 0,
+            submitted: 0,
             opened: Instant::now(),
         });
         Ok(())
     }
 
     fn finish(mut self) -> Result<WriterStats, CloseError> {
-        let dropped = self.shared.dropped.swap(0, Ordering::Relaxed);
-        if dropped > 0 {
-            self.stats.events_dropped += dropped;
-            self.record_internal(&Event::audit_dropped(dropped));
-        }
         let result = self
             .drain_backlog()
             .and_then(|()| self.write_out())
