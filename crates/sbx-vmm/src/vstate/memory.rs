@@ -42,8 +42,13 @@ pub fn map_file_private(
     offset: u64,
 ) -> std::io::Result<()> {
     let page = 4096u64;
-    let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string());
-    if addr.0 % page != 0 || len % page != 0 || offset % page != 0 || len == 0 {
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string());
+    if !addr.0.is_multiple_of(page)
+        || !len.is_multiple_of(page)
+        || !offset.is_multiple_of(page)
+        || len == 0
+    {
         return Err(invalid("address, length and offset must be page aligned"));
     }
     let len_usize = usize::try_from(len).map_err(|_| invalid("length too large"))?;

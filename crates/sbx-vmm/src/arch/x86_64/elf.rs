@@ -368,7 +368,8 @@ mod tests {
             assert!(got[filesz as usize..].iter().all(|b| *b == 0), "bss zero");
         }
         // Guest writes to mapped pages stay private: the file is unchanged.
-        mem.write_slice(&[0xee; 16], GuestAddress(0x20_1000)).unwrap();
+        mem.write_slice(&[0xee; 16], GuestAddress(0x20_1000))
+            .unwrap();
         let mut on_disk = vec![0u8; 16];
         f.read_exact_at(&mut on_disk, 0x2000).unwrap();
         assert_eq!(on_disk, bytes[0x2000..0x2010]);
@@ -378,10 +379,18 @@ mod tests {
     fn finds_the_pvh_note_among_others() {
         let mut notes = note(b"GNU\0", 3, &[1; 20]);
         notes.extend(note(b"Xen\0", 5, &[9; 8]));
-        notes.extend(note(b"Xen\0", XEN_ELFNOTE_PHYS32_ENTRY, &0x0100_0abcu64.to_le_bytes()));
+        notes.extend(note(
+            b"Xen\0",
+            XEN_ELFNOTE_PHYS32_ENTRY,
+            &0x0100_0abcu64.to_le_bytes(),
+        ));
         let bytes = elf(0x20_0000, &[(0x1000, 0x20_0000, 16, 16)], Some(&notes));
         assert_eq!(parse_bytes(&bytes).unwrap().pvh_entry, Some(0x0100_0abc));
-        assert_eq!(pvh_entry(&note(b"Xen\0", 18, &[1, 2])), None, "short descriptor");
+        assert_eq!(
+            pvh_entry(&note(b"Xen\0", 18, &[1, 2])),
+            None,
+            "short descriptor"
+        );
         assert_eq!(pvh_entry(&notes[..notes.len() - 6]), None, "truncated");
         let mut huge = note(b"GNU\0", 3, &[]);
         huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
@@ -391,20 +400,33 @@ mod tests {
     #[test]
     fn rejects_bad_headers_with_the_reason() {
         let good = elf(0x20_0000, &[(0x1000, 0x20_0000, 16, 16)], None);
-        let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+        type Corruption = Box<dyn Fn(&mut Vec<u8>)>;
+        let cases: Vec<(&str, Corruption)> = vec![
             ("not an ELF", Box::new(|f| f[0] = 0)),
             ("64-bit little-endian", Box::new(|f| f[4] = 1)),
             ("machine 3", Box::new(|f| f[18] = 3)),
-            ("below 1 MiB", Box::new(|f| f[24..32].copy_from_slice(&0x1000u64.to_le_bytes()))),
+            (
+                "below 1 MiB",
+                Box::new(|f| f[24..32].copy_from_slice(&0x1000u64.to_le_bytes())),
+            ),
             ("entries of 32 bytes", Box::new(|f| f[54] = 32)),
             ("0 program headers", Box::new(|f| f[56] = 0)),
-            ("runs past the end", Box::new(|f| f[32..40].copy_from_slice(&u64::MAX.to_le_bytes()))),
-            ("exceeds p_memsz", Box::new(|f| f[64 + 40..64 + 48].copy_from_slice(&1u64.to_le_bytes()))),
+            (
+                "runs past the end",
+                Box::new(|f| f[32..40].copy_from_slice(&u64::MAX.to_le_bytes())),
+            ),
+            (
+                "exceeds p_memsz",
+                Box::new(|f| f[64 + 40..64 + 48].copy_from_slice(&1u64.to_le_bytes())),
+            ),
             (
                 "past the end of the file",
                 Box::new(|f| f[64 + 8..64 + 16].copy_from_slice(&u64::MAX.to_le_bytes())),
             ),
-            ("below 1 MiB", Box::new(|f| f[64 + 24..64 + 32].copy_from_slice(&0x1000u64.to_le_bytes()))),
+            (
+                "below 1 MiB",
+                Box::new(|f| f[64 + 24..64 + 32].copy_from_slice(&0x1000u64.to_le_bytes())),
+            ),
             (
                 "overflow",
                 Box::new(|f| {
