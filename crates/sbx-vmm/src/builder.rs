@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use sbx_virtiofs::virtio::config_space;
 use sbx_virtiofs::{FileServer, ShareConfig};
 
+use crate::arch::x86_64::elf::ElfKernel;
 use crate::arch::{BootProtocol, layout};
 use crate::devices::virtio::VirtioDevice;
 use crate::error::ConfigError;
@@ -93,6 +94,8 @@ pub struct VmConfig {
     pub(crate) kvm: kvm_ioctls::Kvm,
     pub(crate) kernel_path: PathBuf,
     pub(crate) kernel: File,
+    /// The parsed headers when the kernel is an ELF vmlinux.
+    pub(crate) kernel_elf: Option<ElfKernel>,
     pub(crate) initrd: Option<(PathBuf, File)>,
     pub(crate) cmdline: String,
     pub(crate) memory_mib: u64,
@@ -288,7 +291,7 @@ impl VmBuilder {
     pub fn build(self) -> Result<VmConfig, ConfigError> {
         let kvm = open_kvm(&self.kvm_path)?;
         let kernel_path = self.kernel.clone().ok_or(ConfigError::KernelNotSet)?;
-        let kernel = open_kernel(&kernel_path)?;
+        let (kernel, kernel_elf) = open_kernel(&kernel_path)?;
         let initrd = match &self.initrd {
             Some(path) => Some((
                 path.clone(),
@@ -331,6 +334,7 @@ impl VmBuilder {
             kvm,
             kernel_path,
             kernel,
+            kernel_elf,
             initrd,
             cmdline: self.cmdline,
             memory_mib: self.memory_mib,
@@ -394,8 +398,10 @@ fn open_kvm(path: &Path) -> Result<kvm_ioctls::Kvm, ConfigError> {
     Ok(kvm)
 }
 
-/// Opens the kernel and checks it is an x86_64 ELF or a bzImage (magic "HdrS" at 0x202).
-fn open_kernel(path: &Path) -> Result<File, ConfigError> {
+/// Opens the kernel and checks it is an x86_64 ELF or a bzImage (magic "HdrS" at 0x202). An ELF's headers are
+/// validated and parsed here, once, so that a broken vmlinux is reported before anything starts and `Vm::start`
+/// does not read them again.
+fn open_kernel(path: &Path) -> Result<(File, Option<ElfKernel>), ConfigError> {
     let unreadable = |source| ConfigError::KernelUnreadable {
         path: path.to_path_buf(),
         source,
@@ -414,7 +420,12 @@ fn open_kernel(path: &Path) -> Result<File, ConfigError> {
         detail: detail.to_string(),
     };
     match kernel_kind(&head[..filled]) {
-        Ok(_) => Ok(file),
+        Ok(KernelKind::Elf) => {
+            let len = file.metadata().map_err(unreadable)?.len();
+            let elf = crate::arch::x86_64::elf::parse(&file, len).map_err(|d| not_kernel(&d))?;
+            Ok((file, Some(elf)))
+        }
+        Ok(KernelKind::BzImage) => Ok((file, None)),
         Err(detail) => Err(not_kernel(&detail)),
     }
 }

@@ -57,6 +57,8 @@ pub struct BootInfo {
 pub struct GuestImage<'a> {
     /// Kernel file and path.
     pub kernel: (&'a Path, &'a File),
+    /// The kernel's ELF headers, when already parsed (by the builder); parsed here otherwise.
+    pub elf: Option<&'a elf::ElfKernel>,
     /// Initrd file and path.
     pub initrd: Option<(&'a Path, &'a File)>,
     /// Complete kernel command line.
@@ -77,18 +79,29 @@ pub fn load_guest(mem: &GuestMemory, image: GuestImage<'_>) -> Result<BootInfo, 
     let mut kernel = kernel_file
         .try_clone()
         .map_err(|e| load_err(e.to_string()))?;
-    let mut head = [0u8; 0x206];
-    let read = read_head(&mut kernel, &mut head).map_err(|e| load_err(e.to_string()))?;
-    let kind = kernel_kind(&head[..read]).map_err(load_err)?;
+    let kind = if image.elf.is_some() {
+        KernelKind::Elf
+    } else {
+        let mut head = [0u8; 0x206];
+        let read = read_head(&mut kernel, &mut head).map_err(|e| load_err(e.to_string()))?;
+        kernel_kind(&head[..read]).map_err(load_err)?
+    };
     let highmem = Some(GuestAddress(layout::HIMEM_START));
     let (loaded, entry, pvh) = match kind {
         KernelKind::Elf => {
-            let len = kernel_file
-                .metadata()
-                .map_err(|e| load_err(e.to_string()))?
-                .len();
-            let elf = elf::parse(kernel_file, len).map_err(load_err)?;
-            elf::load(mem, kernel_file, &elf).map_err(load_err)?;
+            let parsed;
+            let elf = match image.elf {
+                Some(elf) => elf,
+                None => {
+                    let len = kernel_file
+                        .metadata()
+                        .map_err(|e| load_err(e.to_string()))?
+                        .len();
+                    parsed = elf::parse(kernel_file, len).map_err(load_err)?;
+                    &parsed
+                }
+            };
+            elf::load(mem, kernel_file, elf).map_err(load_err)?;
             let loaded = KernelLoaderResult {
                 kernel_load: GuestAddress(elf.entry),
                 kernel_end: elf.end,
