@@ -126,6 +126,10 @@ fn parse(mem: &GuestMemory, chain: DescriptorChain<&GuestMemory>) -> Result<Requ
     // The iterator stops after `queue size` descriptors, so loops end; collecting is bounded the same way.
     let descs: Vec<Descriptor> = chain.collect();
     let (last, rest) = descs.split_last().ok_or(Reject::NoStatus)?;
+    // A chain cut short (a loop, a next index past the table, more than 4 GiB) is returned unused.
+    if last.has_next() {
+        return Err(Reject::NoStatus);
+    }
     if !last.is_write_only()
         || last.len() < 1
         || !mem.check_range(last.addr(), 1, Permissions::Write)
@@ -827,7 +831,8 @@ mod tests {
             &[raw(HDR, 16, NEXT, 1), raw(STATUS, 1, WRITE | NEXT, 0)],
         );
         res.unwrap();
-        assert_eq!(used.len(), 1);
+        assert_eq!(used, vec![(0, 0)], "returned unused");
+        assert_eq!(byte_at(&h.mem, STATUS), 0xff, "status untouched");
         // A self-loop on the head, and a next index beyond the table.
         let (res, _, _) = h.run(&img, false, &[raw(HDR, 16, NEXT, 0)]);
         res.unwrap();
