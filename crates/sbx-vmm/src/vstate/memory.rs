@@ -29,6 +29,16 @@ pub fn create(mib: u64) -> Result<GuestMemory, StartError> {
     })
 }
 
+/// Why [`map_file_private`] failed.
+#[derive(Debug)]
+pub struct MapError {
+    /// The error from the kernel (or the argument check).
+    pub error: std::io::Error,
+    /// Whether the range is still backed by (fresh, zeroed) memory. When false, part of guest memory is unmapped
+    /// and must not be touched: the VM cannot be started.
+    pub memory_intact: bool,
+}
+
 /// Replaces guest memory `addr..addr+len` with a private (copy-on-write) mapping of `file` from `offset`.
 ///
 /// `addr`, `len` and `offset` must be page aligned and the range must lie inside one region. The guest sees the
@@ -40,7 +50,11 @@ pub fn map_file_private(
     len: u64,
     file: &File,
     offset: u64,
-) -> std::io::Result<()> {
+) -> Result<(), MapError> {
+    let intact = |error| MapError {
+        error,
+        memory_intact: true,
+    };
     let page = 4096u64;
     let invalid =
         |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string());
@@ -49,14 +63,16 @@ pub fn map_file_private(
         || !offset.is_multiple_of(page)
         || len == 0
     {
-        return Err(invalid("address, length and offset must be page aligned"));
+        return Err(intact(invalid(
+            "address, length and offset must be page aligned",
+        )));
     }
-    let len_usize = usize::try_from(len).map_err(|_| invalid("length too large"))?;
-    let offset = libc::off_t::try_from(offset).map_err(|_| invalid("offset too large"))?;
+    let len_usize = usize::try_from(len).map_err(|_| intact(invalid("length too large")))?;
+    let offset = libc::off_t::try_from(offset).map_err(|_| intact(invalid("offset too large")))?;
     // `get_slice` fails unless the whole range lies inside a single region.
     let slice = mem
         .get_slice(addr, len_usize)
-        .map_err(|e| invalid(&e.to_string()))?;
+        .map_err(|e| intact(invalid(&e.to_string())))?;
     let host = slice.ptr_guard_mut().as_ptr();
     // SAFETY: `host..host+len` lies inside a mapping owned by `mem` (checked by `get_slice` above), so MAP_FIXED
     // replaces only guest memory, never memory Rust objects live in. The new mapping has the same size and
@@ -88,12 +104,15 @@ pub fn map_file_private(
             )
         };
         if restored == libc::MAP_FAILED {
-            return Err(std::io::Error::other(format!(
-                "{error}; restoring anonymous memory failed too: {}",
-                std::io::Error::last_os_error()
-            )));
+            return Err(MapError {
+                error: std::io::Error::other(format!(
+                    "{error}; restoring anonymous memory failed too: {}",
+                    std::io::Error::last_os_error()
+                )),
+                memory_intact: false,
+            });
         }
-        return Err(error);
+        return Err(intact(error));
     }
     Ok(())
 }

@@ -240,9 +240,16 @@ fn load_segment(mem: &GuestMemory, file: &File, s: &Segment) -> Result<(), Strin
     if map_end > map_start {
         let offset = s.offset + (map_start - s.paddr);
         let len = map_end - map_start;
-        if memory::map_file_private(mem, GuestAddress(map_start), len, file, offset).is_err() {
-            // A file system that cannot map files (or an exotic mapping failure): copy instead.
-            return copy_range(mem, file, s, s.paddr, file_end);
+        match memory::map_file_private(mem, GuestAddress(map_start), len, file, offset) {
+            Ok(()) => {}
+            // A file system that cannot map files (or another mapping failure): copy instead.
+            Err(e) if e.memory_intact => return copy_range(mem, file, s, s.paddr, file_end),
+            Err(e) => {
+                return Err(format!(
+                    "mapping the kernel at {map_start:#x} failed and left guest memory unusable: {}",
+                    e.error
+                ));
+            }
         }
         copy_range(mem, file, s, s.paddr, map_start)?;
         copy_range(mem, file, s, map_end, file_end)
