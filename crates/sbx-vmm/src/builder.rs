@@ -597,7 +597,7 @@ fn check_vsock(vsock: &VsockConfig) -> Result<(), ConfigError> {
     }
 }
 
-/// Which KVM implementation the host runs, read from `/sys/module` (never guessed from CPU flags).
+/// Which KVM implementation the host runs: the vendor module in `/sys/module`, confirmed by the CPU feature flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvmFlavor {
     /// Hardware virtualization: Intel VMX (`kvm_intel`).
@@ -610,15 +610,32 @@ pub enum KvmFlavor {
     Unknown,
 }
 
-/// Detects the KVM flavour from the loaded modules. Hardware virtualization means [`KvmFlavor::Intel`] or
-/// [`KvmFlavor::Amd`].
+/// Detects the KVM flavour: hardware virtualization ([`KvmFlavor::Intel`] or [`KvmFlavor::Amd`]) needs both the
+/// vendor module (`/sys/module/kvm_intel` or `kvm_amd`) and the CPU feature (`vmx` or `svm` in `/proc/cpuinfo`);
+/// `kvm_pvm` means [`KvmFlavor::Pvm`].
 pub fn kvm_hardware_virtualization() -> KvmFlavor {
     let loaded = |m: &str| Path::new("/sys/module").join(m).exists();
-    if loaded("kvm_intel") {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    classify_kvm(
+        loaded("kvm_intel"),
+        loaded("kvm_amd"),
+        loaded("kvm_pvm"),
+        &cpuinfo,
+    )
+}
+
+fn classify_kvm(intel: bool, amd: bool, pvm: bool, cpuinfo: &str) -> KvmFlavor {
+    let has_flag = |flag: &str| {
+        cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("flags"))
+            .any(|l| l.split_whitespace().any(|f| f == flag))
+    };
+    if intel && has_flag("vmx") {
         KvmFlavor::Intel
-    } else if loaded("kvm_amd") {
+    } else if amd && has_flag("svm") {
         KvmFlavor::Amd
-    } else if loaded("kvm_pvm") {
+    } else if pvm {
         KvmFlavor::Pvm
     } else {
         KvmFlavor::Unknown
@@ -628,6 +645,19 @@ pub fn kvm_hardware_virtualization() -> KvmFlavor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kvm_flavor_needs_module_and_cpu_feature() {
+        let vmx = "processor\t: 0\nflags\t\t: fpu vme vmx sse\n";
+        let svm = "flags\t\t: fpu svm\n";
+        let none = "flags\t\t: fpu hypervisor\n";
+        assert_eq!(classify_kvm(true, false, false, vmx), KvmFlavor::Intel);
+        assert_eq!(classify_kvm(false, true, false, svm), KvmFlavor::Amd);
+        assert_eq!(classify_kvm(true, false, false, none), KvmFlavor::Unknown);
+        assert_eq!(classify_kvm(true, false, true, none), KvmFlavor::Pvm);
+        assert_eq!(classify_kvm(false, false, true, none), KvmFlavor::Pvm);
+        assert_eq!(classify_kvm(false, false, false, vmx), KvmFlavor::Unknown);
+    }
 
     #[test]
     fn kernel_kind_recognises_elf_and_bzimage() {
