@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 
 use libfuzzer_sys::fuzz_target;
-use sbx_vmm::devices::virtio::blk::{Block, Disk};
-use sbx_vmm::devices::virtio::{ActivateContext, Interrupt, VirtioDevice};
+use sbx_vmm::devices::virtio::Interrupt;
+use sbx_vmm::devices::virtio::blk::{self, Disk};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
@@ -34,14 +34,8 @@ fuzz_target!(|data: &[u8]| {
     let file = tempfile::tempfile().unwrap();
     file.set_len(64 * 512).unwrap();
     let read_only = data.first().is_some_and(|b| b & 1 == 1);
-    let mut dev = Block::new(Disk::new(file, read_only, "fuzz").unwrap());
+    let disk = Disk::new(file, read_only, "fuzz").unwrap();
     let interrupt = Interrupt::new(Arc::new(AtomicU32::new(0)), Arc::new(EventFd::new(0).unwrap()));
-    dev.activate(ActivateContext {
-        mem: mem.clone(),
-        queues: vec![queue],
-        acked_features: 1 << 32,
-        interrupt,
-    })
-    .unwrap();
-    let _ = dev.queue_notify(0);
+    // The routine the device's I/O thread runs on every notification, driven synchronously.
+    let _ = blk::serve_queue(&mem, &mut queue, &disk, &interrupt);
 });

@@ -146,11 +146,17 @@ pub(crate) fn pipeline() -> Result<()> {
     // than from inside several test processes at once.
     eprintln!("\n== xtask ci: static sbx-guest");
     let guest = crate::guest_agent::build_static(false)?;
+    // sbx-vmm's level-2 test boots the real guest kernel (cached after the first build).
+    eprintln!("\n== xtask ci: guest kernel");
+    let started = Instant::now();
+    let kernel = crate::guest_kernel::build_cached(false)?;
+    eprintln!("== xtask ci: guest kernel: {:.0?}", started.elapsed());
     step(
         "tests",
         cargo()
             .args(["nextest", "run", "--workspace", "--profile", "ci"])
-            .env("SBX_GUEST_BIN", &guest),
+            .env("SBX_GUEST_BIN", &guest)
+            .env("SBX_TEST_KERNEL", &kernel),
     )?;
     Ok(())
 }

@@ -55,6 +55,14 @@ pub(crate) fn cache_dir() -> Result<PathBuf> {
 /// Entry point of `cargo xtask guest-kernel [--force]`.
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let force = args.iter().any(|a| a == "--force");
+    let vmlinux = build_cached(force)?;
+    println!("{}", vmlinux.display());
+    Ok(())
+}
+
+/// Builds the kernel unless the cache holds a build of the same source and config (or `force`); returns the path
+/// of the cached vmlinux. `cargo xtask ci` calls this before the tests so that the level-2 test boots it.
+pub(crate) fn build_cached(force: bool) -> Result<PathBuf> {
     let fragment_path = workspace_root().join("crates/sbx-vmm/guest/kernel.config");
     let fragment = fs::read_to_string(&fragment_path).with_context(|| {
         format!(
@@ -74,8 +82,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         build(&tarball, &fragment, &cache, &out_dir)?;
     }
     link_latest(&cache, &vmlinux)?;
-    println!("{}", vmlinux.display());
-    Ok(())
+    Ok(vmlinux)
 }
 
 fn ensure_build_packages() -> Result<()> {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use sbx_virtiofs::virtio::config_space;
 use sbx_virtiofs::{FileServer, ShareConfig};
 
+use crate::arch::x86_64::elf::ElfKernel;
 use crate::arch::{BootProtocol, layout};
 use crate::devices::virtio::VirtioDevice;
 use crate::error::ConfigError;
@@ -93,6 +94,8 @@ pub struct VmConfig {
     pub(crate) kvm: kvm_ioctls::Kvm,
     pub(crate) kernel_path: PathBuf,
     pub(crate) kernel: File,
+    /// The parsed headers when the kernel is an ELF vmlinux.
+    pub(crate) kernel_elf: Option<ElfKernel>,
     pub(crate) initrd: Option<(PathBuf, File)>,
     pub(crate) cmdline: String,
     pub(crate) memory_mib: u64,
@@ -288,7 +291,7 @@ impl VmBuilder {
     pub fn build(self) -> Result<VmConfig, ConfigError> {
         let kvm = open_kvm(&self.kvm_path)?;
         let kernel_path = self.kernel.clone().ok_or(ConfigError::KernelNotSet)?;
-        let kernel = open_kernel(&kernel_path)?;
+        let (kernel, kernel_elf) = open_kernel(&kernel_path)?;
         let initrd = match &self.initrd {
             Some(path) => Some((
                 path.clone(),
@@ -331,6 +334,7 @@ impl VmBuilder {
             kvm,
             kernel_path,
             kernel,
+            kernel_elf,
             initrd,
             cmdline: self.cmdline,
             memory_mib: self.memory_mib,
@@ -394,8 +398,10 @@ fn open_kvm(path: &Path) -> Result<kvm_ioctls::Kvm, ConfigError> {
     Ok(kvm)
 }
 
-/// Opens the kernel and checks it is an x86_64 ELF or a bzImage (magic "HdrS" at 0x202).
-fn open_kernel(path: &Path) -> Result<File, ConfigError> {
+/// Opens the kernel and checks it is an x86_64 ELF or a bzImage (magic "HdrS" at 0x202). An ELF's headers are
+/// validated and parsed here, once, so that a broken vmlinux is reported before anything starts and `Vm::start`
+/// does not read them again.
+fn open_kernel(path: &Path) -> Result<(File, Option<ElfKernel>), ConfigError> {
     let unreadable = |source| ConfigError::KernelUnreadable {
         path: path.to_path_buf(),
         source,
@@ -414,7 +420,12 @@ fn open_kernel(path: &Path) -> Result<File, ConfigError> {
         detail: detail.to_string(),
     };
     match kernel_kind(&head[..filled]) {
-        Ok(_) => Ok(file),
+        Ok(KernelKind::Elf) => {
+            let len = file.metadata().map_err(unreadable)?.len();
+            let elf = crate::arch::x86_64::elf::parse(&file, len).map_err(|d| not_kernel(&d))?;
+            Ok((file, Some(elf)))
+        }
+        Ok(KernelKind::BzImage) => Ok((file, None)),
         Err(detail) => Err(not_kernel(&detail)),
     }
 }
@@ -586,7 +597,7 @@ fn check_vsock(vsock: &VsockConfig) -> Result<(), ConfigError> {
     }
 }
 
-/// Which KVM implementation the host runs, read from `/sys/module` (never guessed from CPU flags).
+/// Which KVM implementation the host runs: the vendor module in `/sys/module`, confirmed by the CPU feature flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvmFlavor {
     /// Hardware virtualization: Intel VMX (`kvm_intel`).
@@ -599,15 +610,32 @@ pub enum KvmFlavor {
     Unknown,
 }
 
-/// Detects the KVM flavour from the loaded modules. Hardware virtualization means [`KvmFlavor::Intel`] or
-/// [`KvmFlavor::Amd`].
+/// Detects the KVM flavour: hardware virtualization ([`KvmFlavor::Intel`] or [`KvmFlavor::Amd`]) needs both the
+/// vendor module (`/sys/module/kvm_intel` or `kvm_amd`) and the CPU feature (`vmx` or `svm` in `/proc/cpuinfo`);
+/// `kvm_pvm` means [`KvmFlavor::Pvm`].
 pub fn kvm_hardware_virtualization() -> KvmFlavor {
     let loaded = |m: &str| Path::new("/sys/module").join(m).exists();
-    if loaded("kvm_intel") {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    classify_kvm(
+        loaded("kvm_intel"),
+        loaded("kvm_amd"),
+        loaded("kvm_pvm"),
+        &cpuinfo,
+    )
+}
+
+fn classify_kvm(intel: bool, amd: bool, pvm: bool, cpuinfo: &str) -> KvmFlavor {
+    let has_flag = |flag: &str| {
+        cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("flags"))
+            .any(|l| l.split_whitespace().any(|f| f == flag))
+    };
+    if intel && has_flag("vmx") {
         KvmFlavor::Intel
-    } else if loaded("kvm_amd") {
+    } else if amd && has_flag("svm") {
         KvmFlavor::Amd
-    } else if loaded("kvm_pvm") {
+    } else if pvm {
         KvmFlavor::Pvm
     } else {
         KvmFlavor::Unknown
@@ -617,6 +645,19 @@ pub fn kvm_hardware_virtualization() -> KvmFlavor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kvm_flavor_needs_module_and_cpu_feature() {
+        let vmx = "processor\t: 0\nflags\t\t: fpu vme vmx sse\n";
+        let svm = "flags\t\t: fpu svm\n";
+        let none = "flags\t\t: fpu hypervisor\n";
+        assert_eq!(classify_kvm(true, false, false, vmx), KvmFlavor::Intel);
+        assert_eq!(classify_kvm(false, true, false, svm), KvmFlavor::Amd);
+        assert_eq!(classify_kvm(true, false, false, none), KvmFlavor::Unknown);
+        assert_eq!(classify_kvm(true, false, true, none), KvmFlavor::Pvm);
+        assert_eq!(classify_kvm(false, false, true, none), KvmFlavor::Pvm);
+        assert_eq!(classify_kvm(false, false, false, vmx), KvmFlavor::Unknown);
+    }
 
     #[test]
     fn kernel_kind_recognises_elf_and_bzimage() {

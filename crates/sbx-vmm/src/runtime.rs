@@ -194,6 +194,7 @@ impl Vm {
             &mem,
             GuestImage {
                 kernel: (&config.kernel_path, &config.kernel),
+                elf: config.kernel_elf.as_ref(),
                 initrd: config.initrd.as_ref().map(|(p, f)| (p.as_path(), f)),
                 cmdline: &cmdline,
                 vcpus: config.vcpus,

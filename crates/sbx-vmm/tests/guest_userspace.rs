@@ -2,8 +2,8 @@
 //! program assembled by the test, which prints on the console, connects to the host over vsock and reboots.
 //!
 //! This needs hardware virtualization: on `kvm_pvm` hosts the kernel runs under KVM's instruction emulator, which
-//! fails on some instructions long before userspace. The test detects the KVM flavour from `/sys/module` and prints
-//! one line saying why it was skipped.
+//! fails on some instructions long before userspace. The test detects the KVM flavour from `/sys/module` and the CPU's
+//! `vmx`/`svm` flag, and prints one line saying why it was skipped.
 
 mod common;
 
@@ -110,8 +110,9 @@ fn userspace_kernel_or_skip(test: &str) -> Option<std::path::PathBuf> {
     let flavor = kvm_hardware_virtualization();
     if !matches!(flavor, KvmFlavor::Intel | KvmFlavor::Amd) {
         println!(
-            "SKIPPED {test}: this host's KVM is {flavor:?} (from /sys/module), not hardware virtualization \
-             (kvm_intel/kvm_amd); a non-PVM guest kernel runs under KVM's instruction emulator here"
+            "SKIPPED {test}: this host's KVM is {flavor:?} (from /sys/module and /proc/cpuinfo), not hardware \
+             virtualization (kvm_intel with vmx, kvm_amd with svm); a non-PVM guest kernel runs under KVM's \
+             instruction emulator here"
         );
         return None;
     }

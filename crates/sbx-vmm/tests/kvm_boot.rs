@@ -398,6 +398,16 @@ fn config_errors_name_the_problem() {
         "{err}"
     );
     let kernel = write_guest(dir.path(), &[0xf4]);
+    // A vmlinux cut short (e.g. an interrupted copy) is caught by the builder, naming the segment.
+    let truncated = dir.path().join("truncated-vmlinux");
+    let bytes = std::fs::read(&kernel).unwrap();
+    std::fs::write(&truncated, &bytes[..0x800]).unwrap();
+    let err = VmBuilder::new().kernel(&truncated).build().unwrap_err();
+    assert!(matches!(err, ConfigError::NotAKernel { .. }), "{err}");
+    assert!(
+        err.to_string().contains("past the end of the file"),
+        "{err}"
+    );
     let err = VmBuilder::new()
         .kernel(&kernel)
         .memory_mib(4)

@@ -1,5 +1,5 @@
-//! SIGTERM reaching a VMM that handles signals stops the VM cleanly with `ExitReason::Signal` (exit code 143).
-//! Its own test binary: the handlers are process-wide.
+//! SIGTERM and SIGINT reaching a VMM that handles signals stop the VM cleanly with `ExitReason::Signal` (exit codes
+//! 143 and 130). Its own test binary: the handlers are process-wide, so both signals are tested in one test.
 
 mod common;
 
@@ -10,10 +10,19 @@ use common::{Console, skip_without_kvm, write_guest};
 use sbx_vmm::{ExitReason, VmBuilder};
 
 #[test]
-fn sigterm_stops_the_vm_with_a_signal_exit() {
-    if skip_without_kvm("sigterm_stops_the_vm_with_a_signal_exit") {
+fn sigterm_and_sigint_stop_the_vm_with_a_signal_exit() {
+    if skip_without_kvm("sigterm_and_sigint_stop_the_vm_with_a_signal_exit") {
         return;
     }
+    for (name, number) in [("TERM", 15), ("INT", 2)] {
+        let reason = run_until_signal(name);
+        assert_eq!(reason, ExitReason::Signal(number), "SIG{name}");
+        assert_eq!(reason.exit_code(), 128 + number, "SIG{name}");
+    }
+}
+
+/// Boots a guest that spins forever, sends SIG`name` to this process once it runs, and returns how the VM ended.
+fn run_until_signal(name: &str) -> ExitReason {
     let mut a = Asm::new();
     a.print("up\n");
     let top = a.label();
@@ -38,11 +47,9 @@ fn sigterm_stops_the_vm_with_a_signal_exit() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &std::process::id().to_string()])
+        .args([&format!("-{name}"), &std::process::id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let reason = vm.wait().unwrap();
-    assert_eq!(reason, ExitReason::Signal(15));
-    assert_eq!(reason.exit_code(), 143);
+    vm.wait().unwrap()
 }

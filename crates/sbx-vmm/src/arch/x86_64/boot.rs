@@ -9,14 +9,13 @@ use linux_loader::configurator::linux::LinuxBootConfigurator;
 use linux_loader::configurator::pvh::PvhBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
-use linux_loader::loader::elf::PvhBootCapability;
 use linux_loader::loader::elf::start_info::{
     hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
 };
-use linux_loader::loader::{BzImage, Elf, KernelLoader, KernelLoaderResult};
+use linux_loader::loader::{BzImage, KernelLoader, KernelLoaderResult};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, ReadVolatile};
 
-use super::{layout, mptable, regs};
+use super::{elf, layout, mptable, regs};
 use crate::builder::{KernelKind, kernel_kind};
 use crate::error::StartError;
 use crate::vstate::memory::GuestMemory;
@@ -58,6 +57,8 @@ pub struct BootInfo {
 pub struct GuestImage<'a> {
     /// Kernel file and path.
     pub kernel: (&'a Path, &'a File),
+    /// The kernel's ELF headers, when already parsed (by the builder); parsed here otherwise.
+    pub elf: Option<&'a elf::ElfKernel>,
     /// Initrd file and path.
     pub initrd: Option<(&'a Path, &'a File)>,
     /// Complete kernel command line.
@@ -78,27 +79,43 @@ pub fn load_guest(mem: &GuestMemory, image: GuestImage<'_>) -> Result<BootInfo, 
     let mut kernel = kernel_file
         .try_clone()
         .map_err(|e| load_err(e.to_string()))?;
-    let mut head = [0u8; 0x206];
-    let read = read_head(&mut kernel, &mut head).map_err(|e| load_err(e.to_string()))?;
-    let kind = kernel_kind(&head[..read]).map_err(load_err)?;
+    let kind = if image.elf.is_some() {
+        KernelKind::Elf
+    } else {
+        let mut head = [0u8; 0x206];
+        let read = read_head(&mut kernel, &mut head).map_err(|e| load_err(e.to_string()))?;
+        kernel_kind(&head[..read]).map_err(load_err)?
+    };
     let highmem = Some(GuestAddress(layout::HIMEM_START));
     let (loaded, entry, pvh) = match kind {
         KernelKind::Elf => {
-            let r =
-                Elf::load(mem, None, &mut kernel, highmem).map_err(|e| load_err(e.to_string()))?;
-            let pvh_entry = match r.pvh_boot_cap {
-                PvhBootCapability::PvhEntryPresent(addr) => Some(addr.0),
-                _ => None,
+            let parsed;
+            let elf = match image.elf {
+                Some(elf) => elf,
+                None => {
+                    let len = kernel_file
+                        .metadata()
+                        .map_err(|e| load_err(e.to_string()))?
+                        .len();
+                    parsed = elf::parse(kernel_file, len).map_err(load_err)?;
+                    &parsed
+                }
             };
-            match (image.protocol, pvh_entry) {
-                (BootProtocol::Auto | BootProtocol::Pvh, Some(pvh)) => (r, pvh, true),
+            elf::load(mem, kernel_file, elf).map_err(load_err)?;
+            let loaded = KernelLoaderResult {
+                kernel_load: GuestAddress(elf.entry),
+                kernel_end: elf.end,
+                ..Default::default()
+            };
+            match (image.protocol, elf.pvh_entry) {
+                (BootProtocol::Auto | BootProtocol::Pvh, Some(pvh)) => (loaded, pvh, true),
                 (BootProtocol::Pvh, None) => {
                     return Err(load_err(
                         "PVH boot requested but the kernel has no PVH entry note (build it with CONFIG_PVH=y)".into(),
                     ));
                 }
                 // vmlinux's e_entry is the physical address of startup_64, the 64-bit boot protocol entry.
-                _ => (r, r.kernel_load.0, false),
+                _ => (loaded, elf.entry, false),
             }
         }
         KernelKind::BzImage => {

@@ -5,6 +5,7 @@
 
 pub mod boot;
 pub mod cpuid;
+pub mod elf;
 pub mod gdt;
 pub mod layout;
 pub mod mptable;

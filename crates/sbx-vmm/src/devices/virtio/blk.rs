@@ -6,15 +6,20 @@
 //! no place for a status byte is returned with length 0.
 
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{DescriptorChain, Queue};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemory as _, Permissions};
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
 use super::{
-    ActivateContext, DeviceError, Interrupt, VirtioDevice, complete, device_type, next_chain,
-    notify_driver,
+    ActivateContext, BackendFd, DeviceError, Interrupt, VirtioDevice, complete, device_type,
+    next_chain, notify_driver,
 };
 use crate::vstate::memory::GuestMemory;
 
@@ -99,11 +104,7 @@ enum Reject {
 }
 
 /// Handles one chain; returns the used length to report (bytes written into the chain).
-pub fn handle_chain(
-    mem: &GuestMemory,
-    chain: DescriptorChain<&GuestMemory>,
-    disk: &mut Disk,
-) -> u32 {
+pub fn handle_chain(mem: &GuestMemory, chain: DescriptorChain<&GuestMemory>, disk: &Disk) -> u32 {
     match parse(mem, chain) {
         Ok(req) => {
             let (st, written) = execute(mem, &req, disk);
@@ -125,6 +126,10 @@ fn parse(mem: &GuestMemory, chain: DescriptorChain<&GuestMemory>) -> Result<Requ
     // The iterator stops after `queue size` descriptors, so loops end; collecting is bounded the same way.
     let descs: Vec<Descriptor> = chain.collect();
     let (last, rest) = descs.split_last().ok_or(Reject::NoStatus)?;
+    // A chain cut short (a loop, a next index past the table, more than 4 GiB) is returned unused.
+    if last.has_next() {
+        return Err(Reject::NoStatus);
+    }
     if !last.is_write_only()
         || last.len() < 1
         || !mem.check_range(last.addr(), 1, Permissions::Write)
@@ -177,7 +182,7 @@ fn disk_range(disk: &Disk, sector: u64, len: u64) -> Option<u64> {
     (len.is_multiple_of(SECTOR_SIZE) && end <= disk.sectors * SECTOR_SIZE).then_some(offset)
 }
 
-fn execute(mem: &GuestMemory, req: &Request, disk: &mut Disk) -> (u8, u32) {
+fn execute(mem: &GuestMemory, req: &Request, disk: &Disk) -> (u8, u32) {
     match req.kind {
         request::IN => {
             let Some(len) = data_len(&req.data, true) else {
@@ -305,17 +310,113 @@ fn discard(mem: &GuestMemory, data: &[Descriptor], disk: &Disk) -> Result<(), ()
     Ok(())
 }
 
-/// The block device.
+/// Serves every available request of `queue` and raises the interrupt if it used any: what the device's worker
+/// thread runs on each notification (public so that fuzz targets drive the same code without a thread).
+pub fn serve_queue(
+    mem: &GuestMemory,
+    queue: &mut Queue,
+    disk: &Disk,
+    interrupt: &Interrupt,
+) -> Result<(), DeviceError> {
+    let mut used = false;
+    while let Some(chain) = next_chain(queue, mem, 0)? {
+        let head = chain.head_index();
+        let len = handle_chain(mem, chain, disk);
+        complete(queue, mem, 0, head, len)?;
+        used = true;
+    }
+    if used {
+        notify_driver(queue, mem, interrupt);
+    }
+    Ok(())
+}
+
+/// The block device. Disk I/O (including `fdatasync` for flush and hole punching for discard) runs on a worker
+/// thread per device, so a slow disk never stalls the event loop that also serves the console, vsock and other
+/// devices: the event loop only kicks the worker, which completes requests straight into the used ring and raises
+/// the interrupt through the irqfd. A malformed queue stops the worker; it reports the fault through an eventfd the
+/// event loop watches, and the transport marks the device `DEVICE_NEEDS_RESET`.
 #[derive(Debug)]
 pub struct Block {
-    disk: Disk,
-    active: Option<(GuestMemory, Queue, Interrupt)>,
+    disk: Arc<Disk>,
+    worker: Option<Worker>,
+}
+
+/// Token of the worker's failure eventfd in [`VirtioDevice::backend_fds`].
+const FAILURE_TOKEN: u32 = 0;
+
+#[derive(Debug)]
+struct Worker {
+    /// Event loop → worker: the queue was notified (or `stop` was set).
+    kick: Arc<EventFd>,
+    /// Worker → event loop: the queue broke; the error is in `error`.
+    failed: Arc<EventFd>,
+    error: Arc<Mutex<Option<DeviceError>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    fn spawn(
+        disk: Arc<Disk>,
+        mem: GuestMemory,
+        mut queue: Queue,
+        interrupt: Interrupt,
+    ) -> std::io::Result<Self> {
+        let kick = Arc::new(EventFd::new(0)?);
+        let failed = Arc::new(EventFd::new(EFD_NONBLOCK)?);
+        let error = Arc::new(Mutex::new(None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (k, f, e, st) = (kick.clone(), failed.clone(), error.clone(), stop.clone());
+        let name: String = format!("sbx-blk-{}", String::from_utf8_lossy(&disk.id))
+            .chars()
+            .filter(|c| *c != '\0')
+            .take(15)
+            .collect();
+        let thread = std::thread::Builder::new().name(name).spawn(move || {
+            // A failed read means the eventfd is gone: nothing can kick us any more.
+            while k.read().is_ok() && !st.load(Ordering::Acquire) {
+                if let Err(err) = serve_queue(&mem, &mut queue, &disk, &interrupt) {
+                    if let Ok(mut slot) = e.lock() {
+                        *slot = Some(err);
+                    }
+                    let _ = f.write(1);
+                    return;
+                }
+            }
+        })?;
+        Ok(Self {
+            kick,
+            failed,
+            error,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the thread after the request in progress and waits for it.
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = self.kick.write(1);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl Block {
     /// A device serving `disk`.
     pub fn new(disk: Disk) -> Self {
-        Self { disk, active: None }
+        Self {
+            disk: Arc::new(disk),
+            worker: None,
+        }
     }
 
     fn config(&self) -> [u8; 60] {
@@ -361,27 +462,49 @@ impl VirtioDevice for Block {
             .into_iter()
             .next()
             .ok_or_else(|| DeviceError::Activate("no request queue".into()))?;
-        self.active = Some((ctx.mem, queue, ctx.interrupt));
+        self.worker = None;
+        let worker = Worker::spawn(self.disk.clone(), ctx.mem, queue, ctx.interrupt)
+            .map_err(|e| DeviceError::Activate(format!("starting the I/O thread: {e}")))?;
+        self.worker = Some(worker);
         Ok(())
     }
     fn queue_notify(&mut self, _queue: usize) -> Result<(), DeviceError> {
-        let Some((mem, queue, interrupt)) = &mut self.active else {
+        let Some(worker) = &self.worker else {
             return Ok(());
         };
-        let mut used = false;
-        while let Some(chain) = next_chain(queue, mem, 0)? {
-            let head = chain.head_index();
-            let len = handle_chain(mem, chain, &mut self.disk);
-            complete(queue, mem, 0, head, len)?;
-            used = true;
+        worker
+            .kick
+            .write(1)
+            .map_err(|e| DeviceError::Backend(format!("kicking the I/O thread: {e}")))
+    }
+    fn backend_fds(&self) -> Vec<BackendFd> {
+        self.worker
+            .iter()
+            .map(|w| BackendFd {
+                fd: w.failed.as_raw_fd(),
+                token: FAILURE_TOKEN,
+                readable: true,
+                writable: false,
+            })
+            .collect()
+    }
+    fn backend_event(
+        &mut self,
+        _token: u32,
+        _readable: bool,
+        _writable: bool,
+    ) -> Result<(), DeviceError> {
+        let Some(worker) = &self.worker else {
+            return Ok(());
+        };
+        if worker.failed.read().is_err() {
+            return Ok(()); // Spurious wake-up: nothing was reported.
         }
-        if used {
-            notify_driver(queue, mem, interrupt);
-        }
-        Ok(())
+        let error = worker.error.lock().ok().and_then(|mut e| e.take());
+        Err(error.unwrap_or_else(|| DeviceError::Backend("the I/O thread stopped".into())))
     }
     fn reset(&mut self) {
-        self.active = None;
+        self.worker = None;
     }
 }
 
@@ -419,7 +542,8 @@ mod tests {
             self.mem.write_obj(sector, GuestAddress(HDR + 8)).unwrap();
             self.mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
         }
-        /// Runs the device over `descs` (one or more chains) and returns (result, device).
+        /// Serves `descs` (one or more chains) with the worker's queue routine; returns its result, the used
+        /// elements and the used index.
         fn run(
             &self,
             path: &std::path::Path,
@@ -431,11 +555,11 @@ mod tests {
                 .write(!ro)
                 .open(path)
                 .unwrap();
-            let mut dev = Block::new(Disk::new(file, ro, "test").unwrap());
+            let disk = Disk::new(file, ro, "test").unwrap();
             let (mocks, ctx) = activate_ctx(&self.mem, 1);
             mocks[0].add_desc_chains(descs, 0).unwrap();
-            dev.activate(ctx).unwrap();
-            let result = dev.queue_notify(0);
+            let mut queue = ctx.queues.into_iter().next().unwrap();
+            let result = serve_queue(&self.mem, &mut queue, &disk, &ctx.interrupt);
             let n = used_idx(&mocks[0]);
             let elems = (0..usize::from(n)).map(|i| used(&mocks[0], i)).collect();
             (result, elems, n)
@@ -650,6 +774,29 @@ mod tests {
     }
 
     #[test]
+    fn discard_frees_the_blocks() {
+        use std::os::unix::fs::MetadataExt;
+        let h = Harness::new();
+        let img = h.image(128);
+        std::fs::write(&img, vec![0x22u8; 128 * 512]).unwrap();
+        File::open(&img).unwrap().sync_all().unwrap();
+        let before = std::fs::metadata(&img).unwrap().blocks();
+        h.header(request::DISCARD, 0);
+        h.mem.write_obj(16u64, GuestAddress(DATA)).unwrap();
+        h.mem.write_obj(96u32, GuestAddress(DATA + 8)).unwrap();
+        h.mem.write_obj(0u32, GuestAddress(DATA + 12)).unwrap();
+        h.run(&img, false, &request(0, 16)).0.unwrap();
+        assert_eq!(byte_at(&h.mem, STATUS), status::OK);
+        let after = std::fs::metadata(&img).unwrap();
+        assert_eq!(after.len(), 128 * 512, "the size is kept");
+        assert!(
+            after.blocks() < before,
+            "a hole was punched: {before} -> {} blocks",
+            after.blocks()
+        );
+    }
+
+    #[test]
     fn chains_without_a_status_byte_are_returned_empty() {
         let h = Harness::new();
         let img = h.image(8);
@@ -684,7 +831,8 @@ mod tests {
             &[raw(HDR, 16, NEXT, 1), raw(STATUS, 1, WRITE | NEXT, 0)],
         );
         res.unwrap();
-        assert_eq!(used.len(), 1);
+        assert_eq!(used, vec![(0, 0)], "returned unused");
+        assert_eq!(byte_at(&h.mem, STATUS), 0xff, "status untouched");
         // A self-loop on the head, and a next index beyond the table.
         let (res, _, _) = h.run(&img, false, &[raw(HDR, 16, NEXT, 0)]);
         res.unwrap();
@@ -705,24 +853,86 @@ mod tests {
         res.unwrap();
     }
 
+    /// Waits (bounded) until `fd` is readable.
+    fn wait_readable(fd: std::os::fd::RawFd) -> bool {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is a valid pollfd for the duration of the call; `fd` is an open eventfd.
+        #[allow(unsafe_code)]
+        let n = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+        n == 1
+    }
+
+    fn worker_device(img: &std::path::Path) -> Block {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(img)
+            .unwrap();
+        Block::new(Disk::new(file, false, "t").unwrap())
+    }
+
+    #[test]
+    fn worker_thread_serves_requests_and_interrupts() {
+        let h = Harness::new();
+        let img = h.image(8);
+        let mut dev = worker_device(&img);
+        let (mocks, mut ctx) = activate_ctx(&h.mem, 1);
+        let irq = Arc::new(EventFd::new(EFD_NONBLOCK).unwrap());
+        ctx.interrupt = Interrupt::new(Arc::new(std::sync::atomic::AtomicU32::new(0)), irq.clone());
+        dev.activate(ctx).unwrap();
+        assert_eq!(dev.backend_fds().len(), 1, "the failure eventfd is watched");
+        h.header(request::OUT, 1);
+        h.mem.write_slice(&[0x5a; 512], GuestAddress(DATA)).unwrap();
+        mocks[0].add_desc_chains(&request(0, 512), 0).unwrap();
+        dev.queue_notify(0).unwrap();
+        assert!(
+            wait_readable(irq.as_raw_fd()),
+            "the worker raised the interrupt"
+        );
+        assert_eq!(used_idx(&mocks[0]), 1);
+        assert_eq!(byte_at(&h.mem, STATUS), status::OK);
+        assert_eq!(std::fs::read(&img).unwrap()[512..1024], [0x5a; 512]);
+        // Reset joins the worker; later notifications are ignored.
+        dev.reset();
+        assert!(dev.backend_fds().is_empty());
+        dev.queue_notify(0).unwrap();
+    }
+
     #[test]
     fn corrupt_available_index_fails_the_device() {
         let h = Harness::new();
         let img = h.image(8);
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&img)
-            .unwrap();
-        let mut dev = Block::new(Disk::new(file, false, "t").unwrap());
+        let mut dev = worker_device(&img);
         let (mocks, ctx) = activate_ctx(&h.mem, 1);
         dev.activate(ctx).unwrap();
         // The driver claims 1000 new entries in a 16-entry queue.
         mocks[0].avail().idx().store(1000);
+        dev.queue_notify(0).unwrap();
+        let failed = dev.backend_fds()[0];
+        assert!(wait_readable(failed.fd), "the worker reported the fault");
         assert!(matches!(
-            dev.queue_notify(0),
+            dev.backend_event(failed.token, true, false),
             Err(DeviceError::Queue { .. })
         ));
+    }
+
+    #[test]
+    fn flush_reaches_the_kernel_and_reports_its_failure() {
+        // fdatasync on a character device fails with EINVAL: a flush that really syncs reports that as IOERR.
+        let h = Harness::new();
+        h.header(request::FLUSH, 0);
+        let disk = Disk::new(File::open("/dev/null").unwrap(), true, "null").unwrap();
+        let (mocks, ctx) = activate_ctx(&h.mem, 1);
+        mocks[0]
+            .add_desc_chains(&[raw(HDR, 16, NEXT, 1), raw(STATUS, 1, WRITE, 0)], 0)
+            .unwrap();
+        let mut queue = ctx.queues.into_iter().next().unwrap();
+        serve_queue(&h.mem, &mut queue, &disk, &ctx.interrupt).unwrap();
+        assert_eq!(byte_at(&h.mem, STATUS), status::IOERR);
     }
 
     #[test]

@@ -178,6 +178,17 @@ pub fn next_chain<'a>(
     Ok(iter.next())
 }
 
+/// Whether `chain` ends properly: its last descriptor has no NEXT flag. A chain that loops (cut off by the iterator
+/// after queue-size descriptors), points past its table, has a broken indirect table or exceeds 4 GiB ends on a
+/// descriptor that still says NEXT; devices return such chains unused instead of acting on part of them.
+pub fn chain_is_complete<M>(chain: &virtio_queue::DescriptorChain<M>) -> bool
+where
+    M: std::ops::Deref + Clone,
+    M::Target: vm_memory::GuestMemory,
+{
+    chain.clone().last().is_some_and(|d| !d.has_next())
+}
+
 /// Adds a used element (`len` = bytes the device wrote into the chain).
 pub fn complete(
     queue: &mut Queue,

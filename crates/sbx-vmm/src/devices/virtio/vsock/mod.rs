@@ -533,6 +533,9 @@ pub fn parse_tx(
     mem: &GuestMemory,
     chain: &mut DescriptorChain<&GuestMemory>,
 ) -> Option<(TxHeader, Vec<u8>)> {
+    if !super::chain_is_complete(chain) {
+        return None;
+    }
     let pkt = VsockPacket::from_tx_virtq_chain(mem, chain, MAX_PKT_DATA).ok()?;
     let hdr = TxHeader {
         src_cid: pkt.src_cid(),
@@ -580,6 +583,9 @@ fn write_rx(
     cid: u64,
     pkt: &RxPacket,
 ) -> (u32, usize) {
+    if !super::chain_is_complete(chain) {
+        return (0, 0);
+    }
     let Ok(mut out) = VsockPacket::from_rx_virtq_chain(mem, chain, MAX_PKT_DATA) else {
         return (0, 0);
     };
@@ -964,5 +970,91 @@ mod tests {
             };
             assert!(closed, "the VMM closed {garbage:?}");
         }
+    }
+
+    #[test]
+    fn hostile_rx_buffers_are_returned_empty_and_the_device_survives() {
+        let dir = tempfile::tempdir().unwrap();
+        let mem = memory();
+        let (mut dev, mocks) = device(&dir, &mem);
+        let gmem = dev.active.as_ref().unwrap().mem.clone();
+        let bad_rx = [
+            ("readable-only buffer", vec![raw(RXBUF, 44 + 64, 0, 0)]),
+            (
+                "outside guest memory",
+                vec![raw(0xffff_ffff_0000, 44 + 64, WRITE, 0)],
+            ),
+            ("zero length", vec![raw(RXBUF, 0, WRITE, 0)]),
+            ("shorter than a header", vec![raw(RXBUF, 20, WRITE, 0)]),
+            (
+                "loop",
+                vec![
+                    raw(RXBUF, 44, WRITE | NEXT, 1),
+                    raw(RXBUF, 44, WRITE | NEXT, 0),
+                ],
+            ),
+        ];
+        let mut slot = 0;
+        for (i, (name, descs)) in bad_rx.iter().enumerate() {
+            gmem.write_slice(&[0u8; 44], GuestAddress(RXBUF)).unwrap();
+            mocks[RX].add_desc_chains(descs, slot).unwrap();
+            slot += descs.len() as u16;
+            // A REQUEST nobody listens for makes the device answer RST into the bad buffer.
+            header(&gmem, TXHDR, 3, 7777, op::REQUEST, 0);
+            send(&mut dev, &mocks, &[raw(TXHDR, 44, 0, 0)], i as u16);
+            assert_eq!(used_idx(&mocks[RX]), i as u16 + 1, "{name}");
+            let len = mocks[RX].used().ring().ref_at(i).unwrap().load().len();
+            assert!(len == 0 || len == 44, "{name}: used length {len}");
+            if len == 0 {
+                assert_eq!(rx_op(&gmem), 0, "{name}: nothing written");
+            }
+        }
+        // Still serving: a good buffer gets the next RST.
+        mocks[RX]
+            .add_desc_chains(&[raw(RXBUF, 44 + 64, WRITE, 0)], slot)
+            .unwrap();
+        header(&gmem, TXHDR, 3, 7777, op::REQUEST, 0);
+        send(&mut dev, &mocks, &[raw(TXHDR, 44, 0, 0)], 10);
+        assert_eq!(rx_op(&gmem), op::RST);
+        assert_eq!(dev.connection_count(), 0);
+    }
+
+    #[test]
+    fn tx_loops_and_zero_lengths_are_consumed_without_effect() {
+        let dir = tempfile::tempdir().unwrap();
+        let _listener = UnixListener::bind(dir.path().join("v.sock_5000")).unwrap();
+        let mem = memory();
+        let (mut dev, mocks) = device(&dir, &mem);
+        let gmem = dev.active.as_ref().unwrap().mem.clone();
+        header(&gmem, TXHDR, 3, 5000, op::REQUEST, 0);
+        let cases = [
+            ("zero-length header", vec![raw(TXHDR, 0, 0, 0)]),
+            (
+                "header loop",
+                vec![raw(TXHDR, 44, NEXT, 1), raw(TXHDR, 44, NEXT, 0)],
+            ),
+            ("next beyond the table", vec![raw(TXHDR, 44, NEXT, 500)]),
+        ];
+        let mut slot = 0;
+        for (i, (name, descs)) in cases.iter().enumerate() {
+            send(&mut dev, &mocks, descs, slot);
+            slot += descs.len() as u16;
+            assert_eq!(used_idx(&mocks[TX]), i as u16 + 1, "{name}: returned");
+            assert_eq!(dev.connection_count(), 0, "{name}: no connection");
+        }
+        // None of them was taken as a connection request.
+        assert_eq!(dev.connection_count(), 0);
+    }
+
+    #[test]
+    fn corrupt_available_index_fails_the_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let mem = memory();
+        let (mut dev, mocks) = device(&dir, &mem);
+        mocks[TX].avail().idx().store(1000);
+        assert!(matches!(
+            dev.queue_notify(TX),
+            Err(DeviceError::Queue { .. })
+        ));
     }
 }
