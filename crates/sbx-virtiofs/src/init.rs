@@ -131,6 +131,8 @@ mod tests {
         assert_eq!(out.max_write, 1 << 20);
         assert_ne!(out.flags & f::DO_READDIRPLUS, 0);
         assert_ne!(out.flags & f::AUTO_INVAL_DATA, 0);
+        // The server clears setuid itself, so the kernel skips a GETXATTR before every write.
+        assert_ne!(out.flags & f::HANDLE_KILLPRIV_V2, 0);
         assert_eq!(out.flags & f::WRITEBACK_CACHE, 0);
         assert_eq!(out.flags & f::EXPORT_SUPPORT, 0);
         assert_eq!(out.flags & f::POSIX_LOCKS, 0);
