@@ -259,3 +259,19 @@ fn host_mounts_get_the_large_readahead_window() {
         "{path}"
     );
 }
+
+#[test]
+fn flush_is_declined_so_the_kernel_stops_sending_it_on_every_close() {
+    let share = tempfile::tempdir().unwrap();
+    fs::write(share.path().join("f"), b"data").unwrap();
+    let mut c = Client::new(ShareConfig::new(share.path()));
+    let node = c.lookup(1, "f").nodeid();
+    let fh = c.open(node, libc::O_RDONLY as u32).fh_at(0);
+    let flush = |c: &mut Client, fh: u64| {
+        let mut b = fh.to_ne_bytes().to_vec();
+        b.extend_from_slice(&[0u8; 16]);
+        c.call(opcode::FLUSH, node, &b).error
+    };
+    assert_eq!(flush(&mut c, fh), -libc::ENOSYS);
+    assert_eq!(flush(&mut c, fh + 1000), -libc::EBADF, "forged handle");
+}
