@@ -75,8 +75,8 @@ impl FileVersion {
     pub(crate) fn of(st: &rustix::fs::Stat) -> Self {
         Self {
             size: st.st_size,
-            mtime: (st.st_mtime, st.st_mtime_nsec as u64),
-            ctime: (st.st_ctime, st.st_ctime_nsec as u64),
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
         }
     }
 }
