@@ -275,3 +275,42 @@ fn flush_is_declined_so_the_kernel_stops_sending_it_on_every_close() {
     assert_eq!(flush(&mut c, fh), -libc::ENOSYS);
     assert_eq!(flush(&mut c, fh + 1000), -libc::EBADF, "forged handle");
 }
+
+#[test]
+fn concurrent_readers_and_writers_each_get_their_own_bytes() {
+    let Some(m) = common::mount("parallel_io", |c| c) else {
+        return;
+    };
+    let contents: Vec<Vec<u8>> = (0..4)
+        .map(|i: usize| {
+            (0..(4 << 20) + i * 4099)
+                .map(|j| (j * (i + 3) + j / 4096) as u8)
+                .collect()
+        })
+        .collect();
+    let contents = &contents;
+    std::thread::scope(|s| {
+        for i in 0..4 {
+            let mnt = &m.mnt;
+            s.spawn(move || fs::write(mnt.join(format!("f{i}")), &contents[i]).unwrap());
+        }
+    });
+    // Every thread reads every file (readahead requests of several readers in flight at once).
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let mnt = &m.mnt;
+            s.spawn(move || {
+                for k in 0..4 {
+                    let i = (t + k) % 4;
+                    assert!(
+                        fs::read(mnt.join(format!("f{i}"))).unwrap() == contents[i],
+                        "reader {t}: f{i} differs"
+                    );
+                }
+            });
+        }
+    });
+    for i in 0..4 {
+        assert!(fs::read(m.share.join(format!("f{i}"))).unwrap() == contents[i]);
+    }
+}
