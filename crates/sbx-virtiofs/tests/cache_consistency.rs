@@ -290,9 +290,9 @@ fn concurrent_readers_and_writers_each_get_their_own_bytes() {
         .collect();
     let contents = &contents;
     std::thread::scope(|s| {
-        for i in 0..4 {
+        for (i, content) in contents.iter().enumerate() {
             let mnt = &m.mnt;
-            s.spawn(move || fs::write(mnt.join(format!("f{i}")), &contents[i]).unwrap());
+            s.spawn(move || fs::write(mnt.join(format!("f{i}")), content).unwrap());
         }
     });
     // Every thread reads every file (readahead requests of several readers in flight at once).
@@ -310,7 +310,7 @@ fn concurrent_readers_and_writers_each_get_their_own_bytes() {
             });
         }
     });
-    for i in 0..4 {
-        assert!(fs::read(m.share.join(format!("f{i}"))).unwrap() == contents[i]);
+    for (i, content) in contents.iter().enumerate() {
+        assert!(fs::read(m.share.join(format!("f{i}"))).unwrap() == *content);
     }
 }
