@@ -1,10 +1,10 @@
-//! `cargo xtask bench-virtiofs [SCRATCH_DIR] [--io-only]`: the sbx-virtiofs file server through the host kernel's
+//! `cargo xtask bench-virtiofs [SCRATCH_DIR] [--io-only] [--runs N]`: the sbx-virtiofs file server through the host kernel's
 //! FUSE, side by side with the plain directory and with bindfs (a libfuse passthrough file system from Debian), in one
 //! run.
 //!
 //! Workloads: untar of a generated source tree, `git status` on a 50,000-file repository, sequential write (+ fsync)
 //! of a large file, and reading it back twice: cold (page caches dropped, root only) and warm (the file just read,
-//! opened again). Each workload runs `RUNS` rounds; within a round the targets take turns, so a change in the
+//! opened again). Each workload runs `--runs` rounds (default 3); within a round the targets take turns, so a change in the
 //! machine's load during the run hits all of them alike. The median per target is reported, with the load average
 //! before and after. `--io-only` skips untar and `git status` (a quick check of the sequential figures). Needs root
 //! (FUSE mounts, dropping caches), `bindfs`, `git` and `tar`.
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-const RUNS: usize = 3;
+const DEFAULT_RUNS: usize = 3;
 const TREE_FILES: usize = 20_000;
 const STATUS_FILES: usize = 50_000;
 const SEQ_BYTES: usize = 512 << 20;
@@ -26,23 +26,52 @@ struct Target {
     name: &'static str,
     /// Short name for files of this target (all targets expose the same directory underneath).
     slug: &'static str,
+    /// The plain directory underneath, for untimed clean-up (removing a tree through bindfs takes minutes).
+    backing: PathBuf,
     dir: PathBuf,
 }
 
-pub(crate) fn run(args: &[String]) -> Result<()> {
-    let io_only = args.iter().any(|a| a == "--io-only");
-    if let Some(flag) = args
-        .iter()
-        .find(|a| a.starts_with("--") && *a != "--io-only")
-    {
-        bail!(
-            "bench-virtiofs: unknown option {flag}; usage: cargo xtask bench-virtiofs [SCRATCH_DIR] [--io-only]"
-        );
-    }
-    let base = match args.iter().find(|a| !a.starts_with("--")) {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::temp_dir().join("sbx-bench-virtiofs"),
+const USAGE: &str = "usage: cargo xtask bench-virtiofs [SCRATCH_DIR] [--io-only] [--runs N]";
+
+/// Command-line options.
+struct Options {
+    scratch: Option<PathBuf>,
+    io_only: bool,
+    runs: usize,
+}
+
+fn parse_args(args: &[String]) -> Result<Options> {
+    let mut opts = Options {
+        scratch: None,
+        io_only: false,
+        runs: DEFAULT_RUNS,
     };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--io-only" => opts.io_only = true,
+            "--runs" => {
+                let n = it.next().context(USAGE)?;
+                opts.runs =
+                    n.parse().ok().filter(|&n| n > 0).with_context(|| {
+                        format!("--runs {n}: expected a positive number; {USAGE}")
+                    })?;
+            }
+            flag if flag.starts_with("--") => {
+                bail!("bench-virtiofs: unknown option {flag}; {USAGE}")
+            }
+            dir => opts.scratch = Some(PathBuf::from(dir)),
+        }
+    }
+    Ok(opts)
+}
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let opts = parse_args(args)?;
+    let (io_only, runs) = (opts.io_only, opts.runs);
+    let base = opts
+        .scratch
+        .unwrap_or_else(|| std::env::temp_dir().join("sbx-bench-virtiofs"));
     for tool in ["bindfs", "git", "tar"] {
         if !have(tool) {
             bail!(
@@ -78,21 +107,24 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             name: "plain directory",
             slug: "plain",
             dir: plain.clone(),
+            backing: plain.clone(),
         },
         Target {
             name: "sbx-virtiofs (host FUSE)",
             slug: "sbx",
             dir: ours_mnt.clone(),
+            backing: plain.clone(),
         },
         Target {
             name: "bindfs (libfuse passthrough)",
             slug: "bindfs",
             dir: bindfs_mnt.clone(),
+            backing: plain.clone(),
         },
     ];
     let load_before = load_average();
     let started = Instant::now();
-    let result = run_all(&targets, tarball.as_deref());
+    let result = run_all(&targets, tarball.as_deref(), runs);
     let load_after = load_average();
     let _ = Command::new("umount").arg(&bindfs_mnt).status();
     drop(server.stdin.take()); // the example unmounts when its stdin closes
@@ -100,7 +132,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if let Ok(rows) = &result {
         print_table(rows);
         println!(
-            "\n{RUNS} rounds, {:.0} s; load average (1/5/15 min) before: {load_before}; after: {load_after}",
+            "\n{runs} round(s), {:.0} s; load average (1/5/15 min) before: {load_before}; after: {load_after}",
             started.elapsed().as_secs_f64()
         );
     }
@@ -122,12 +154,13 @@ struct Row {
 /// Runs `f` for every round and target, the targets taking turns within a round; returns each target's median.
 fn interleaved(
     targets: &[Target],
+    runs: usize,
     what: &str,
     mut f: impl FnMut(&Target, usize) -> Result<Duration>,
 ) -> Result<Vec<Duration>> {
     eprintln!("bench-virtiofs: {what}");
-    let mut samples = vec![Vec::with_capacity(RUNS); targets.len()];
-    for round in 0..RUNS {
+    let mut samples = vec![Vec::with_capacity(runs); targets.len()];
+    for round in 0..runs {
         for (t, target) in targets.iter().enumerate() {
             samples[t]
                 .push(f(target, round).with_context(|| format!("{what} on {}", target.name))?);
@@ -142,16 +175,18 @@ fn interleaved(
         .collect())
 }
 
-fn run_all(targets: &[Target], tarball: Option<&Path>) -> Result<Vec<Row>> {
+fn run_all(targets: &[Target], tarball: Option<&Path>, runs: usize) -> Result<Vec<Row>> {
     let (untar, status) = match tarball {
         None => (vec![None; targets.len()], vec![None; targets.len()]),
         Some(tarball) => {
-            let untar = interleaved(targets, "untar", |t, round| untar_once(t, tarball, round))?;
+            let untar = interleaved(targets, runs, "untar", |t, round| {
+                untar_once(t, tarball, round)
+            })?;
             for t in targets {
                 // Warm-up: the same dentry/attribute state for every target.
                 git(&t.dir.join("repo"), &["status", "--porcelain"])?;
             }
-            let status = interleaved(targets, "git status", |t, _| git_status_once(t))?;
+            let status = interleaved(targets, runs, "git status", |t, _| git_status_once(t))?;
             (
                 untar.into_iter().map(Some).collect(),
                 status.into_iter().map(Some).collect(),
@@ -159,14 +194,14 @@ fn run_all(targets: &[Target], tarball: Option<&Path>) -> Result<Vec<Row>> {
         }
     };
     let file = |t: &Target| t.dir.join(format!("seq-{}.bin", t.slug));
-    let write = interleaved(targets, "sequential write", |t, _| {
+    let write = interleaved(targets, runs, "sequential write", |t, _| {
         sequential_write(&file(t))
     })?;
-    let cold = interleaved(targets, "sequential read, cold", |t, _| {
+    let cold = interleaved(targets, runs, "sequential read, cold", |t, _| {
         drop_caches();
         sequential_read(&file(t))
     })?;
-    let warm = interleaved(targets, "sequential read, warm", |t, _| {
+    let warm = interleaved(targets, runs, "sequential read, warm", |t, _| {
         sequential_read(&file(t))?; // the first pass fills the caches; the second is timed
         sequential_read(&file(t))
     })?;
@@ -187,7 +222,8 @@ fn run_all(targets: &[Target], tarball: Option<&Path>) -> Result<Vec<Row>> {
 }
 
 fn untar_once(t: &Target, tarball: &Path, round: usize) -> Result<Duration> {
-    let dest = t.dir.join(format!("untar-{}-{round}", t.slug));
+    let name = format!("untar-{}-{round}", t.slug);
+    let dest = t.dir.join(&name);
     std::fs::create_dir_all(&dest)?;
     let start = Instant::now();
     exec(
@@ -198,7 +234,7 @@ fn untar_once(t: &Target, tarball: &Path, round: usize) -> Result<Duration> {
             .arg(&dest),
     )?;
     let took = start.elapsed();
-    std::fs::remove_dir_all(&dest)?;
+    std::fs::remove_dir_all(t.backing.join(&name))?;
     Ok(took)
 }
 
