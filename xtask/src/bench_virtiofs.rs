@@ -1,9 +1,13 @@
-//! `cargo xtask bench-virtiofs`: the sbx-virtiofs file server through the host kernel's FUSE, side by side with the
-//! plain directory and with bindfs (a libfuse passthrough file system from Debian), in one run.
+//! `cargo xtask bench-virtiofs [SCRATCH_DIR] [--io-only] [--runs N]`: the sbx-virtiofs file server through the host kernel's
+//! FUSE, side by side with the plain directory and with bindfs (a libfuse passthrough file system from Debian), in one
+//! run.
 //!
-//! Workloads: untar of a generated source tree, `git status` on a 50,000-file repository, and sequential write and
-//! (cold-cache) read of a large file. Each is run `RUNS` times per target; the median is reported. Needs root (FUSE
-//! mounts), `bindfs`, `git` and `tar`.
+//! Workloads: untar of a generated source tree, `git status` on a 50,000-file repository, sequential write (+ fsync)
+//! of a large file, and reading it back twice: cold (page caches dropped, root only) and warm (the file just read,
+//! opened again). Each workload runs `--runs` rounds (default 3); within a round the targets take turns, so a change in the
+//! machine's load during the run hits all of them alike. The median per target is reported, with the load average
+//! before and after. `--io-only` skips untar and `git status` (a quick check of the sequential figures). Needs root
+//! (FUSE mounts, dropping caches), `bindfs`, `git` and `tar`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-const RUNS: usize = 3;
+const DEFAULT_RUNS: usize = 3;
 const TREE_FILES: usize = 20_000;
 const STATUS_FILES: usize = 50_000;
 const SEQ_BYTES: usize = 512 << 20;
@@ -20,14 +24,54 @@ const BLOCK: usize = 1 << 20;
 /// One place the workloads run: its name and the directory it exposes.
 struct Target {
     name: &'static str,
+    /// Short name for files of this target (all targets expose the same directory underneath).
+    slug: &'static str,
+    /// The plain directory underneath, for untimed clean-up (removing a tree through bindfs takes minutes).
+    backing: PathBuf,
     dir: PathBuf,
 }
 
-pub(crate) fn run(args: &[String]) -> Result<()> {
-    let base = match args.first() {
-        Some(dir) => PathBuf::from(dir),
-        None => std::env::temp_dir().join("sbx-bench-virtiofs"),
+const USAGE: &str = "usage: cargo xtask bench-virtiofs [SCRATCH_DIR] [--io-only] [--runs N]";
+
+/// Command-line options.
+struct Options {
+    scratch: Option<PathBuf>,
+    io_only: bool,
+    runs: usize,
+}
+
+fn parse_args(args: &[String]) -> Result<Options> {
+    let mut opts = Options {
+        scratch: None,
+        io_only: false,
+        runs: DEFAULT_RUNS,
     };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--io-only" => opts.io_only = true,
+            "--runs" => {
+                let n = it.next().context(USAGE)?;
+                opts.runs =
+                    n.parse().ok().filter(|&n| n > 0).with_context(|| {
+                        format!("--runs {n}: expected a positive number; {USAGE}")
+                    })?;
+            }
+            flag if flag.starts_with("--") => {
+                bail!("bench-virtiofs: unknown option {flag}; {USAGE}")
+            }
+            dir => opts.scratch = Some(PathBuf::from(dir)),
+        }
+    }
+    Ok(opts)
+}
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let opts = parse_args(args)?;
+    let (io_only, runs) = (opts.io_only, opts.runs);
+    let base = opts
+        .scratch
+        .unwrap_or_else(|| std::env::temp_dir().join("sbx-bench-virtiofs"));
     for tool in ["bindfs", "git", "tar"] {
         if !have(tool) {
             bail!(
@@ -42,8 +86,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         std::fs::create_dir_all(d)?;
     }
     eprintln!("bench-virtiofs: preparing inputs in {}", base.display());
-    let tarball = make_tarball(&base)?;
-    make_status_repo(&plain.join("repo"))?;
+    let tarball = if io_only {
+        None
+    } else {
+        make_status_repo(&plain.join("repo"))?;
+        Some(make_tarball(&base)?)
+    };
 
     let mut server = mount_sbx(&plain, &ours_mnt)?;
     let bindfs = Command::new("bindfs")
@@ -57,114 +105,195 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let targets = [
         Target {
             name: "plain directory",
+            slug: "plain",
             dir: plain.clone(),
+            backing: plain.clone(),
         },
         Target {
             name: "sbx-virtiofs (host FUSE)",
+            slug: "sbx",
             dir: ours_mnt.clone(),
+            backing: plain.clone(),
         },
         Target {
             name: "bindfs (libfuse passthrough)",
+            slug: "bindfs",
             dir: bindfs_mnt.clone(),
+            backing: plain.clone(),
         },
     ];
-    let result = run_all(&targets, &tarball);
+    let load_before = load_average();
+    let started = Instant::now();
+    let result = run_all(&targets, tarball.as_deref(), runs);
+    let load_after = load_average();
     let _ = Command::new("umount").arg(&bindfs_mnt).status();
     drop(server.stdin.take()); // the example unmounts when its stdin closes
     let _ = server.wait();
     if let Ok(rows) = &result {
         print_table(rows);
+        println!(
+            "\n{runs} round(s), {:.0} s; load average (1/5/15 min) before: {load_before}; after: {load_after}",
+            started.elapsed().as_secs_f64()
+        );
     }
     eprintln!("bench-virtiofs: removing {}", base.display());
     let _ = std::fs::remove_dir_all(&base);
     result.map(drop)
 }
 
+/// Medians of one target (`None`: workload skipped).
 struct Row {
     target: &'static str,
-    untar: Duration,
-    status: Duration,
+    untar: Option<Duration>,
+    status: Option<Duration>,
     write_mbs: f64,
-    read_mbs: f64,
+    cold_read_mbs: f64,
+    warm_read_mbs: f64,
 }
 
-fn run_all(targets: &[Target], tarball: &Path) -> Result<Vec<Row>> {
-    let mut rows = Vec::new();
-    for t in targets {
-        eprintln!("bench-virtiofs: {}", t.name);
-        let untar = median(RUNS, |i| {
-            let dest = t.dir.join(format!("untar-{}-{i}", t.name.len()));
-            std::fs::create_dir_all(&dest)?;
-            let start = Instant::now();
-            exec(
-                Command::new("tar")
-                    .arg("-xf")
-                    .arg(tarball)
-                    .arg("-C")
-                    .arg(&dest),
-            )?;
-            let took = start.elapsed();
-            std::fs::remove_dir_all(&dest)?;
-            Ok(took)
-        })?;
-        let repo = t.dir.join("repo");
-        git(&repo, &["status", "--porcelain"])?; // warm-up: same dentry/attr state for every target
-        let status = median(RUNS, |_| {
-            let start = Instant::now();
-            let out = git(&repo, &["status", "--porcelain"])?;
-            if !out.is_empty() {
-                bail!("git status in {} reports changes: {out}", repo.display());
-            }
-            Ok(start.elapsed())
-        })?;
-        let file = t.dir.join("seq.bin");
-        let write = median(RUNS, |_| sequential_write(&file))?;
-        let read = median(RUNS, |_| sequential_read(&file))?;
-        std::fs::remove_file(&file)?;
-        let mbs = |d: Duration| SEQ_BYTES as f64 / (1 << 20) as f64 / d.as_secs_f64();
-        rows.push(Row {
-            target: t.name,
-            untar,
-            status,
-            write_mbs: mbs(write),
-            read_mbs: mbs(read),
-        });
+/// Runs `f` for every round and target, the targets taking turns within a round; returns each target's median.
+fn interleaved(
+    targets: &[Target],
+    runs: usize,
+    what: &str,
+    mut f: impl FnMut(&Target, usize) -> Result<Duration>,
+) -> Result<Vec<Duration>> {
+    eprintln!("bench-virtiofs: {what}");
+    let mut samples = vec![Vec::with_capacity(runs); targets.len()];
+    for round in 0..runs {
+        for (t, target) in targets.iter().enumerate() {
+            samples[t]
+                .push(f(target, round).with_context(|| format!("{what} on {}", target.name))?);
+        }
     }
-    Ok(rows)
+    Ok(samples
+        .into_iter()
+        .map(|mut v| {
+            v.sort();
+            v[v.len() / 2]
+        })
+        .collect())
+}
+
+fn run_all(targets: &[Target], tarball: Option<&Path>, runs: usize) -> Result<Vec<Row>> {
+    let (untar, status) = match tarball {
+        None => (vec![None; targets.len()], vec![None; targets.len()]),
+        Some(tarball) => {
+            let untar = interleaved(targets, runs, "untar", |t, round| {
+                untar_once(t, tarball, round)
+            })?;
+            for t in targets {
+                // Warm-up: the same dentry/attribute state for every target.
+                git(&t.dir.join("repo"), &["status", "--porcelain"])?;
+            }
+            let status = interleaved(targets, runs, "git status", |t, _| git_status_once(t))?;
+            (
+                untar.into_iter().map(Some).collect(),
+                status.into_iter().map(Some).collect(),
+            )
+        }
+    };
+    let file = |t: &Target| t.dir.join(format!("seq-{}.bin", t.slug));
+    let write = interleaved(targets, runs, "sequential write", |t, _| {
+        sequential_write(&file(t))
+    })?;
+    let cold = interleaved(targets, runs, "sequential read, cold", |t, _| {
+        drop_caches();
+        sequential_read(&file(t))
+    })?;
+    let warm = interleaved(targets, runs, "sequential read, warm", |t, _| {
+        sequential_read(&file(t))?; // the first pass fills the caches; the second is timed
+        sequential_read(&file(t))
+    })?;
+    for t in targets {
+        std::fs::remove_file(file(t))?;
+    }
+    let mbs = |d: Duration| SEQ_BYTES as f64 / (1 << 20) as f64 / d.as_secs_f64();
+    Ok((0..targets.len())
+        .map(|i| Row {
+            target: targets[i].name,
+            untar: untar[i],
+            status: status[i],
+            write_mbs: mbs(write[i]),
+            cold_read_mbs: mbs(cold[i]),
+            warm_read_mbs: mbs(warm[i]),
+        })
+        .collect())
+}
+
+fn untar_once(t: &Target, tarball: &Path, round: usize) -> Result<Duration> {
+    let name = format!("untar-{}-{round}", t.slug);
+    let dest = t.dir.join(&name);
+    std::fs::create_dir_all(&dest)?;
+    let start = Instant::now();
+    exec(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(tarball)
+            .arg("-C")
+            .arg(&dest),
+    )?;
+    let took = start.elapsed();
+    std::fs::remove_dir_all(t.backing.join(&name))?;
+    Ok(took)
+}
+
+fn git_status_once(t: &Target) -> Result<Duration> {
+    let repo = t.dir.join("repo");
+    let start = Instant::now();
+    let out = git(&repo, &["status", "--porcelain"])?;
+    if !out.is_empty() {
+        bail!("git status in {} reports changes: {out}", repo.display());
+    }
+    Ok(start.elapsed())
 }
 
 fn print_table(rows: &[Row]) {
+    let secs =
+        |d: Option<Duration>| d.map_or("skipped".to_owned(), |d| format!("{:.2}", d.as_secs_f64()));
     println!(
-        "| target | untar {TREE_FILES} files (s) | git status, {STATUS_FILES} files (s) | seq. write {} MiB + fsync (MiB/s) | seq. read, cold cache (MiB/s) |",
+        "| target | untar {TREE_FILES} files (s) | git status, {STATUS_FILES} files (s) | seq. write {} MiB + fsync (MiB/s) | seq. read, cold (MiB/s) | seq. read, warm (MiB/s) |",
         SEQ_BYTES >> 20
     );
-    println!("| --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- |");
     for r in rows {
         println!(
-            "| {} | {:.2} | {:.2} | {:.0} | {:.0} |",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} |",
             r.target,
-            r.untar.as_secs_f64(),
-            r.status.as_secs_f64(),
+            secs(r.untar),
+            secs(r.status),
             r.write_mbs,
-            r.read_mbs
+            r.cold_read_mbs,
+            r.warm_read_mbs
         );
     }
     if let [plain, ours, peer] = rows {
         println!();
+        if let (Some(pu), Some(ou), Some(ps), Some(os)) =
+            (peer.untar, ours.untar, peer.status, ours.status)
+        {
+            println!(
+                "sbx-virtiofs vs bindfs: untar {:.2}x, git status {:.2}x faster",
+                pu.as_secs_f64() / ou.as_secs_f64(),
+                ps.as_secs_f64() / os.as_secs_f64(),
+            );
+        }
         println!(
-            "sbx-virtiofs vs bindfs: untar {:.2}x, git status {:.2}x faster; vs plain: write {:.0}%, read {:.0}%",
-            peer.untar.as_secs_f64() / ours.untar.as_secs_f64(),
-            peer.status.as_secs_f64() / ours.status.as_secs_f64(),
+            "sbx-virtiofs vs plain: write {:.0}%, cold read {:.0}%, warm read {:.0}% (bindfs: {:.0}%, {:.0}%, {:.0}%)",
             100.0 * ours.write_mbs / plain.write_mbs,
-            100.0 * ours.read_mbs / plain.read_mbs,
+            100.0 * ours.cold_read_mbs / plain.cold_read_mbs,
+            100.0 * ours.warm_read_mbs / plain.warm_read_mbs,
+            100.0 * peer.write_mbs / plain.write_mbs,
+            100.0 * peer.cold_read_mbs / plain.cold_read_mbs,
+            100.0 * peer.warm_read_mbs / plain.warm_read_mbs,
         );
     }
 }
 
-fn median(runs: usize, mut f: impl FnMut(usize) -> Result<Duration>) -> Result<Duration> {
-    let mut v = (0..runs).map(&mut f).collect::<Result<Vec<_>>>()?;
-    v.sort();
-    Ok(v[v.len() / 2])
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
 }
 
 /// A source-like tree: 100 directories of ~200 files, 0.5–4 KiB each, tarred once.
@@ -216,7 +345,6 @@ fn sequential_write(file: &Path) -> Result<Duration> {
 
 fn sequential_read(file: &Path) -> Result<Duration> {
     use std::io::Read;
-    drop_caches();
     let mut block = vec![0u8; BLOCK];
     let start = Instant::now();
     let mut f = std::fs::File::open(file)?;

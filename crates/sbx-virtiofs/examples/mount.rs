@@ -2,6 +2,7 @@
 //!
 //! ```sh
 //! sudo cargo run -p sbx-virtiofs --example mount -- /path/to/share /mnt/point [--ro] [--seconds N | --until-eof]
+//!     [--threads N] [--read-ahead-kb N] [--writeback-cache] [--no-keep-cache]
 //! ```
 //! It unmounts after N seconds (default 60), or with `--until-eof` when its standard input closes (how
 //! `cargo xtask bench-virtiofs` drives it).
@@ -9,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sbx_virtiofs::{FileServer, HostMount, MountOptions, ShareConfig};
+use sbx_virtiofs::{CachePolicy, FileServer, HostMount, MountOptions, ShareConfig};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,17 +19,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(2);
     };
     let read_only = args.iter().any(|a| a == "--ro");
-    let seconds = args
-        .iter()
-        .position(|a| a == "--seconds")
-        .and_then(|i| args.get(i + 1))
-        .map(|s| s.parse::<u64>())
-        .transpose()?
-        .unwrap_or(60);
+    let value = |flag: &str| -> Result<Option<u64>, Box<dyn std::error::Error>> {
+        match args.iter().position(|a| a == flag) {
+            None => Ok(None),
+            Some(i) => {
+                let v = args.get(i + 1).ok_or(format!("{flag} needs a number"))?;
+                Ok(Some(v.parse().map_err(|e| format!("{flag} {v}: {e}"))?))
+            }
+        }
+    };
+    let seconds = value("--seconds")?.unwrap_or(60);
+    let defaults = MountOptions::default();
+    let options = MountOptions {
+        threads: value("--threads")?.map_or(defaults.threads, |n| n as usize),
+        read_ahead_kb: value("--read-ahead-kb")?
+            .map(|kb| kb as u32)
+            .or(defaults.read_ahead_kb),
+        ..defaults
+    };
+    let cache = CachePolicy {
+        writeback_cache: args.iter().any(|a| a == "--writeback-cache"),
+        keep_cache: !args.iter().any(|a| a == "--no-keep-cache"),
+        ..CachePolicy::default()
+    };
     let server = Arc::new(FileServer::new(
-        ShareConfig::new(root).read_only(read_only),
+        ShareConfig::new(root).read_only(read_only).cache(cache),
     )?);
-    let mount = HostMount::mount(server, mountpoint.as_ref(), &MountOptions::default())?;
+    let mount = HostMount::mount(server, mountpoint.as_ref(), &options)?;
     if args.iter().any(|a| a == "--until-eof") {
         eprintln!("serving {root} on {mountpoint} until stdin closes (read-only: {read_only})");
         std::io::copy(&mut std::io::stdin(), &mut std::io::sink())?;

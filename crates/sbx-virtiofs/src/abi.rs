@@ -108,6 +108,7 @@ pub mod init_flags {
     pub const MAX_PAGES: u32 = 1 << 22;
     pub const CACHE_SYMLINKS: u32 = 1 << 23;
     pub const EXPLICIT_INVAL_DATA: u32 = 1 << 25;
+    pub const HANDLE_KILLPRIV_V2: u32 = 1 << 28;
     pub const INIT_EXT: u32 = 1 << 30;
 }
 
@@ -126,6 +127,22 @@ pub mod fattr {
     pub const LOCKOWNER: u32 = 1 << 9;
     pub const CTIME: u32 = 1 << 10;
     pub const KILL_SUIDGID: u32 = 1 << 11;
+}
+
+/// `fuse_write_in.write_flags` bits.
+#[allow(missing_docs)]
+pub mod write_flags {
+    pub const CACHE: u32 = 1 << 0;
+    pub const LOCKOWNER: u32 = 1 << 1;
+    /// The writer lacks `CAP_FSETID`: clear setuid/setgid (with `HANDLE_KILLPRIV_V2`).
+    pub const KILL_SUIDGID: u32 = 1 << 2;
+}
+
+/// `fuse_open_in.open_flags` / `fuse_create_in.open_flags` bits.
+#[allow(missing_docs)]
+pub mod open_in_flags {
+    /// An `O_TRUNC` open by a caller without `CAP_FSETID`: clear setuid/setgid (with `HANDLE_KILLPRIV_V2`).
+    pub const KILL_SUIDGID: u32 = 1 << 0;
 }
 
 /// `fuse_open_out.open_flags` bits.

@@ -57,11 +57,44 @@ pub(crate) struct Inode {
     pub(crate) file_type: u32,
     /// Names the file was last seen under, most recent first (empty only for the root).
     locations: Mutex<Vec<Location>>,
+    /// The file's version when the guest last opened it: pages the guest kernel cached since then are still valid
+    /// while the version is unchanged (see [`Inode::page_cache_still_valid`]).
+    cached_version: Mutex<Option<FileVersion>>,
+}
+
+/// What changes whenever a file's contents change, on whichever side: size, mtime and ctime (ctime cannot be set by
+/// `utimensat`, so a host writer restoring mtime still changes the version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileVersion {
+    size: i64,
+    mtime: (i64, u64),
+    ctime: (i64, u64),
+}
+
+impl FileVersion {
+    pub(crate) fn of(st: &rustix::fs::Stat) -> Self {
+        Self {
+            size: st.st_size,
+            mtime: (st.st_mtime, st.st_mtime_nsec),
+            ctime: (st.st_ctime, st.st_ctime_nsec),
+        }
+    }
 }
 
 impl Inode {
     pub(crate) fn is_dir(&self) -> bool {
         self.file_type == libc::S_IFDIR
+    }
+
+    /// Whether the guest kernel may keep the pages it cached for this file at an open that finds it at `version`
+    /// (`FOPEN_KEEP_CACHE`): only when the file is at the same version as at the previous open. Anything else — a
+    /// host edit, a write by the guest itself, a first open — makes the guest drop its pages, and the new version is
+    /// remembered for the next open.
+    pub(crate) fn page_cache_still_valid(&self, version: FileVersion) -> bool {
+        match self.cached_version.lock() {
+            Ok(mut last) => last.replace(version) == Some(version),
+            Err(_) => false,
+        }
     }
 
     /// Remembers that the file is reachable as `name` in `parent` (most recent first, bounded).
@@ -154,6 +187,7 @@ impl InodeTable {
             key,
             file_type: confine::file_type(st.st_mode),
             locations: Mutex::new(Vec::new()),
+            cached_version: Mutex::new(None),
         });
         let mut t = Tables {
             next_id: ROOT_ID + 1,
@@ -209,6 +243,7 @@ impl InodeTable {
             key,
             file_type: confine::file_type(st.st_mode),
             locations: Mutex::new(vec![(Arc::clone(parent), name.to_owned())]),
+            cached_version: Mutex::new(None),
         });
         t.by_id.insert(nodeid, (Arc::clone(&inode), 1));
         t.by_key.insert(key, nodeid);

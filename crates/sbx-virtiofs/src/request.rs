@@ -201,6 +201,8 @@ pub enum Operation<'a> {
     },
     Open {
         flags: u32,
+        /// `FUSE_OPEN_*` bits (`open_in_flags`).
+        open_flags: u32,
     },
     Read(ReadIn),
     Write {
@@ -252,6 +254,8 @@ pub enum Operation<'a> {
         flags: u32,
         mode: u32,
         umask: u32,
+        /// `FUSE_OPEN_*` bits (`open_in_flags`).
+        open_flags: u32,
         name: &'a CStr,
     },
     Interrupt {
@@ -423,9 +427,9 @@ fn decode_operation<'a>(opcode: u32, r: &mut ByteReader<'a>) -> Result<Operation
         }
         opcode::OPEN | opcode::OPENDIR => {
             let flags = r.u32("open_in.flags")?;
-            r.u32("open_in.open_flags")?;
+            let open_flags = r.u32("open_in.open_flags")?;
             if opcode == opcode::OPEN {
-                O::Open { flags }
+                O::Open { flags, open_flags }
             } else {
                 O::Opendir { flags }
             }
@@ -532,11 +536,12 @@ fn decode_operation<'a>(opcode: u32, r: &mut ByteReader<'a>) -> Result<Operation
             let flags = r.u32("create_in.flags")?;
             let mode = r.u32("create_in.mode")?;
             let umask = r.u32("create_in.umask")?;
-            r.u32("create_in.open_flags")?;
+            let open_flags = r.u32("create_in.open_flags")?;
             O::Create {
                 flags,
                 mode,
                 umask,
+                open_flags,
                 name: r.cstr("create.name")?,
             }
         }

@@ -30,3 +30,22 @@ pub(crate) fn fchmod_empty_path(fd: BorrowedFd<'_>, mode: u32) -> Result<(), Err
         ))
     }
 }
+
+/// `pread` of up to `len` bytes at `offset`, appended to `out` without zero-filling the space first (a 1 MiB READ
+/// reply would otherwise be memset before every read). Returns the bytes read (0 at end of file).
+pub(crate) fn pread_append(
+    fd: BorrowedFd<'_>,
+    out: &mut Vec<u8>,
+    len: usize,
+    offset: u64,
+) -> Result<usize, Errno> {
+    out.reserve(len);
+    let start = out.len();
+    let spare = &mut out.spare_capacity_mut()[..len];
+    let (filled, _) = rustix::io::pread(fd, spare, offset)?;
+    let n = filled.len();
+    // SAFETY: `pread` initialised the first `n` bytes of the spare capacity (rustix returns exactly the initialised
+    // prefix), `n <= len <= capacity - start`, so every byte up to the new length is initialised.
+    unsafe { out.set_len(start + n) };
+    Ok(n)
+}

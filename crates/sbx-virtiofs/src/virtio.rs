@@ -156,10 +156,11 @@ impl VirtioFsQueueHandler {
         Q: QueueT,
         M: GuestMemory,
     {
-        let mut reply = Vec::new();
+        // Both buffers live for the whole pass: after the first request of a size there is no allocation.
+        let (mut request, mut reply) = (Vec::new(), Vec::new());
         while let Some(chain) = queue.pop_descriptor_chain(mem) {
             let head = chain.head_index();
-            let used = match self.process_chain(chain, &mut reply) {
+            let used = match self.process_chain_with(chain, &mut request, &mut reply) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(error = %e, "rejected virtio-fs descriptor chain");
@@ -183,11 +184,25 @@ impl VirtioFsQueueHandler {
         M: Deref + Clone,
         M::Target: GuestMemory,
     {
+        self.process_chain_with(chain, &mut Vec::new(), reply)
+    }
+
+    /// [`Self::process_chain`] with a caller-owned request buffer, reused across chains.
+    fn process_chain_with<M>(
+        &self,
+        chain: DescriptorChain<M>,
+        request: &mut Vec<u8>,
+        reply: &mut Vec<u8>,
+    ) -> Result<u32, ChainError>
+    where
+        M: Deref + Clone,
+        M::Target: GuestMemory,
+    {
         let head = chain.head_index();
         let layout = layout(chain.clone(), self.server.max_request_len())?;
         let mem = chain.memory();
-        let request = gather(mem, head, &layout)?;
-        match self.server.handle(&request, reply) {
+        gather(mem, head, &layout, request)?;
+        match self.server.handle(request, reply) {
             Outcome::NoReply => Ok(0),
             Outcome::Reply | Outcome::Destroyed => match scatter(mem, head, &layout, reply) {
                 // The driver left too little room: tell it so with a bare error header rather than a hung request.
@@ -252,14 +267,15 @@ where
     Ok(out)
 }
 
-/// Copies the readable descriptors into one buffer (vm-memory bounds-checks every range).
+/// Copies the readable descriptors into `request` (vm-memory bounds-checks every range).
 fn gather<G: GuestMemory + ?Sized>(
     mem: &G,
     head: u16,
     layout: &ChainLayout,
-) -> Result<Vec<u8>, ChainError> {
-    // Bounded by max_request_len in `layout`.
-    let mut request = vec![0u8; layout.readable_len as usize];
+    request: &mut Vec<u8>,
+) -> Result<(), ChainError> {
+    // Bounded by max_request_len in `layout`. Only growth is zeroed; every byte is overwritten below.
+    request.resize(layout.readable_len as usize, 0);
     let mut at = 0usize;
     for seg in &layout.readable {
         let end = at + seg.len as usize;
@@ -271,7 +287,7 @@ fn gather<G: GuestMemory + ?Sized>(
             })?;
         at = end;
     }
-    Ok(request)
+    Ok(())
 }
 
 /// Copies the reply into the writable descriptors.

@@ -75,6 +75,10 @@ impl FileServer {
                 )?,
             }
         }
+        if arg.valid & fattr::KILL_SUIDGID != 0 && confine::is_reg(inode.file_type) {
+            // A truncation (or chown) by a caller without CAP_FSETID, under HANDLE_KILLPRIV_V2.
+            super::file::kill_suidgid(&inode.reopen(OFlags::RDONLY | OFlags::NONBLOCK)?)?;
+        }
         if arg.valid & (fattr::ATIME | fattr::MTIME | fattr::ATIME_NOW | fattr::MTIME_NOW) != 0 {
             let times = Timestamps {
                 last_access: timespec(

@@ -1,16 +1,17 @@
 //! File I/O: OPEN, CREATE, READ, WRITE, FSYNC, FALLOCATE, LSEEK, COPY_FILE_RANGE.
 
 use std::ffi::CStr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use rustix::fs::{FallocateFlags, Mode, OFlags, SeekFrom};
 use rustix::io::Errno;
 
 use super::FileServer;
-use crate::abi::{encode_open_out, encode_write_out};
+use crate::abi::{encode_open_out, encode_write_out, fopen, open_in_flags, write_flags};
 use crate::confine::{self, check_name, sanitize_mode};
 use crate::handle::{Handle, HandleKind};
-use crate::inode::Inode;
+use crate::inode::{FileVersion, Inode};
 use crate::request::{CopyFileRangeIn, ReadIn, WriteIn};
 
 /// Largest single COPY_FILE_RANGE chunk (the reply counts bytes in a u32).
@@ -40,7 +41,13 @@ impl FileServer {
         Ok(access | (guest & keep))
     }
 
-    pub(super) fn open(&self, node: u64, flags: u32, out: &mut Vec<u8>) -> Result<(), Errno> {
+    pub(super) fn open(
+        &self,
+        node: u64,
+        flags: u32,
+        open_flags: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Errno> {
         let inode = self.inode(node)?;
         if !confine::is_reg(inode.file_type) {
             // The kernel opens special files itself; a guest asking us to open a FIFO or device is refused.
@@ -51,16 +58,31 @@ impl FileServer {
             });
         }
         let fd = inode.reopen(self.host_open_flags(flags)?)?;
+        kill_suidgid_on_trunc(&fd, flags, open_flags)?;
         // The guest kernel does its own readahead in modest windows; let the host read ahead further so large
         // sequential reads stream from disk. Advice only: failure changes nothing.
         let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::Sequential);
+        let open_flags = self.keep_cache_flag(&inode, &fd)?;
         let fh = self.handles.insert(Handle {
             inode,
             kind: HandleKind::File(fd),
         })?;
-        // No FOPEN_KEEP_CACHE: every open revalidates cached pages (close-to-open consistency with host edits).
-        encode_open_out(out, fh, 0);
+        encode_open_out(out, fh, open_flags);
         Ok(())
+    }
+
+    /// `FOPEN_KEEP_CACHE` when the policy allows it and the file is at the version it had when the guest last opened
+    /// it; otherwise 0, and the guest kernel drops the file's cached pages (close-to-open consistency with host edits).
+    fn keep_cache_flag(&self, inode: &Inode, fd: &impl AsFd) -> Result<u32, Errno> {
+        if !self.config.cache.keep_cache {
+            return Ok(0);
+        }
+        let version = FileVersion::of(&rustix::fs::fstat(fd)?);
+        Ok(if inode.page_cache_still_valid(version) {
+            fopen::KEEP_CACHE
+        } else {
+            0
+        })
     }
 
     /// CREATE: create-and-open in one step, confined like every other name.
@@ -70,6 +92,7 @@ impl FileServer {
         name: &CStr,
         flags: u32,
         mode: u32,
+        open_flags: u32,
         out: &mut Vec<u8>,
     ) -> Result<(), Errno> {
         self.check_writable()?;
@@ -86,6 +109,7 @@ impl FileServer {
             Mode::from_raw_mode(sanitize_mode(mode)),
         )?;
         self.adopt(&fd)?;
+        kill_suidgid_on_trunc(&fd, flags, open_flags)?;
         let st = rustix::fs::fstat(&fd)?;
         if !confine::is_reg(st.st_mode) {
             return Err(Errno::ISDIR);
@@ -104,26 +128,24 @@ impl FileServer {
         Ok(())
     }
 
-    /// READ straight into the reply buffer.
+    /// READ straight into the reply buffer's spare capacity: no zero-fill, no second copy, and (the buffer being
+    /// reused across requests) no allocation once warm.
     pub(super) fn read(&self, arg: &ReadIn, out: &mut Vec<u8>) -> Result<(), Errno> {
         let handle = self.handles.get(arg.fh)?;
         let fd = handle.file()?;
         let size = (arg.size as usize).min(self.max_request_len());
         let start = out.len();
-        out.resize(start + size, 0);
-        let mut done = 0;
-        while done < size {
-            match rustix::io::pread(fd, &mut out[start + done..], arg.offset + done as u64) {
+        while out.len() - start < size {
+            let done = out.len() - start;
+            match crate::sys::pread_append(fd.as_fd(), out, size - done, arg.offset + done as u64) {
                 Ok(0) => break,
-                Ok(n) => done += n,
-                Err(Errno::INTR) => continue,
+                Ok(_) | Err(Errno::INTR) => {}
                 Err(e) => {
                     out.truncate(start);
                     return Err(e);
                 }
             }
         }
-        out.truncate(start + done);
         Ok(())
     }
 
@@ -131,6 +153,9 @@ impl FileServer {
         self.check_writable()?;
         let handle = self.handles.get(arg.fh)?;
         let fd = handle.file()?;
+        if arg.write_flags & write_flags::KILL_SUIDGID != 0 {
+            kill_suidgid(fd)?;
+        }
         let mut done = 0;
         while done < data.len() {
             match rustix::io::pwrite(fd, &data[done..], arg.offset + done as u64) {
@@ -223,4 +248,28 @@ impl FileServer {
         encode_write_out(out, u32::try_from(n).unwrap_or(u32::MAX));
         Ok(())
     }
+}
+
+/// Clears setuid, and setgid when group-executable, as the kernel does when a caller without `CAP_FSETID` writes or
+/// truncates a file. With `HANDLE_KILLPRIV_V2` this is the server's job: the host kernel would skip it, because the
+/// server itself may run with `CAP_FSETID`.
+pub(super) fn kill_suidgid(fd: &impl AsFd) -> Result<(), Errno> {
+    let mode = rustix::fs::fstat(fd)?.st_mode;
+    let mut kill = libc::S_ISUID;
+    if mode & libc::S_IXGRP != 0 {
+        kill |= libc::S_ISGID;
+    }
+    if mode & kill == 0 {
+        return Ok(());
+    }
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(mode & 0o7777 & !kill))
+}
+
+/// [`kill_suidgid`] for an `O_TRUNC` open the kernel flagged.
+fn kill_suidgid_on_trunc(fd: &impl AsFd, flags: u32, open_flags: u32) -> Result<(), Errno> {
+    let truncates = OFlags::from_bits_retain(flags).contains(OFlags::TRUNC);
+    if truncates && open_flags & open_in_flags::KILL_SUIDGID != 0 {
+        kill_suidgid(fd)?;
+    }
+    Ok(())
 }

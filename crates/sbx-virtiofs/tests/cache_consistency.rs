@@ -1,0 +1,316 @@
+//! The performance settings and the consistency they must keep: the guest keeps cached pages only while the host file
+//! is unchanged, reads return exactly the file's bytes, setuid bits die on unprivileged writes (the server's job under
+//! `HANDLE_KILLPRIV_V2`), and host mounts get a large readahead window.
+
+mod common;
+
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::Client;
+use sbx_virtiofs::abi::{fopen, opcode};
+use sbx_virtiofs::{CachePolicy, ShareConfig};
+
+/// `open_flags` of an OPEN reply (after `fh`).
+fn open_flags(r: &common::Reply) -> u32 {
+    assert_eq!(r.error, 0, "open failed: errno {}", -r.error);
+    r.u32_at(8)
+}
+
+fn release(c: &mut Client, node: u64, fh: u64) {
+    let mut b = fh.to_ne_bytes().to_vec();
+    b.extend_from_slice(&[0u8; 16]);
+    assert_eq!(c.call(opcode::RELEASE, node, &b).error, 0);
+}
+
+/// Opens `node` read-only, returns the reply's open flags and closes it again.
+fn open_close(c: &mut Client, node: u64) -> u32 {
+    let r = c.open(node, libc::O_RDONLY as u32);
+    let flags = open_flags(&r);
+    release(c, node, r.fh_at(0));
+    flags
+}
+
+/// Overwrites `path` in place (same inode, same size), after a pause that puts the change in a new timestamp tick
+/// even on file systems with coarse timestamps.
+fn overwrite_in_place(path: &Path, data: &[u8]) {
+    std::thread::sleep(Duration::from_millis(20));
+    let mut f = fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    f.write_all(data).unwrap();
+}
+
+#[test]
+fn keep_cache_is_granted_only_while_the_file_version_is_unchanged() {
+    let share = tempfile::tempdir().unwrap();
+    let file = share.path().join("f");
+    fs::write(&file, b"version one").unwrap();
+    let mut c = Client::new(ShareConfig::new(share.path()));
+    let node = c.lookup(1, "f").nodeid();
+
+    assert_eq!(
+        open_close(&mut c, node) & fopen::KEEP_CACHE,
+        0,
+        "first open: nothing cached yet"
+    );
+    assert_eq!(
+        open_close(&mut c, node) & fopen::KEEP_CACHE,
+        fopen::KEEP_CACHE,
+        "unchanged file: the guest keeps its pages"
+    );
+    // A same-size edit in place by the host: size is equal, mtime/ctime are not.
+    overwrite_in_place(&file, b"VERSION ONE");
+    assert_eq!(
+        open_close(&mut c, node) & fopen::KEEP_CACHE,
+        0,
+        "host edit: the guest must drop its pages"
+    );
+    assert_eq!(
+        open_close(&mut c, node) & fopen::KEEP_CACHE,
+        fopen::KEEP_CACHE
+    );
+    // A write by the guest itself also changes the version (its pages are right, but dropping them is safe).
+    let r = c.open(node, libc::O_RDWR as u32);
+    assert_eq!(open_flags(&r) & fopen::KEEP_CACHE, fopen::KEEP_CACHE);
+    let fh = r.fh_at(0);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(c.write(node, fh, 0, b"v").error, 0);
+    release(&mut c, node, fh);
+    assert_eq!(open_close(&mut c, node) & fopen::KEEP_CACHE, 0);
+}
+
+#[test]
+fn keep_cache_can_be_turned_off() {
+    let share = tempfile::tempdir().unwrap();
+    fs::write(share.path().join("f"), b"data").unwrap();
+    let policy = CachePolicy {
+        keep_cache: false,
+        ..CachePolicy::default()
+    };
+    let mut c = Client::new(ShareConfig::new(share.path()).cache(policy));
+    let node = c.lookup(1, "f").nodeid();
+    for _ in 0..3 {
+        assert_eq!(open_close(&mut c, node) & fopen::KEEP_CACHE, 0);
+    }
+}
+
+#[test]
+fn reads_return_exactly_the_bytes_of_the_file() {
+    let share = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..(3 << 20) + 17)
+        .map(|i| (i * 31 + i / 7) as u8)
+        .collect();
+    fs::write(share.path().join("f"), &data).unwrap();
+    let mut c = Client::new(ShareConfig::new(share.path()));
+    let node = c.lookup(1, "f").nodeid();
+    let fh = c.open(node, libc::O_RDONLY as u32).fh_at(0);
+    let len = data.len() as u64;
+    for (offset, size) in [
+        (0u64, 1u32 << 20),
+        (1 << 20, 1 << 20),
+        (len - 10, 1 << 20), // short read at the end of the file
+        (len, 4096),         // at end of file: empty
+        (len + 1_000_000, 4096),
+        (12_345, 1),
+        (0, 0),
+    ] {
+        let r = c.read(node, fh, offset, size);
+        assert_eq!(r.error, 0, "read {offset}+{size}");
+        let start = (offset.min(len)) as usize;
+        let end = (offset + u64::from(size)).min(len) as usize;
+        assert!(
+            r.body == data[start..end.max(start)],
+            "read {offset}+{size}: {} bytes, expected {}",
+            r.body.len(),
+            end.max(start) - start
+        );
+    }
+    // A request larger than the server accepts is answered with at most max_write bytes, never more than asked.
+    let r = c.read(node, fh, 0, u32::MAX);
+    assert_eq!(r.error, 0);
+    assert!(r.body.len() <= c.server.max_request_len());
+    assert!(r.body == data[..r.body.len()]);
+}
+
+#[test]
+fn same_size_host_edits_are_seen_by_the_next_open_through_the_kernel() {
+    let Some(m) = common::mount("keep_cache_host_edit", |c| c) else {
+        return;
+    };
+    let page = |b: u8| vec![b; 64 << 10];
+    fs::write(m.mnt.join("f"), page(b'a')).unwrap();
+    // Two reads: the second open keeps the cache the first filled.
+    assert_eq!(fs::read(m.mnt.join("f")).unwrap(), page(b'a'));
+    assert_eq!(fs::read(m.mnt.join("f")).unwrap(), page(b'a'));
+    // The host edits in place, same size: the guest's cached size is still right, only the version tells.
+    overwrite_in_place(&m.share.join("f"), &page(b'b'));
+    assert!(
+        fs::read(m.mnt.join("f")).unwrap() == page(b'b'),
+        "the next open must not serve the stale cached pages"
+    );
+    // And the other way round: the host sees the guest's write at once (no writeback cache).
+    fs::OpenOptions::new()
+        .write(true)
+        .open(m.mnt.join("f"))
+        .unwrap()
+        .write_all(&page(b'c'))
+        .unwrap();
+    assert!(fs::read(m.share.join("f")).unwrap() == page(b'c'));
+}
+
+/// Makes the temp dir reachable for `nobody` (tempfile creates it 0700).
+fn open_up(m: &common::Mounted) {
+    for dir in [m.tmp.path(), &m.tmp.path().join("m"), &m.share] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+fn as_nobody(script: &str, dir: &Path) -> std::process::Output {
+    Command::new("sh")
+        .args(["-c", script])
+        .current_dir(dir)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn unprivileged_writes_and_truncations_clear_setuid_as_on_a_plain_directory() {
+    let Some(m) = common::mount("killpriv", |c| c) else {
+        return;
+    };
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIPPED killpriv: needs root to create setuid files for another user");
+        return;
+    }
+    open_up(&m);
+    let plain = m.tmp.path().join("plain");
+    fs::create_dir(&plain).unwrap();
+    fs::set_permissions(&plain, fs::Permissions::from_mode(0o755)).unwrap();
+    let modes = |root: &Path| -> Vec<u32> {
+        ["w", "t", "o"]
+            .iter()
+            .map(|n| fs::metadata(root.join(n)).unwrap().mode() & 0o7777)
+            .collect()
+    };
+    // Host side (not through the mount): root's setuid+setgid files, writable by everyone.
+    for root in [&m.share, &plain] {
+        for name in ["w", "t", "o"] {
+            fs::write(root.join(name), b"#!/bin/sh\n").unwrap();
+            fs::set_permissions(root.join(name), fs::Permissions::from_mode(0o6777)).unwrap();
+        }
+    }
+    // nobody appends to w, truncates t with truncate(1), and opens o with O_TRUNC.
+    let script = "printf x >> w && truncate -s 1 t && : > o";
+    for root in [&m.mnt, &plain] {
+        let out = as_nobody(script, root);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            root.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(modes(&plain), vec![0o777; 3], "the kernel's own behaviour");
+    assert_eq!(
+        modes(&m.share),
+        modes(&plain),
+        "the host files behind the mount lost setuid/setgid too"
+    );
+    // Root (CAP_FSETID) keeps the bits, on both.
+    for root in [&m.share, &plain] {
+        fs::set_permissions(root.join("w"), fs::Permissions::from_mode(0o6755)).unwrap();
+    }
+    for root in [&m.mnt, &plain] {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(root.join("w"))
+            .unwrap()
+            .write_all(b"y")
+            .unwrap();
+    }
+    assert_eq!(
+        fs::metadata(m.share.join("w")).unwrap().mode() & 0o7777,
+        fs::metadata(plain.join("w")).unwrap().mode() & 0o7777
+    );
+}
+
+#[test]
+fn host_mounts_get_the_large_readahead_window() {
+    let Some(m) = common::mount("readahead", |c| c) else {
+        return;
+    };
+    let dev = fs::metadata(&m.mnt).unwrap().dev();
+    let path = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        rustix::fs::major(dev),
+        rustix::fs::minor(dev)
+    );
+    let kb = fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        kb.trim(),
+        sbx_virtiofs::host_fuse::DEFAULT_READ_AHEAD_KB.to_string(),
+        "{path}"
+    );
+}
+
+#[test]
+fn flush_is_declined_so_the_kernel_stops_sending_it_on_every_close() {
+    let share = tempfile::tempdir().unwrap();
+    fs::write(share.path().join("f"), b"data").unwrap();
+    let mut c = Client::new(ShareConfig::new(share.path()));
+    let node = c.lookup(1, "f").nodeid();
+    let fh = c.open(node, libc::O_RDONLY as u32).fh_at(0);
+    let flush = |c: &mut Client, fh: u64| {
+        let mut b = fh.to_ne_bytes().to_vec();
+        b.extend_from_slice(&[0u8; 16]);
+        c.call(opcode::FLUSH, node, &b).error
+    };
+    assert_eq!(flush(&mut c, fh), -libc::ENOSYS);
+    assert_eq!(flush(&mut c, fh + 1000), -libc::EBADF, "forged handle");
+}
+
+#[test]
+fn concurrent_readers_and_writers_each_get_their_own_bytes() {
+    let Some(m) = common::mount("parallel_io", |c| c) else {
+        return;
+    };
+    let contents: Vec<Vec<u8>> = (0..4)
+        .map(|i: usize| {
+            (0..(4 << 20) + i * 4099)
+                .map(|j| (j * (i + 3) + j / 4096) as u8)
+                .collect()
+        })
+        .collect();
+    let contents = &contents;
+    std::thread::scope(|s| {
+        for (i, content) in contents.iter().enumerate() {
+            let mnt = &m.mnt;
+            s.spawn(move || fs::write(mnt.join(format!("f{i}")), content).unwrap());
+        }
+    });
+    // Every thread reads every file (readahead requests of several readers in flight at once).
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let mnt = &m.mnt;
+            s.spawn(move || {
+                for k in 0..4 {
+                    let i = (t + k) % 4;
+                    assert!(
+                        fs::read(mnt.join(format!("f{i}"))).unwrap() == contents[i],
+                        "reader {t}: f{i} differs"
+                    );
+                }
+            });
+        }
+    });
+    for (i, content) in contents.iter().enumerate() {
+        assert!(fs::read(m.share.join(format!("f{i}"))).unwrap() == *content);
+    }
+}
