@@ -59,7 +59,9 @@ mod authority;
 mod body;
 mod ca;
 mod classify;
+mod credentials;
 mod deny;
+mod fdlimit;
 mod framing;
 mod handler;
 mod io;
@@ -75,13 +77,15 @@ mod upstream;
 pub use audit_adapter::to_audit_event;
 pub use authority::{Authority, AuthorityError, Host};
 pub use body::ProxyBody;
-pub use ca::{CaError, CertificateAuthority};
+pub use ca::{CaError, CaStore, CertificateAuthority, FileCaStore, SecretCaStore};
+pub use fdlimit::{FdLimit, raise_fd_limit};
 pub use io::Io;
 pub use proxy::{Ingress, Limits, Listener, Proxy, ProxyConfig, ProxyError, Sandbox};
 pub use seam::{
-    AuditAction, AuditDecision, AuditEvent, AuditSink, CredentialInjector, Destination,
-    EgressPolicy, InjectionReport, NetworkRequest, NoCredentials, Protocol, Verdict,
+    AuditAction, AuditDecision, AuditEvent, AuditSink, BodyPlan, CredentialInjector, Destination,
+    EgressPolicy, InjectionReport, NetworkRequest, NoCredentials, Protocol, Resign, Verdict,
 };
+pub use secrets_adapter::SecretsInjector;
 pub use upstream::{Connector, UpstreamConn, UpstreamError, UpstreamProxy};
 
 /// Parsers exposed for the fuzz targets. Not a stable API.

@@ -35,6 +35,10 @@ pub struct SeenRequest {
     pub version: String,
     pub headers: BTreeMap<String, String>,
     pub body_len: usize,
+    /// The raw query string (empty when none).
+    pub query: String,
+    /// The first 64 KiB of the body.
+    pub body: Vec<u8>,
 }
 
 impl Seen {
@@ -76,6 +80,7 @@ fn full(s: impl Into<Bytes>) -> Body {
 async fn route(seen: Arc<Seen>, mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
     let headers = req
         .headers()
         .iter()
@@ -106,6 +111,8 @@ async fn route(seen: Arc<Seen>, mut req: Request<Incoming>) -> Result<Response<B
             version,
             headers,
             body_len: 0,
+            query,
+            body: Vec::new(),
         });
         return Ok(Response::builder()
             .status(101)
@@ -115,10 +122,16 @@ async fn route(seen: Arc<Seen>, mut req: Request<Incoming>) -> Result<Response<B
             .unwrap());
     }
     let mut body_len = 0;
+    let mut kept = Vec::new();
     let mut body = req.into_body();
     while let Some(frame) = body.frame().await {
         match frame {
-            Ok(f) => body_len += f.data_ref().map_or(0, |d| d.len()),
+            Ok(f) => {
+                let data = f.data_ref().map_or(&[][..], |d| &d[..]);
+                body_len += data.len();
+                let room = (64 * 1024usize).saturating_sub(kept.len());
+                kept.extend_from_slice(&data[..data.len().min(room)]);
+            }
             Err(_) => {
                 return Ok(Response::builder()
                     .status(400)
@@ -133,6 +146,8 @@ async fn route(seen: Arc<Seen>, mut req: Request<Incoming>) -> Result<Response<B
         version,
         headers,
         body_len,
+        query,
+        body: kept,
     };
     seen.requests.lock().unwrap().push(record.clone());
     let resp = match path.as_str() {
