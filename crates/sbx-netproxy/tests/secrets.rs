@@ -212,7 +212,7 @@ async fn a_body_placeholder_headed_elsewhere_is_left_alone_and_audited_as_blocke
     let other = upstream(false).await;
     let store_dir = tempfile::tempdir().unwrap();
     let elsewhere = format!("localhost:{}", other.addr.port());
-    let rig = rig(&up, &[elsewhere.clone()], store_dir.path()).await;
+    let rig = rig(&up, std::slice::from_ref(&elsewhere), store_dir.path()).await;
     let internal = rig.placeholder("internal");
     let client = rig.client();
     // Streamed in pieces that split the placeholder: it is never buffered, still seen, and passed on unchanged.
