@@ -185,6 +185,10 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
 
 impl crate::io::Observer for FramingWatch {
     fn read(&mut self, data: &[u8]) {
+        // Polls that returned nothing change nothing (and must not clear the first head's deadline).
+        if data.is_empty() {
+            return;
+        }
         self.feed(data);
         self.update_deadline();
     }

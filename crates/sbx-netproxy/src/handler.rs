@@ -399,7 +399,14 @@ async fn forward(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<ProxyB
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str)
         .to_owned();
-    let uri: Uri = match format!("{scheme}://{}{pq}", target.authority).parse() {
+    // The scheme's default port is left out, so the Host / :authority upstream sees is what the client sent (and
+    // what a SigV4 signature covers).
+    let wire_authority = if default_port {
+        target.authority.host.to_string()
+    } else {
+        target.authority.to_string()
+    };
+    let uri: Uri = match format!("{scheme}://{wire_authority}{pq}").parse() {
         Ok(u) => u,
         Err(_) => return deny::error(StatusCode::BAD_REQUEST, "unparseable request target"),
     };

@@ -358,7 +358,11 @@ fn verify_with_real_key(seen: &SeenRequest) -> Result<(), String> {
     if field("Signature")? == expected {
         Ok(())
     } else {
-        Err("signature does not verify with the real key".into())
+        Err(format!(
+            "signature does not verify with the real key; canonical request as received:\n{}\nheaders: {:?}",
+            creq.text(),
+            seen.headers
+        ))
     }
 }
 

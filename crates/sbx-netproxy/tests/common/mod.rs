@@ -81,7 +81,7 @@ async fn route(seen: Arc<Seen>, mut req: Request<Incoming>) -> Result<Response<B
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
-    let headers = req
+    let mut headers: BTreeMap<String, String> = req
         .headers()
         .iter()
         .map(|(k, v)| {
@@ -91,6 +91,10 @@ async fn route(seen: Arc<Seen>, mut req: Request<Incoming>) -> Result<Response<B
             )
         })
         .collect();
+    // HTTP/2 carries the host as :authority; record it under `host` like HTTP/1.1 does.
+    if let (false, Some(a)) = (headers.contains_key("host"), req.uri().authority()) {
+        headers.insert("host".into(), a.as_str().to_owned());
+    }
     let version = format!("{:?}", req.version());
     if path == "/ws" {
         let upgrade = hyper::upgrade::on(&mut req);
