@@ -50,7 +50,10 @@ async fn start_upstream(dir: &Path) -> Result<(SocketAddr, PathBuf)> {
         )?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    // A deep accept queue: the 5,000-connection phase makes the proxy open thousands of upstream connections at once.
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind("127.0.0.1:0".parse()?)?;
+    let listener = socket.listen(4096)?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         loop {
@@ -143,7 +146,11 @@ async fn open_inner(route: &Route) -> Result<Sender> {
 
 async fn get(sender: &mut Sender, upstream: SocketAddr) -> Result<Duration> {
     let started = Instant::now();
-    sender.ready().await?;
+    if let Err(e) = sender.ready().await {
+        let e = anyhow::Error::from(e).context("connection not ready");
+        report_first_error(&e);
+        return Err(e);
+    }
     let req = hyper::Request::get("/")
         .header("host", upstream.to_string())
         .body(Empty::new())?;
@@ -351,6 +358,9 @@ async fn start_sbx(
         .arg(dir.join("sbx-state"))
         .arg("--extra-ca")
         .arg(upstream_ca)
+        // The production configuration: every request is written to a tamper-evident sbx-audit log.
+        .arg("--audit-dir")
+        .arg(dir.join("audit"))
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -427,6 +437,8 @@ async fn main() -> Result<()> {
         .and_then(|p| p.to_str()?.parse().ok())
         .unwrap_or(5000);
 
+    // The driver holds both ends of every connection it measures (client sockets and the upstream's accepted ones).
+    let fds = sbx_netproxy::raise_fd_limit();
     let dir = tempfile::tempdir()?;
     let (upstream, upstream_ca) = start_upstream(dir.path()).await?;
     let sbx = start_sbx(&proxy_bin, dir.path(), upstream, &upstream_ca).await?;
@@ -465,8 +477,15 @@ async fn main() -> Result<()> {
         None => None,
     };
 
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "phase length {PHASE:?} per cell; client, upstream and proxies share this machine's cores\n"
+        "phase length {PHASE:?} per cell; client, upstream and proxies share this machine's cores; \
+         load average at start: {}; driver open-file limit: {:?}\n",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        fds.map(|f| f.after)
     );
     println!("| route | req/s | p50 µs | p99 µs | requests | errors |\n|---|---|---|---|---|---|");
     let mut p50 = Vec::new();
@@ -509,6 +528,14 @@ async fn main() -> Result<()> {
     println!(
         "\nsbx-netproxy: {connections} concurrent intercepted connections (each: CONNECT + TLS + 2 requests): {errors} errors, {secs:.1} s; \
          RSS {rss_1000:.1} MiB at 1,000 open, {rss_all:.1} MiB at {connections} open"
+    );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "load average at end: {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     drop(mitm);
     drop(sbx);

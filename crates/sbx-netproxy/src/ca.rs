@@ -1,8 +1,11 @@
 //! The sandbox CA: an ECDSA P-256 certificate authority made once per state directory, and the per-host leaf
 //! certificates it signs on demand (cached in an LRU as ready-to-use TLS server configurations).
 //!
-//! Files in the state directory: `ca-bundle.pem` (private key + certificate, mode 0600, created atomically and never
-//! replaced, so concurrent sbx processes agree on one CA) and `ca.pem` (the public certificate, for guest trust stores).
+//! Where the CA's private key lives is a [`CaStore`]: [`FileCaStore`] keeps `ca-bundle.pem` (private key +
+//! certificate, mode 0600) in the state directory, [`SecretCaStore`] keeps the bundle in an sbx-secrets
+//! [`SecretStore`](sbx_secrets::SecretStore) (keychain or age-encrypted file). Both create atomically and never
+//! replace, so concurrent sbx processes agree on one CA. The public certificate is always exported as `ca.pem` in the
+//! state directory, for guest trust stores.
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -40,6 +43,14 @@ pub enum CaError {
         /// The file.
         path: PathBuf,
         /// What is wrong.
+        detail: String,
+    },
+    /// The secret store holding the CA key failed.
+    #[error("CA key in {store}: {detail}")]
+    Store {
+        /// Which store and key.
+        store: String,
+        /// What went wrong (never key material).
         detail: String,
     },
     /// Certificate generation failed.
@@ -109,23 +120,29 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
 }
 
 impl CertificateAuthority {
-    /// Load the CA from `state_dir`, creating it (and the directory, mode 0700) on first use; (re)writes `ca.pem`.
+    /// Load the CA from `state_dir` (`ca-bundle.pem`), creating it (and the directory, mode 0700) on first use;
+    /// (re)writes `ca.pem`.
     ///
     /// # Errors
     /// [`CaError`] when the files cannot be read/written or are malformed.
     pub fn load_or_create(state_dir: &Path) -> Result<Self, CaError> {
-        create_private_dir(state_dir)?;
-        let bundle_path = state_dir.join(BUNDLE_FILE);
-        let bundle = match std::fs::read_to_string(&bundle_path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                create_bundle(state_dir, &bundle_path)?
-            }
-            Err(e) => return Err(io_err(&bundle_path)(e)),
+        Self::load_or_create_in(&FileCaStore::new(state_dir), state_dir)
+    }
+
+    /// Load the CA from `store`, creating it there on first use (atomically: when several processes race, all end
+    /// up with the one CA that was stored first); writes the public certificate to `cert_dir/ca.pem`.
+    ///
+    /// # Errors
+    /// [`CaError`] when the store fails, holds a malformed bundle, or `ca.pem` cannot be written.
+    pub fn load_or_create_in(store: &dyn CaStore, cert_dir: &Path) -> Result<Self, CaError> {
+        create_private_dir(cert_dir)?;
+        let bundle = match store.load()? {
+            Some(text) => text,
+            None => store.create(&new_bundle()?)?,
         };
-        let ca = Self::from_bundle(&bundle, &bundle_path)?;
+        let ca = Self::from_bundle(&bundle, Path::new(&store.describe()))?;
         write_atomic(
-            &state_dir.join(CERT_FILE),
+            &cert_dir.join(CERT_FILE),
             ca.cert_pem.as_bytes(),
             0o644,
             true,
@@ -255,8 +272,8 @@ fn create_private_dir(dir: &Path) -> Result<(), CaError> {
     }
 }
 
-/// Generate a CA and publish it with a no-replace link, so two racing processes end up with the same bundle.
-fn create_bundle(dir: &Path, bundle_path: &Path) -> Result<String, CaError> {
+/// A fresh CA: PEM private key followed by the PEM certificate.
+fn new_bundle() -> Result<String, CaError> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|source| {
         CaError::Generate {
             subject: CA_COMMON_NAME.into(),
@@ -269,18 +286,163 @@ fn create_bundle(dir: &Path, bundle_path: &Path) -> Result<String, CaError> {
             subject: CA_COMMON_NAME.into(),
             source,
         })?;
-    let text = format!("{}{}", key.serialize_pem(), cert.pem());
-    let tmp = write_temp(dir, text.as_bytes(), 0o600)?;
-    let linked = std::fs::hard_link(&tmp, bundle_path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => Ok(text),
-        // Another process won the race: use its CA.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::fs::read_to_string(bundle_path).map_err(io_err(bundle_path))
+    Ok(format!("{}{}", key.serialize_pem(), cert.pem()))
+}
+
+/// Where the CA bundle (PEM private key + certificate) is kept.
+pub trait CaStore: Send + Sync + std::fmt::Debug {
+    /// The stored bundle, if one exists.
+    ///
+    /// # Errors
+    /// [`CaError`] when the store cannot be read.
+    fn load(&self) -> Result<Option<String>, CaError>;
+    /// Store `bundle` unless a bundle exists already, atomically across processes; returns the bundle stored
+    /// afterwards (`bundle`, or the one another process stored first).
+    ///
+    /// # Errors
+    /// [`CaError`] when the store cannot be written.
+    fn create(&self, bundle: &str) -> Result<String, CaError>;
+    /// Names the store in errors (a path, or a secret store and key).
+    fn describe(&self) -> String;
+}
+
+/// The CA bundle as `DIR/ca-bundle.pem` (mode 0600), published with a no-replace hard link.
+#[derive(Debug, Clone)]
+pub struct FileCaStore {
+    dir: PathBuf,
+}
+
+impl FileCaStore {
+    /// A store in `dir` (created 0700 on first write).
+    #[must_use]
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
         }
-        Err(e) => Err(io_err(bundle_path)(e)),
     }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(BUNDLE_FILE)
+    }
+}
+
+impl CaStore for FileCaStore {
+    fn load(&self) -> Result<Option<String>, CaError> {
+        let path = self.path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    fn create(&self, bundle: &str) -> Result<String, CaError> {
+        create_private_dir(&self.dir)?;
+        let path = self.path();
+        let tmp = write_temp(&self.dir, bundle.as_bytes(), 0o600)?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
+                sync_dir(&self.dir)?;
+                Ok(bundle.to_owned())
+            }
+            // Another process won the race: use its CA.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::read_to_string(&path).map_err(io_err(&path))
+            }
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.path().display().to_string()
+    }
+}
+
+/// The CA bundle as one secret in an sbx-secrets store (keychain, age-encrypted file, memory), so the CA private
+/// key is protected like every other credential. First-time creation holds an exclusive lock on `lock_file`, so two
+/// processes cannot both create a CA.
+///
+/// The default key ([`SecretCaStore::default_key`]) is scoped to a reserved sandbox name, so the bundle never shows
+/// up among the secrets a real sandbox gets.
+#[derive(Debug, Clone)]
+pub struct SecretCaStore {
+    store: Arc<dyn sbx_secrets::SecretStore>,
+    key: sbx_secrets::SecretKey,
+    lock_file: PathBuf,
+}
+
+impl SecretCaStore {
+    /// Keep the CA under `key` in `store`; `lock_file` (created on first use) serialises first-time creation.
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn sbx_secrets::SecretStore>,
+        key: sbx_secrets::SecretKey,
+        lock_file: PathBuf,
+    ) -> Self {
+        Self {
+            store,
+            key,
+            lock_file,
+        }
+    }
+
+    /// `sbx-proxy` / `ca-bundle`: a sandbox scope no sandbox is given (sandbox ids are generated, not this name).
+    ///
+    /// # Errors
+    /// Never in practice (the name is valid); typed for the store's key validation.
+    pub fn default_key() -> Result<sbx_secrets::SecretKey, sbx_secrets::KeyError> {
+        sbx_secrets::SecretKey::sandbox("sbx-proxy", "ca-bundle")
+    }
+
+    fn store_err(&self, e: &dyn std::fmt::Display) -> CaError {
+        CaError::Store {
+            store: self.describe(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+impl CaStore for SecretCaStore {
+    fn load(&self) -> Result<Option<String>, CaError> {
+        let value = self.store.get(&self.key).map_err(|e| self.store_err(&e))?;
+        Ok(value.map(|v| v.expose().to_owned()))
+    }
+
+    fn create(&self, bundle: &str) -> Result<String, CaError> {
+        if let Some(dir) = self.lock_file.parent() {
+            create_private_dir(dir)?;
+        }
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_file)
+            .map_err(io_err(&self.lock_file))?;
+        lock.lock().map_err(io_err(&self.lock_file))?;
+        // Under the lock: whoever stored first wins, everyone else reads theirs.
+        let result = match self.load()? {
+            Some(existing) => Ok(existing),
+            None => self
+                .store
+                .set(&self.key, &sbx_secrets::SecretValue::from(bundle))
+                .map(|()| bundle.to_owned())
+                .map_err(|e| self.store_err(&e)),
+        };
+        let _ = lock.unlock();
+        result
+    }
+
+    fn describe(&self) -> String {
+        format!("secret store {:?} key {}", self.store.kind(), self.key)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), CaError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
 }
 
 fn write_temp(dir: &Path, data: &[u8], mode: u32) -> Result<PathBuf, CaError> {
@@ -307,7 +469,8 @@ fn unique() -> u64 {
 fn write_atomic(path: &Path, data: &[u8], mode: u32, _replace: bool) -> Result<(), CaError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = write_temp(dir, data, mode)?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    sync_dir(dir)
 }
 
 #[cfg(test)]

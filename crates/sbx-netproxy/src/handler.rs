@@ -104,14 +104,16 @@ async fn serve_http1_inner(conn: Arc<Conn>, io: impl Io) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // The framing watch enforces the head deadline from a head's first byte; hyper's would also close idle
+        // keep-alive connections (see `framing`).
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes.max(8192) * 2)
         .max_header_size(limits.max_header_bytes)
         .max_headers(limits.max_headers)
         .keep_alive(true);
     let svc_conn = conn.clone();
     let service = service_fn(move |req| handle(svc_conn.clone(), req));
-    let io = crate::framing::Watched::new(io, conn.smuggling.clone());
+    let io = crate::framing::watched(io, conn.smuggling.clone(), limits.header_read_timeout);
     let _ = builder
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades()
@@ -397,7 +399,14 @@ async fn forward(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<ProxyB
         .path_and_query()
         .map_or("/", http::uri::PathAndQuery::as_str)
         .to_owned();
-    let uri: Uri = match format!("{scheme}://{}{pq}", target.authority).parse() {
+    // The scheme's default port is left out, so the Host / :authority upstream sees is what the client sent (and
+    // what a SigV4 signature covers).
+    let wire_authority = if default_port {
+        target.authority.host.to_string()
+    } else {
+        target.authority.to_string()
+    };
+    let uri: Uri = match format!("{scheme}://{wire_authority}{pq}").parse() {
         Ok(u) => u,
         Err(_) => return deny::error(StatusCode::BAD_REQUEST, "unparseable request target"),
     };
@@ -427,29 +436,20 @@ async fn forward(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<ProxyB
         .as_ref()
         .filter(|t| t.strict)
         .map_or(host.clone(), |t| t.target.host.as_policy_str());
-    let report = conn.sandbox.injector.inject(
-        &Destination {
-            connect_host: &connect_host,
-            sni: sni.as_deref(),
-            authority: &host,
-        },
-        &mut head,
-    );
-    for (service, h) in report.injected {
-        conn.audit(
-            Some(AuditDecision::Allow),
-            AuditAction::SecretInjected { service, host: h },
-            None,
-        );
-    }
-    for (service, h) in report.blocked {
-        let v = Verdict::proxy_deny("placeholder_blocked");
-        conn.audit(
-            Some(AuditDecision::Deny),
-            AuditAction::PlaceholderBlocked { service, host: h },
-            Some(&v),
-        );
-    }
+    let dest = Destination {
+        connect_host: &connect_host,
+        sni: sni.as_deref(),
+        authority: &host,
+    };
+    let report = conn.sandbox.injector.inject(&dest, &mut head);
+    audit_injection(&conn, report);
+    let body = match crate::credentials::apply_to_body(&conn, &dest, &mut head, body).await {
+        Ok(body) => body,
+        Err((status, verdict)) => {
+            let req = Request::from_parts(head, ());
+            return refuse(&conn, &req, &target, status, verdict, &fixed);
+        }
+    };
 
     let client = if upgrade {
         &conn.sandbox.client_h1
@@ -491,6 +491,26 @@ async fn forward(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<ProxyB
         body = filter_models(&conn, &host, body, &mut parts.headers).await;
     }
     finish(Response::from_parts(parts, body), rec)
+}
+
+/// Audit what credential injection did: `secret_injected` per applied credential, `placeholder_blocked` per
+/// placeholder headed to a host it is not bound to.
+pub(crate) fn audit_injection(conn: &Conn, report: crate::seam::InjectionReport) {
+    for (service, h) in report.injected {
+        conn.audit(
+            Some(AuditDecision::Allow),
+            AuditAction::SecretInjected { service, host: h },
+            None,
+        );
+    }
+    for (service, h) in report.blocked {
+        let v = Verdict::proxy_deny("placeholder_blocked");
+        conn.audit(
+            Some(AuditDecision::Deny),
+            AuditAction::PlaceholderBlocked { service, host: h },
+            Some(&v),
+        );
+    }
 }
 
 type GateRefusal = (StatusCode, Verdict, Option<String>);
@@ -562,7 +582,7 @@ async fn filter_models(
 }
 
 /// Collect a body up to `limit` bytes; `None` when it is larger or fails.
-async fn collect_limited<B>(mut body: B, limit: usize) -> Option<Bytes>
+pub(crate) async fn collect_limited<B>(mut body: B, limit: usize) -> Option<Bytes>
 where
     B: http_body::Body<Data = Bytes> + Unpin,
 {

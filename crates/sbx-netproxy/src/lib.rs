@@ -19,7 +19,12 @@
 //! - upstream TLS verified against webpki + system roots + configured extra CAs; optional chaining through an upstream
 //!   proxy with CONNECT;
 //! - refusals as HTTP 403 whose body names the rule, the layer, the reason and the `sbx policy allow network ...`
-//!   command that would allow the request.
+//!   command that would allow the request;
+//! - credentials from sbx-secrets through [`SecretsInjector`]: header injection, body substitution for custom secrets
+//!   that ask for it (bounded buffering, bound hosts only; bodies elsewhere are watched and `placeholder_blocked` is
+//!   audited) and AWS SigV4 re-signing with the real key ([`CredentialInjector::resign`]);
+//! - the CA key kept in a [`CaStore`]: `ca-bundle.pem` ([`FileCaStore`]) or an sbx-secrets store
+//!   ([`SecretCaStore`]), created atomically across processes; `ca.pem` is always exported to the state dir.
 //!
 //! Security properties (each has an adversarial integration test): no raw tunnel without a raw-TCP rule; every inner
 //! request is checked by its own Host / `:authority`, which must agree with the CONNECT target and the SNI (domain
@@ -59,7 +64,9 @@ mod authority;
 mod body;
 mod ca;
 mod classify;
+mod credentials;
 mod deny;
+mod fdlimit;
 mod framing;
 mod handler;
 mod io;
@@ -75,13 +82,15 @@ mod upstream;
 pub use audit_adapter::to_audit_event;
 pub use authority::{Authority, AuthorityError, Host};
 pub use body::ProxyBody;
-pub use ca::{CaError, CertificateAuthority};
+pub use ca::{CaError, CaStore, CertificateAuthority, FileCaStore, SecretCaStore};
+pub use fdlimit::{FdLimit, raise_fd_limit};
 pub use io::Io;
 pub use proxy::{Ingress, Limits, Listener, Proxy, ProxyConfig, ProxyError, Sandbox};
 pub use seam::{
-    AuditAction, AuditDecision, AuditEvent, AuditSink, CredentialInjector, Destination,
-    EgressPolicy, InjectionReport, NetworkRequest, NoCredentials, Protocol, Verdict,
+    AuditAction, AuditDecision, AuditEvent, AuditSink, BodyPlan, CredentialInjector, Destination,
+    EgressPolicy, InjectionReport, NetworkRequest, NoCredentials, Protocol, Resign, Verdict,
 };
+pub use secrets_adapter::SecretsInjector;
 pub use upstream::{Connector, UpstreamConn, UpstreamError, UpstreamProxy};
 
 /// Parsers exposed for the fuzz targets. Not a stable API.

@@ -12,7 +12,7 @@ use rustls_pki_types::pem::PemObject;
 use tokio::sync::Semaphore;
 
 use crate::body::ProxyBody;
-use crate::ca::{CaError, CertificateAuthority};
+use crate::ca::{CaError, CaStore, CertificateAuthority, FileCaStore};
 use crate::io::{BoxIo, ConnGuard, Io, Watched};
 use crate::seam::{AuditSink, CredentialInjector, EgressPolicy};
 use crate::upstream::{Connector, UpstreamProxy, client_config};
@@ -75,6 +75,9 @@ pub struct ProxyConfig {
     pub upstream_proxy: Option<String>,
     /// Limits.
     pub limits: Limits,
+    /// Where the CA private key is kept; `None` keeps it in `state_dir/ca-bundle.pem` ([`FileCaStore`]). The public
+    /// certificate is written to `state_dir/ca.pem` either way.
+    pub ca_store: Option<Arc<dyn CaStore>>,
 }
 
 impl ProxyConfig {
@@ -87,6 +90,7 @@ impl ProxyConfig {
             system_roots: true,
             upstream_proxy: None,
             limits: Limits::default(),
+            ca_store: None,
         }
     }
 }
@@ -207,7 +211,17 @@ impl Proxy {
     /// # Errors
     /// [`ProxyError`] for CA or extra-CA problems.
     pub fn new(config: ProxyConfig, audit: Arc<dyn AuditSink>) -> Result<Self, ProxyError> {
-        let ca = CertificateAuthority::load_or_create(&config.state_dir)?;
+        // Two descriptors per intercepted connection: lift the soft open-file limit to the hard one.
+        crate::fdlimit::raise_fd_limit();
+        let ca = match &config.ca_store {
+            Some(store) => {
+                CertificateAuthority::load_or_create_in(store.as_ref(), &config.state_dir)?
+            }
+            None => CertificateAuthority::load_or_create_in(
+                &FileCaStore::new(&config.state_dir),
+                &config.state_dir,
+            )?,
+        };
         let mut extra = Vec::new();
         for (index, pem) in config.extra_ca_pem.iter().enumerate() {
             let certs: Vec<CertificateDer<'static>> =
@@ -258,7 +272,9 @@ impl Proxy {
                 .pool_timer(TokioTimer::new())
                 .timer(TokioTimer::new())
                 .pool_idle_timeout(Duration::from_secs(60))
-                .pool_max_idle_per_host(256)
+                // Idle upstream connections kept per host: enough for an agent's parallel requests; each costs a TLS
+                // session and buffers (~40 KiB), so the pool is not a second copy of every client connection.
+                .pool_max_idle_per_host(POOL_IDLE_PER_HOST)
                 .build(connector)
         };
         Arc::new(Sandbox {
@@ -283,12 +299,10 @@ impl Proxy {
         addr: SocketAddr,
         ingress: Ingress,
     ) -> Result<Listener, ProxyError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| ProxyError::Bind {
-                addr: addr.to_string(),
-                source,
-            })?;
+        let listener = bind_tcp(addr).map_err(|source| ProxyError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
         let local = listener
             .local_addr()
             .map_err(|source| ProxyError::Bind {
@@ -332,7 +346,7 @@ impl Proxy {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(bind_err(e)),
             _ => {}
         }
-        let listener = tokio::net::UnixListener::bind(path).map_err(bind_err)?;
+        let listener = bind_unix(path).map_err(bind_err)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
         let this = self.clone();
         let task = tokio::spawn(async move {
@@ -377,4 +391,35 @@ impl Proxy {
         };
         let _ = guard.watch(work).await;
     }
+}
+
+/// Idle pooled upstream connections per host and sandbox.
+const POOL_IDLE_PER_HOST: usize = 64;
+
+/// Accept backlog: bursts of thousands of connects (an agent's parallel tool calls, the concurrency bench) must not
+/// overflow the queue; the kernel caps it at `net.core.somaxconn`.
+const BACKLOG: u32 = 4096;
+
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+fn bind_unix(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    rustix::net::bind(&fd, &SocketAddrUnix::new(path)?)?;
+    rustix::net::listen(&fd, i32::try_from(BACKLOG).unwrap_or(i32::MAX))?;
+    tokio::net::UnixListener::from_std(std::os::unix::net::UnixListener::from(fd))
 }

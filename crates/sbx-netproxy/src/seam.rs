@@ -124,10 +124,79 @@ pub struct InjectionReport {
     pub blocked: Vec<(String, String)>,
 }
 
-/// The credential seam: sbx-secrets' `SandboxCredentials` implements this through a thin adapter.
+/// What a credential injector needs done with a request body (decided per request, after header injection).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BodyPlan {
+    /// Stream the body untouched (the default, and what every request without body secrets gets).
+    #[default]
+    Stream,
+    /// Buffer the body (up to [`Limits::max_buffered_body`](crate::Limits::max_buffered_body), larger bodies are
+    /// refused with 413) and hand it to [`CredentialInjector::inject_body`]: the destination is bound to a secret
+    /// that asked for body substitution.
+    Buffer,
+    /// Stream the body untouched, but watch it for these `(service, placeholder)` pairs: the destination is not bound
+    /// to them, so any one seen is audited as `placeholder_blocked` (and never substituted).
+    Watch(Vec<(String, String)>),
+}
+
+/// The outcome of AWS SigV4 re-signing ([`CredentialInjector::resign`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Resign {
+    /// Not an AWS request signed with this sandbox's placeholder credentials, or not bound to this host: forwarded as
+    /// it is (header injection already reported any placeholder headed elsewhere).
+    NotApplicable,
+    /// Re-signed with the real credentials of `service` for `host` (audited as `secret_injected`).
+    Resigned {
+        /// Service name.
+        service: String,
+        /// Destination host.
+        host: String,
+    },
+    /// The request must not be forwarded (malformed signature, a foreign key id, a streaming upload that cannot be
+    /// re-signed, ...); `reason` says why, without any secret.
+    Refused {
+        /// Why, for the 403 body and the audit event.
+        reason: String,
+    },
+}
+
+/// The credential seam: sbx-secrets' `SandboxCredentials` implements this through a thin adapter, and
+/// [`SecretsInjector`](crate::SecretsInjector) adds body substitution for custom secrets that ask for it.
+///
+/// Only [`inject`](Self::inject) is required; the body and SigV4 methods default to "nothing to do".
 pub trait CredentialInjector: Send + Sync + 'static {
     /// Apply credentials bound to `dest` to the request head; report what was injected or blocked.
     fn inject(&self, dest: &Destination<'_>, head: &mut http::request::Parts) -> InjectionReport;
+
+    /// What to do with the request body of this (already header-injected) request.
+    fn body_plan(&self, _dest: &Destination<'_>, _head: &http::request::Parts) -> BodyPlan {
+        BodyPlan::Stream
+    }
+
+    /// Substitute placeholders in a buffered body (only called after [`BodyPlan::Buffer`]); the proxy fixes
+    /// `Content-Length` afterwards.
+    fn inject_body(&self, _dest: &Destination<'_>, _body: &mut Vec<u8>) -> InjectionReport {
+        InjectionReport::default()
+    }
+
+    /// Whether re-signing this request needs the SHA-256 of its body (an AWS request signed by the sandbox without
+    /// an `x-amz-content-sha256` header); the proxy then buffers the body, bounded like [`BodyPlan::Buffer`].
+    fn needs_payload_hash(&self, _dest: &Destination<'_>, _head: &http::request::Parts) -> bool {
+        false
+    }
+
+    /// Re-sign an AWS SigV4 request with the real credentials (called after header and body injection, with the
+    /// hex SHA-256 of the body when [`needs_payload_hash`](Self::needs_payload_hash) asked for it).
+    fn resign(
+        &self,
+        _dest: &Destination<'_>,
+        _head: &mut http::request::Parts,
+        _payload_sha256: Option<&str>,
+    ) -> Resign {
+        Resign::NotApplicable
+    }
 }
 
 /// An injector that never injects anything.

@@ -458,3 +458,55 @@ async fn idle_tunnels_are_closed() {
         "an idle tunnel was held open"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_outlive_the_head_timeout_but_silent_ones_do_not() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = upstream(false).await;
+    let policy = allow(&up);
+    let mut limits = Limits::default();
+    limits.header_read_timeout = Duration::from_millis(400);
+    let h = start(Setup {
+        policy: &policy,
+        limits,
+        ..Setup::default()
+    })
+    .await;
+    let t = format!("127.0.0.1:{}", up.addr.port());
+    let mut s = TcpStream::connect(h.proxy_addr()).await.unwrap();
+    for round in 0..2 {
+        s.write_all(format!("GET http://{t}/ka{round} HTTP/1.1\r\nHost: {t}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let head = read_head(&mut s).await;
+        assert!(
+            head.starts_with("HTTP/1.1 200"),
+            "round {round}: {}",
+            short(&head)
+        );
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(str::to_owned)
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+        let mut body = vec![0u8; len];
+        s.read_exact(&mut body).await.unwrap();
+        // Idle between requests for well over the head timeout: the connection stays (idle timeout applies).
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
+    assert_eq!(up.seen.paths(), ["/ka0", "/ka1"]);
+    // A connection that never starts a request is closed once the head timeout passes.
+    let mut silent = TcpStream::connect(h.proxy_addr()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf))
+        .await
+        .expect("a silent connection was held open")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

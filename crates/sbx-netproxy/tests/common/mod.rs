@@ -35,6 +35,10 @@ pub struct SeenRequest {
     pub version: String,
     pub headers: BTreeMap<String, String>,
     pub body_len: usize,
+    /// The raw query string (empty when none).
+    pub query: String,
+    /// The first 64 KiB of the body.
+    pub body: Vec<u8>,
 }
 
 impl Seen {
@@ -76,7 +80,8 @@ fn full(s: impl Into<Bytes>) -> Body {
 async fn route(seen: Arc<Seen>, mut req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let method = req.method().to_string();
     let path = req.uri().path().to_owned();
-    let headers = req
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let mut headers: BTreeMap<String, String> = req
         .headers()
         .iter()
         .map(|(k, v)| {
@@ -86,6 +91,10 @@ async fn route(seen: Arc<Seen>, mut req: Request<Incoming>) -> Result<Response<B
             )
         })
         .collect();
+    // HTTP/2 carries the host as :authority; record it under `host` like HTTP/1.1 does.
+    if let (false, Some(a)) = (headers.contains_key("host"), req.uri().authority()) {
+        headers.insert("host".into(), a.as_str().to_owned());
+    }
     let version = format!("{:?}", req.version());
     if path == "/ws" {
         let upgrade = hyper::upgrade::on(&mut req);
@@ -106,6 +115,8 @@ async fn route(seen: Arc<Seen>, mut req: Request<Incoming>) -> Result<Response<B
             version,
             headers,
             body_len: 0,
+            query,
+            body: Vec::new(),
         });
         return Ok(Response::builder()
             .status(101)
@@ -115,10 +126,16 @@ async fn route(seen: Arc<Seen>, mut req: Request<Incoming>) -> Result<Response<B
             .unwrap());
     }
     let mut body_len = 0;
+    let mut kept = Vec::new();
     let mut body = req.into_body();
     while let Some(frame) = body.frame().await {
         match frame {
-            Ok(f) => body_len += f.data_ref().map_or(0, |d| d.len()),
+            Ok(f) => {
+                let data = f.data_ref().map_or(&[][..], |d| &d[..]);
+                body_len += data.len();
+                let room = (64 * 1024usize).saturating_sub(kept.len());
+                kept.extend_from_slice(&data[..data.len().min(room)]);
+            }
             Err(_) => {
                 return Ok(Response::builder()
                     .status(400)
@@ -133,6 +150,8 @@ async fn route(seen: Arc<Seen>, mut req: Request<Incoming>) -> Result<Response<B
         version,
         headers,
         body_len,
+        query,
+        body: kept,
     };
     seen.requests.lock().unwrap().push(record.clone());
     let resp = match path.as_str() {
