@@ -39,16 +39,20 @@ pub(crate) fn lifecycle(record: &Record, action: Action) -> Event {
 
 /// A command run in `record`'s sandbox: through the supervisor when it answers, otherwise written here.
 pub(crate) fn exec(home: &Home, dir: &SandboxDir, record: &Record, argv: &[String]) {
-    let sent = serde_json::to_string(argv)
-        .ok()
-        .and_then(|json| crate::supervisor::request(&dir.control_socket(), &format!("audit-exec {json}")).ok());
+    let sent = serde_json::to_string(argv).ok().and_then(|json| {
+        crate::supervisor::request(&dir.control_socket(), &format!("audit-exec {json}")).ok()
+    });
     if sent.as_deref() != Some("ok") {
         record_or_warn(home, Event::exec(&record.name, argv).agent(&record.agent));
     }
 }
 
 /// The mount events of a starting sandbox, with the policy's decision for each workspace.
-pub(crate) fn mounts(record: &Record, policy: &sbx_policy::Policy, host_home: &std::path::Path) -> Vec<(Event, bool)> {
+pub(crate) fn mounts(
+    record: &Record,
+    policy: &sbx_policy::Policy,
+    host_home: &std::path::Path,
+) -> Vec<(Event, bool)> {
     record
         .workspaces
         .iter()
@@ -65,9 +69,14 @@ pub(crate) fn mounts(record: &Record, policy: &sbx_policy::Policy, host_home: &s
                 sbx_audit::Decision::Deny
             };
             let e = &decision.explanation;
-            let event = Event::mount(&record.name, &w.path.display().to_string(), mode, audit_decision)
-                .agent(&record.agent)
-                .explained(e.rule.as_deref(), e.layer.as_deref(), &e.reason.to_string());
+            let event = Event::mount(
+                &record.name,
+                &w.path.display().to_string(),
+                mode,
+                audit_decision,
+            )
+            .agent(&record.agent)
+            .explained(e.rule.as_deref(), e.layer.as_deref(), &e.reason.to_string());
             (event, decision.allowed)
         })
         .collect()

@@ -230,7 +230,8 @@ fn credentials(home: &Home, sandbox: &str) -> (Arc<dyn CredentialInjector>, Vec<
     match load_credentials(home, sandbox) {
         Ok(Some(creds)) => {
             let env = creds.placeholders_env();
-            (Arc::new(creds), env)
+            let injector: Arc<dyn CredentialInjector> = Arc::new(creds);
+            (injector, env)
         }
         Ok(None) => (Arc::new(NoCredentials), Vec::new()),
         Err(e) => {
@@ -279,9 +280,13 @@ fn fingerprint(home: &Home, sandbox: &str) -> Fingerprint {
     policy_files::candidate_files(home, Some(sandbox))
         .into_iter()
         .map(|path| {
-            let meta = std::fs::metadata(&path)
-                .ok()
-                .map(|m| (m.ino(), m.len(), m.modified().unwrap_or(SystemTime::UNIX_EPOCH)));
+            let meta = std::fs::metadata(&path).ok().map(|m| {
+                (
+                    m.ino(),
+                    m.len(),
+                    m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                )
+            });
             (path, meta)
         })
         .collect()
@@ -342,13 +347,15 @@ impl EgressPolicy for LivePolicy {
     }
 
     fn allows_address(&self, ip: IpAddr, port: u16, host: &str) -> Verdict {
-        self.get()
-            .map_or_else(poisoned, |p| EgressPolicy::allows_address(&*p, ip, port, host))
+        self.get().map_or_else(poisoned, |p| {
+            EgressPolicy::allows_address(&*p, ip, port, host)
+        })
     }
 
     fn check_model(&self, api_host: &str, model: &str) -> Verdict {
-        self.get()
-            .map_or_else(poisoned, |p| EgressPolicy::check_model(&*p, api_host, model))
+        self.get().map_or_else(poisoned, |p| {
+            EgressPolicy::check_model(&*p, api_host, model)
+        })
     }
 }
 
@@ -394,7 +401,10 @@ mod tests {
 
         std::fs::write(&file, "[[network]\nbroken").unwrap();
         let err = format!("{:#}", live.reload().unwrap_err());
-        assert!(err.contains("policy.toml"), "the error names the file: {err}");
+        assert!(
+            err.contains("policy.toml"),
+            "the error names the file: {err}"
+        );
         assert!(live.check_network(&req("api.example.com")).allowed);
         assert!(!live.reload().unwrap(), "a broken version is reported once");
     }
@@ -407,6 +417,9 @@ mod tests {
         std::fs::create_dir_all(&h.config).unwrap();
         std::fs::write(settings_file(&h), "extra_cas = [\"x\"]\n").unwrap();
         let err = format!("{:#}", ProxySettings::load(&h).unwrap_err());
-        assert!(err.contains("proxy.toml") && err.contains("extra_cas"), "{err}");
+        assert!(
+            err.contains("proxy.toml") && err.contains("extra_cas"),
+            "{err}"
+        );
     }
 }

@@ -73,7 +73,7 @@ pub(crate) fn serve(home: &Home, dir: &SandboxDir, record: &Record, guest: &Path
         record.name,
         sandbox.pid()
     );
-    let result = control_loop(&listener, &socket, &mut sandbox, &egress, record);
+    let result = control_loop(&listener, &socket, sandbox, &egress, record);
     let _ = std::fs::remove_file(&socket);
     let _ = egress
         .audit()
@@ -95,11 +95,15 @@ fn check_mounts(home: &Home, record: &Record, egress: &Egress) -> Result<()> {
                 Action::Mount { path, .. } => path.clone(),
                 _ => String::new(),
             },
-            [event.rule.as_deref(), event.layer.as_deref(), event.reason.as_deref()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(", ")
+            [
+                event.rule.as_deref(),
+                event.layer.as_deref(),
+                event.reason.as_deref()
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ")
         );
         let _ = egress.audit().record(event);
         if !allowed {
@@ -116,7 +120,7 @@ fn check_mounts(home: &Home, record: &Record, egress: &Egress) -> Result<()> {
 fn control_loop(
     listener: &UnixListener,
     socket: &Path,
-    sandbox: &mut sbx_jail::Jail,
+    sandbox: sbx_jail::Sandbox,
     egress: &Egress,
     record: &Record,
 ) -> Result<()> {
@@ -223,8 +227,9 @@ pub(crate) fn request(socket: &Path, what: &str) -> Result<String> {
 /// The running sandbox's credential placeholders (env var → placeholder), from its supervisor.
 pub(crate) fn placeholders_env(dir: &SandboxDir) -> Result<Vec<(String, String)>> {
     let answer = request(&dir.control_socket(), "env")?;
-    serde_json::from_str(&answer)
-        .with_context(|| format!("the supervisor answered `env` with {answer:?}; restart the sandbox"))
+    serde_json::from_str(&answer).with_context(|| {
+        format!("the supervisor answered `env` with {answer:?}; restart the sandbox")
+    })
 }
 
 /// Asks a running supervisor to re-read the policy now (it also notices changes by itself within a second).

@@ -63,7 +63,9 @@ fn reload_running(home: &Home) {
             continue;
         }
         if let Err(e) = crate::supervisor::reload_policy(&dir) {
-            output::warning(&format!("sandbox {name} did not take the new policy yet: {e:#}"));
+            output::warning(&format!(
+                "sandbox {name} did not take the new policy yet: {e:#}"
+            ));
         }
     }
 }

@@ -65,7 +65,10 @@ pub(crate) fn create(home: &Home, req: CreateRequest) -> Result<String> {
     };
     let lock = dir.lock()?;
     dir.save(&record)?;
-    crate::audit::record_or_warn(home, crate::audit::lifecycle(&record, sbx_audit::Action::SandboxCreated));
+    crate::audit::record_or_warn(
+        home,
+        crate::audit::lifecycle(&record, sbx_audit::Action::SandboxCreated),
+    );
     let removed = crate::audit::lifecycle(&record, sbx_audit::Action::SandboxRemoved);
     if let Err(e) = start_locked(&dir, record) {
         drop(lock);

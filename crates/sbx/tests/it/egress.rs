@@ -172,9 +172,7 @@ fn leftovers(ctx: &TestContext) -> Vec<String> {
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
             continue;
         };
-        if environ
-            .split(|b| *b == 0)
-            .any(|v| v == marker.as_bytes())
+        if environ.split(|b| *b == 0).any(|v| v == marker.as_bytes())
             && pid_alive(pid.parse().unwrap())
         {
             let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
@@ -248,12 +246,24 @@ impl Drop for Cleanup<'_> {
 }
 
 /// `curl` inside, through the sandbox's proxy even for `localhost` (the sandbox's NO_PROXY exempts it otherwise),
-/// printing the body and then the status code on a line of its own.
+/// printing the body and then, on a line of its own, the status code and the proxy's answer to CONNECT.
 fn curl_via_proxy(url: &str, extra: &str) -> String {
-    format!("curl -sS --max-time 20 --noproxy '' {extra} -w '\\n%{{http_code}}\\n' {url}")
+    format!(
+        "curl -sS --max-time 20 --noproxy '' {extra} -w '\\n%{{http_code}} %{{http_connect}}\\n' {url}"
+    )
 }
 
+/// The response's status code (`000` when there was none).
 fn status_of(out: &str) -> &str {
+    last_line(out).split(' ').next().unwrap_or_default()
+}
+
+/// The proxy's status for the CONNECT request (`000` for plain HTTP).
+fn connect_status_of(out: &str) -> &str {
+    last_line(out).split(' ').nth(1).unwrap_or_default()
+}
+
+fn last_line(out: &str) -> &str {
     out.trim_end().rsplit('\n').next().unwrap_or_default()
 }
 
@@ -297,7 +307,11 @@ fn proxy_injects_credentials_applies_policy_live_and_logs_without_the_secret() {
 
     // Loopback needs a rule naming it: blocked before, allowed right after `sbx policy allow` on the running box.
     let (_, out, _) = sh(&ctx, "box", &curl_via_proxy(&url, with_token));
-    assert_eq!(status_of(&out), "403", "not allowed yet: {out}");
+    assert_eq!(
+        (status_of(&out), connect_status_of(&out)),
+        ("000", "403"),
+        "not allowed yet: {out}"
+    );
     assert_eq!(server.connections.load(Ordering::SeqCst), 0);
     let allowed = ctx.ok(&["policy", "allow", "network", &format!("localhost:{port}")]);
     assert!(allowed.contains("allowed"), "{allowed}");
@@ -317,14 +331,18 @@ fn proxy_injects_credentials_applies_policy_live_and_logs_without_the_secret() {
     // A host no rule allows: 403 naming the reason and the command that would allow it.
     let (_, out, _) = sh(&ctx, "box", &curl_via_proxy("http://blocked.invalid/x", ""));
     assert_eq!(status_of(&out), "403", "{out}");
-    assert!(out.contains("default-deny"), "the reason: {out}");
+    assert!(
+        out.contains("rule: ") && out.contains("reason: default-deny"),
+        "the rule and the reason: {out}"
+    );
     assert!(
         out.contains("sbx policy allow network blocked.invalid"),
         "what to type: {out}"
     );
     let (_, out, _) = sh(&ctx, "box", &curl_via_proxy("https://blocked.invalid/", ""));
-    assert!(
-        !out.contains("hello") && status_of(&out) != "200",
+    assert_eq!(
+        connect_status_of(&out),
+        "403",
         "HTTPS to a blocked host: {out}"
     );
 
@@ -371,8 +389,9 @@ fn proxy_injects_credentials_applies_policy_live_and_logs_without_the_secret() {
         "{log}"
     );
     assert!(allowed.contains(&format!("localhost:{port}")), "{log}");
-    let json: serde_json::Value = serde_json::from_str(&ctx.ok(&["policy", "log", "box", "--json"]))
-        .unwrap_or_else(|e| panic!("policy log --json: {e}"));
+    let json: serde_json::Value =
+        serde_json::from_str(&ctx.ok(&["policy", "log", "box", "--json"]))
+            .unwrap_or_else(|e| panic!("policy log --json: {e}"));
     let hosts = |table: &str| -> Vec<String> {
         json[table]
             .as_array()
@@ -382,7 +401,9 @@ fn proxy_injects_credentials_applies_policy_live_and_logs_without_the_secret() {
             .collect()
     };
     assert!(
-        hosts("blocked").iter().any(|h| h.contains("blocked.invalid")),
+        hosts("blocked")
+            .iter()
+            .any(|h| h.contains("blocked.invalid")),
         "{json}"
     );
     assert!(
@@ -408,7 +429,10 @@ fn proxy_injects_credentials_applies_policy_live_and_logs_without_the_secret() {
     wait_gone(init);
     assert_eq!(leftovers(&ctx), Vec::<String>::new(), "after stop");
     ctx.ok(&["start", "box"]);
-    assert!(ctx.ok(&["exec", "box", "cat", "/root/env.txt"]).contains("TEST_TOKEN=sbx-ph-"));
+    assert!(
+        ctx.ok(&["exec", "box", "cat", "/root/env.txt"])
+            .contains("TEST_TOKEN=sbx-ph-")
+    );
     let (code, out, err) = sh(&ctx, "box", &curl_via_proxy(&url, with_token));
     assert_eq!((code, status_of(&out)), (0, "200"), "{out}{err}");
     assert_eq!(server.authorizations().len(), 2);
@@ -457,8 +481,9 @@ fn proxy_injects_credentials_applies_policy_live_and_logs_without_the_secret() {
 
 #[test]
 fn nothing_leaves_a_sandbox_but_through_its_proxy_and_host_files_stay_out() {
-    if !namespaces_available("nothing_leaves_a_sandbox_but_through_its_proxy_and_host_files_stay_out")
-    {
+    if !namespaces_available(
+        "nothing_leaves_a_sandbox_but_through_its_proxy_and_host_files_stay_out",
+    ) {
         return;
     }
     let ctx = context();
@@ -545,7 +570,11 @@ fn nothing_leaves_a_sandbox_but_through_its_proxy_and_host_files_stay_out() {
         "something reached the host's loopback server around the proxy"
     );
     // The proxy path itself works, so the failures above are isolation, not a broken sandbox.
-    let (_, out, _) = sh(&ctx, "jailed", &curl_via_proxy("http://blocked.invalid/", ""));
+    let (_, out, _) = sh(
+        &ctx,
+        "jailed",
+        &curl_via_proxy("http://blocked.invalid/", ""),
+    );
     assert_eq!(status_of(&out), "403", "{out}");
     assert!(started.elapsed() < Duration::from_secs(120));
 
