@@ -3,10 +3,12 @@
 //! A small binary composing the library crates: each `commands/<verb>.rs` is a thin call into a library.
 
 mod agents;
+mod audit;
 mod backend;
 mod cli;
 mod commands;
 mod custom_secrets;
+mod egress;
 mod env_vars;
 mod fsutil;
 mod home;

@@ -73,6 +73,21 @@ pub(crate) fn layer_files(home: &Home, sandbox: Option<&str>) -> Vec<LayerFile> 
     files
 }
 
+/// Every path a layer of `sandbox` could be read from, whether or not it exists: what a running sandbox's proxy
+/// watches for changes.
+pub(crate) fn candidate_files(home: &Home, sandbox: Option<&str>) -> Vec<PathBuf> {
+    let sys = system_dir();
+    let mut files: Vec<PathBuf> = [LayerLevel::Company, LayerLevel::Org, LayerLevel::Team]
+        .into_iter()
+        .map(|level| sys.join(format!("{level}.toml")))
+        .collect();
+    files.push(user_file(home));
+    if let Some(name) = sandbox {
+        files.push(sandbox_file(home, name));
+    }
+    files
+}
+
 /// The user layer used while the user has not written one: the balanced preset.
 fn default_user_text() -> String {
     "# sbx user policy (global layer). Edit with `sbx policy allow|deny|rm|set-default`, or by hand.\nname = \"user\"\npreset = \"balanced\"\n".to_string()

@@ -1,10 +1,12 @@
 //! The background process that owns one running sandbox.
 //!
-//! `sbx start` re-executes itself as `sbx __supervise NAME`, detached with `setsid`. The supervisor starts the jail
-//! (it is the jail init's parent, so it reaps it), then serves a line protocol on `control.sock`: `ping` → `pong`,
-//! `stop` → stops the jail cleanly, answers `stopped` and exits. If the jail dies on its own the supervisor removes
-//! its socket and exits, so `sbx ls` sees the sandbox as crashed. Commands reach the agent directly over the jail's
-//! agent socket; the supervisor is only the owner of the processes.
+//! `sbx start` re-executes itself as `sbx __supervise NAME`, detached with `setsid`. The supervisor starts the
+//! sandbox's egress proxy ([`crate::egress`]: the sandbox's only way out), then the jail (it is the jail init's
+//! parent, so it reaps it), then serves a line protocol on `control.sock`: `ping` → `pong`, `stop` → stops the jail
+//! cleanly, answers `stopping` and exits; `env` → the credential placeholders as JSON; `reload` → re-reads the
+//! policy; `audit-exec ARGV_JSON` → records a command. If the jail dies on its own the supervisor removes its socket
+//! and exits, so `sbx ls` sees the sandbox as crashed. Commands reach the agent directly over the jail's agent
+//! socket; the supervisor is only the owner of the processes.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -15,6 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use sbx_audit::Action;
+
+use crate::egress::{Egress, EgressSpec};
+use crate::home::Home;
 use crate::sandboxes::{Record, SandboxDir, process_alive};
 
 /// The hidden subcommand name; also the marker that identifies a supervisor in `/proc/<pid>/cmdline`.
@@ -26,8 +32,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often the supervisor checks that the jail is still alive.
 const POLL: Duration = Duration::from_millis(50);
 
-/// Runs in the supervisor process: starts the jail and serves the control socket until told to stop.
-pub(crate) fn serve(dir: &SandboxDir, record: &Record, guest: &Path) -> Result<()> {
+/// Runs in the supervisor process: starts the sandbox's egress proxy, then the jail, and serves the control socket
+/// until told to stop.
+pub(crate) fn serve(home: &Home, dir: &SandboxDir, record: &Record, guest: &Path) -> Result<()> {
     let mut config = sbx_jail::JailConfig::new(&record.name, &record.template, dir.jail(), guest);
     config.workspaces = record
         .workspaces
@@ -40,6 +47,15 @@ pub(crate) fn serve(dir: &SandboxDir, record: &Record, guest: &Path) -> Result<(
     let socket = dir.control_socket();
     let _ = std::fs::remove_file(&socket);
     crate::signals::catch(crate::signals::TERMINATION);
+    let egress = Egress::start(&EgressSpec {
+        home,
+        sandbox: &record.name,
+        socket: dir.root().join("proxy.sock"),
+        ca_file: dir.root().join("ca.pem"),
+    })?;
+    check_mounts(home, record, &egress)?;
+    config.proxy_socket = Some(egress.socket().to_path_buf());
+    config.ca_file = Some(egress.ca_file().to_path_buf());
     let mut sandbox =
         sbx_jail::Jail::spawn(&config).context("cannot start the namespace sandbox")?;
     // Anything going wrong from here on must not leave the jail behind.
@@ -49,16 +65,70 @@ pub(crate) fn serve(dir: &SandboxDir, record: &Record, guest: &Path) -> Result<(
     listener
         .set_nonblocking(true)
         .context("cannot make the control socket non-blocking")?;
+    let _ = egress
+        .audit()
+        .record(crate::audit::lifecycle(record, Action::SandboxStarted));
     eprintln!(
         "sbx supervisor: sandbox {} running, init pid {}",
         record.name,
         sandbox.pid()
     );
+    let result = control_loop(&listener, &socket, sandbox, &egress, record);
+    let _ = std::fs::remove_file(&socket);
+    let _ = egress
+        .audit()
+        .record(crate::audit::lifecycle(record, Action::SandboxStopped));
+    egress.shutdown();
+    result
+}
+
+/// Records the policy's decision on every workspace mount and refuses to start when one is denied.
+fn check_mounts(home: &Home, record: &Record, egress: &Egress) -> Result<()> {
+    let policy = crate::policy_files::load_policy(home, Some(&record.name))?;
+    let host_home = std::env::var_os(crate::env_vars::HOME)
+        .filter(|h| !h.is_empty())
+        .map_or_else(|| std::path::PathBuf::from("/"), Into::into);
+    for (event, allowed) in crate::audit::mounts(record, &policy, &host_home) {
+        let described = format!(
+            "{} ({})",
+            match &event.action {
+                Action::Mount { path, .. } => path.clone(),
+                _ => String::new(),
+            },
+            [
+                event.rule.as_deref(),
+                event.layer.as_deref(),
+                event.reason.as_deref()
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ")
+        );
+        let _ = egress.audit().record(event);
+        if !allowed {
+            bail!(
+                "the policy does not allow mounting {described}; see `sbx policy ls`, or recreate the sandbox \
+                 without that path"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Serves control requests until `stop`, a termination signal, or the jail's death.
+fn control_loop(
+    listener: &UnixListener,
+    socket: &Path,
+    sandbox: sbx_jail::Sandbox,
+    egress: &Egress,
+    record: &Record,
+) -> Result<()> {
     loop {
         match listener.accept() {
             Ok((stream, _)) => {
-                if handle(stream)? == Request::Stop {
-                    let _ = std::fs::remove_file(&socket);
+                if handle(stream, egress, record)? == Request::Stop {
+                    let _ = std::fs::remove_file(socket);
                     let result = sandbox.stop(STOP_TIMEOUT);
                     if let Err(e) = &result {
                         eprintln!("sbx supervisor: {e}");
@@ -71,13 +141,14 @@ pub(crate) fn serve(dir: &SandboxDir, record: &Record, guest: &Path) -> Result<(
                 if signal != 0 {
                     // Killed politely (shutdown, `kill PID`): stop the jail cleanly rather than orphan it.
                     eprintln!("sbx supervisor: signal {signal}; stopping the sandbox");
-                    let _ = std::fs::remove_file(&socket);
+                    let _ = std::fs::remove_file(socket);
                     return sandbox.stop(STOP_TIMEOUT).context("stopping on a signal");
                 }
                 if !process_alive(sandbox.pid(), "") {
-                    let _ = std::fs::remove_file(&socket);
+                    let _ = std::fs::remove_file(socket);
                     bail!("the sandbox init (pid {}) exited", sandbox.pid());
                 }
+                egress.reload_if_changed();
                 std::thread::sleep(POLL);
             }
             Err(e) => return Err(e).context("control socket accept failed"),
@@ -93,8 +164,9 @@ enum Request {
 }
 
 /// Answers one control connection. `stop` is acknowledged at once; the client then waits for the supervisor
-/// process to exit, which is the reliable signal that the jail is gone.
-fn handle(stream: UnixStream) -> Result<Request> {
+/// process to exit, which is the reliable signal that the jail is gone. `env` answers the sandbox's placeholder
+/// variables as one JSON line, `reload` re-reads the policy, `audit-exec ARGV_JSON` records a command run inside.
+fn handle(stream: UnixStream, egress: &Egress, record: &Record) -> Result<Request> {
     stream.set_nonblocking(false).ok();
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
     let mut line = String::new();
@@ -102,17 +174,43 @@ fn handle(stream: UnixStream) -> Result<Request> {
     if reader.read_line(&mut line).is_err() {
         return Ok(Request::Other);
     }
-    let (request, answer) = match line.trim() {
-        "ping" => (Request::Ping, "pong\n"),
-        "stop" => (Request::Stop, "stopping\n"),
-        _ => (Request::Other, "error unknown request\n"),
+    let line = line.trim();
+    let (verb, arg) = line.split_once(' ').unwrap_or((line, ""));
+    let (request, answer) = match verb {
+        "ping" => (Request::Ping, "pong".to_owned()),
+        "stop" => (Request::Stop, "stopping".to_owned()),
+        "env" => (
+            Request::Other,
+            serde_json::to_string(egress.placeholders_env()).unwrap_or_else(|_| "[]".into()),
+        ),
+        "reload" => (
+            Request::Other,
+            match egress.reload() {
+                Ok(_) => "reloaded".to_owned(),
+                Err(e) => format!("error {e:#}").replace('\n', " "),
+            },
+        ),
+        "audit-exec" => (
+            Request::Other,
+            match serde_json::from_str::<Vec<String>>(arg) {
+                Ok(argv) => {
+                    let event = sbx_audit::Event::exec(&record.name, &argv).agent(&record.agent);
+                    match egress.audit().record(event) {
+                        Ok(()) => "ok".to_owned(),
+                        Err(e) => format!("error {e}"),
+                    }
+                }
+                Err(e) => format!("error bad argv: {e}"),
+            },
+        ),
+        _ => (Request::Other, "error unknown request".to_owned()),
     };
-    let _ = (&stream).write_all(answer.as_bytes());
+    let _ = (&stream).write_all(format!("{answer}\n").as_bytes());
     Ok(request)
 }
 
 /// Sends one request and returns the answer line.
-fn request(socket: &Path, what: &str) -> Result<String> {
+pub(crate) fn request(socket: &Path, what: &str) -> Result<String> {
     let stream = UnixStream::connect(socket)
         .with_context(|| format!("cannot connect to {}", socket.display()))?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
@@ -124,6 +222,23 @@ fn request(socket: &Path, what: &str) -> Result<String> {
         .read_line(&mut line)
         .context("no answer from the supervisor")?;
     Ok(line.trim().to_owned())
+}
+
+/// The running sandbox's credential placeholders (env var → placeholder), from its supervisor.
+pub(crate) fn placeholders_env(dir: &SandboxDir) -> Result<Vec<(String, String)>> {
+    let answer = request(&dir.control_socket(), "env")?;
+    serde_json::from_str(&answer).with_context(|| {
+        format!("the supervisor answered `env` with {answer:?}; restart the sandbox")
+    })
+}
+
+/// Asks a running supervisor to re-read the policy now (it also notices changes by itself within a second).
+pub(crate) fn reload_policy(dir: &SandboxDir) -> Result<()> {
+    let answer = request(&dir.control_socket(), "reload")?;
+    match answer.strip_prefix("error ") {
+        Some(e) => bail!("{e}"),
+        None => Ok(()),
+    }
 }
 
 /// Whether the supervisor `pid` is alive and answers on its control socket.

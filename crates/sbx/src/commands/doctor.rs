@@ -55,6 +55,7 @@ struct Report {
     user_namespaces: bool,
     isolation_backends: Vec<&'static str>,
     secret_store: SecretStoreReport,
+    proxy_ca: ProxyCaReport,
     config_dir: String,
     state_dir: String,
 }
@@ -100,6 +101,37 @@ impl SecretStoreReport {
     }
 }
 
+/// The installation CA the egress proxy intercepts TLS with, and the proxy's own configuration.
+#[derive(Debug, Serialize)]
+struct ProxyCaReport {
+    /// The CA certificate every sandbox trusts.
+    file: String,
+    /// Whether it exists yet (it is made when the first sandbox starts).
+    present: bool,
+    /// `$CONFIG/proxy.toml`'s extra upstream CAs, or the error reading that file.
+    extra_ca: Vec<String>,
+    settings_error: Option<String>,
+}
+
+impl ProxyCaReport {
+    fn probe(home: &Home) -> ProxyCaReport {
+        let file = crate::egress::ca_cert_file(home);
+        let (extra_ca, settings_error) = match crate::egress::ProxySettings::load(home) {
+            Ok(s) => (
+                s.extra_ca.iter().map(|p| p.display().to_string()).collect(),
+                None,
+            ),
+            Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+        };
+        ProxyCaReport {
+            present: file.is_file(),
+            file: file.display().to_string(),
+            extra_ca,
+            settings_error,
+        }
+    }
+}
+
 fn user_namespaces_enabled() -> bool {
     let read = |p: &str| {
         std::fs::read_to_string(p)
@@ -139,6 +171,7 @@ pub(crate) fn run(json: bool) -> Result<i32> {
         user_namespaces: userns,
         isolation_backends: backends,
         secret_store: SecretStoreReport::probe(&home),
+        proxy_ca: ProxyCaReport::probe(&home),
         config_dir: home.config.display().to_string(),
         state_dir: home.state.display().to_string(),
     };
@@ -197,6 +230,24 @@ fn print_human(r: &Report) {
     }
     for p in &store.passed_over {
         println!("                    not {}: {}", p.backend, p.why);
+    }
+    let ca = &r.proxy_ca;
+    if ca.present {
+        println!(
+            "proxy CA:           {} (trusted inside every sandbox; HTTPS is intercepted with it)",
+            ca.file
+        );
+    } else {
+        println!(
+            "proxy CA:           not created yet; made at {} when the first sandbox starts",
+            ca.file
+        );
+    }
+    for extra in &ca.extra_ca {
+        println!("                    extra upstream CA: {extra}");
+    }
+    if let Some(e) = &ca.settings_error {
+        output::warning(e);
     }
     println!("config:             {}", r.config_dir);
     println!("state:              {}", r.state_dir);

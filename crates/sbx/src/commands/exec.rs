@@ -40,7 +40,10 @@ pub(crate) fn run(home: &Home, args: ExecArgs) -> Result<i32> {
     let client = sbx_jail::connect(&sbx_jail::StateDir::new(dir.jail()))
         .with_context(|| format!("cannot reach the agent of sandbox {}", args.name))?;
     let terminal = args.tty && std::io::stdin().is_terminal();
-    let mut env = record.env.clone();
+    crate::audit::exec(home, &dir, &record, &args.argv);
+    // Placeholders first: `-e` given at creation or here may override them.
+    let mut env = crate::supervisor::placeholders_env(&dir)?;
+    env.extend(record.env.iter().cloned());
     env.extend(args.env.iter().cloned());
     let request = ExecRequest {
         argv: args.argv.clone(),

@@ -7,7 +7,7 @@ pub(crate) mod exec;
 mod policy;
 mod run;
 pub(crate) mod sandbox;
-mod secret;
+pub(crate) mod secret;
 
 use anyhow::Result;
 

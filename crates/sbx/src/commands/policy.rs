@@ -15,7 +15,15 @@ use crate::policy_files::{self, LayerEditor, ListedLayer};
 
 pub(crate) fn run(cmd: PolicyCommand) -> Result<i32> {
     let home = Home::from_env()?;
-    match cmd {
+    let edits = matches!(
+        cmd,
+        PolicyCommand::Allow(_)
+            | PolicyCommand::Deny(_)
+            | PolicyCommand::Rm { .. }
+            | PolicyCommand::Reset { .. }
+            | PolicyCommand::SetDefault { .. }
+    );
+    let code = match cmd {
         PolicyCommand::Allow(args) => add_rule(&home, true, args),
         PolicyCommand::Deny(args) => add_rule(&home, false, args),
         PolicyCommand::Ls { json } => list(&home, json),
@@ -34,6 +42,31 @@ pub(crate) fn run(cmd: PolicyCommand) -> Result<i32> {
             limit,
             follow,
         } => log(&home, sandbox.as_deref(), json, limit, follow),
+    }?;
+    if edits && code == 0 {
+        reload_running(&home);
+    }
+    Ok(code)
+}
+
+/// Tells every running sandbox's proxy to re-read the policy now, so an edit applies to the very next request.
+/// (Supervisors also notice changed files by themselves; this only closes the gap.)
+fn reload_running(home: &Home) {
+    let Ok(names) = crate::sandboxes::list_names(home) else {
+        return;
+    };
+    for name in names {
+        let Ok(dir) = crate::sandboxes::SandboxDir::new(home, &name) else {
+            continue;
+        };
+        if !dir.control_socket().exists() {
+            continue;
+        }
+        if let Err(e) = crate::supervisor::reload_policy(&dir) {
+            output::warning(&format!(
+                "sandbox {name} did not take the new policy yet: {e:#}"
+            ));
+        }
     }
 }
 
@@ -286,6 +319,8 @@ fn follow_log(dir: &std::path::Path, filter: Filter, json: bool) -> Result<i32> 
     let mut out = std::io::stdout().lock();
     loop {
         match follow.next_timeout(std::time::Duration::from_secs(3600))? {
+            // Only decisions: lifecycle and exec events are in the audit trail, not in the policy log.
+            Some(Ok(event)) if event.decision.is_none() => continue,
             Some(Ok(event)) if json => writeln!(out, "{}", serde_json::to_string(&event)?)?,
             Some(Ok(event)) => writeln!(out, "{}", event_line(&event))?,
             Some(Err(issue)) => output::warning(&issue.to_string()),

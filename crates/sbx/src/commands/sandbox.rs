@@ -65,9 +65,15 @@ pub(crate) fn create(home: &Home, req: CreateRequest) -> Result<String> {
     };
     let lock = dir.lock()?;
     dir.save(&record)?;
+    crate::audit::record_or_warn(
+        home,
+        crate::audit::lifecycle(&record, sbx_audit::Action::SandboxCreated),
+    );
+    let removed = crate::audit::lifecycle(&record, sbx_audit::Action::SandboxRemoved);
     if let Err(e) = start_locked(&dir, record) {
         drop(lock);
         let _ = std::fs::remove_dir_all(dir.root());
+        crate::audit::record_or_warn(home, removed);
         return Err(e);
     }
     Ok(name)
@@ -233,10 +239,12 @@ pub(crate) fn rm(home: &Home, names: &[String], force: bool, all: bool) -> Resul
                 "sandbox {name} is running; stop it first (`sbx stop {name}`) or use `sbx rm -f {name}`"
             );
         }
+        let removed = crate::audit::lifecycle(&record, sbx_audit::Action::SandboxRemoved);
         stop_locked(&dir, record)?;
         drop(lock);
         std::fs::remove_dir_all(dir.root())
             .with_context(|| format!("cannot remove {}", dir.root().display()))?;
+        crate::audit::record_or_warn(home, removed);
         println!("{name}");
         Ok(())
     })
@@ -366,7 +374,7 @@ pub(crate) fn supervise(home: &Home, name: &str) -> Result<i32> {
     // No lock here: the `sbx start` that launched us holds it until our control socket answers.
     let record = dir.load()?;
     let guest = backend::guest_binary()?;
-    supervisor::serve(&dir, &record, &guest)?;
+    supervisor::serve(home, &dir, &record, &guest)?;
     Ok(0)
 }
 
