@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::context::TestContext;
 
 /// Whether this host can create the namespaces the jail needs; prints the skip reason when not.
-fn namespaces_available(test: &str) -> bool {
+pub(crate) fn namespaces_available(test: &str) -> bool {
     let ok = Command::new("unshare")
         .args([
             "--user",
@@ -63,28 +63,28 @@ fn guest_binary() -> PathBuf {
 }
 
 /// A test context whose sbx finds the agent.
-fn context() -> TestContext {
+pub(crate) fn context() -> TestContext {
     let mut ctx = TestContext::new();
     ctx.set_env("SBX_GUEST_BIN", guest_binary().to_str().unwrap());
     ctx
 }
 
-fn sandbox_dir(ctx: &TestContext, name: &str) -> PathBuf {
+pub(crate) fn sandbox_dir(ctx: &TestContext, name: &str) -> PathBuf {
     ctx.home().join("state/sandboxes").join(name)
 }
 
-fn ls_json(ctx: &TestContext) -> Vec<serde_json::Value> {
+pub(crate) fn ls_json(ctx: &TestContext) -> Vec<serde_json::Value> {
     let out = ctx.ok(&["ls", "--json"]);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("ls --json is not JSON ({e}): {out}"))
 }
 
-fn row<'a>(rows: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+pub(crate) fn row<'a>(rows: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
     rows.iter()
         .find(|r| r["name"] == name)
         .unwrap_or_else(|| panic!("{name} not in {rows:?}"))
 }
 
-fn pid_alive(pid: i64) -> bool {
+pub(crate) fn pid_alive(pid: i64) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
@@ -94,7 +94,7 @@ fn pid_alive(pid: i64) -> bool {
     !matches!(state, Some("Z" | "X") | None)
 }
 
-fn wait_gone(pid: i64) {
+pub(crate) fn wait_gone(pid: i64) {
     let start = Instant::now();
     while pid_alive(pid) && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));
@@ -103,7 +103,7 @@ fn wait_gone(pid: i64) {
 }
 
 /// The pids of the supervisor and the jail init of a running sandbox.
-fn pids(ctx: &TestContext, name: &str) -> (i64, i64) {
+pub(crate) fn pids(ctx: &TestContext, name: &str) -> (i64, i64) {
     let rows = ls_json(ctx);
     let sup = row(&rows, name)["supervisor_pid"]
         .as_i64()
@@ -117,7 +117,7 @@ fn pids(ctx: &TestContext, name: &str) -> (i64, i64) {
 }
 
 /// Removes the sandbox even when an assertion failed, so no process outlives the test.
-struct Cleanup<'a>(&'a TestContext);
+pub(crate) struct Cleanup<'a>(pub(crate) &'a TestContext);
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         let _ = self.0.sbx(&["rm", "-f", "--all"]);

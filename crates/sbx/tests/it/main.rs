@@ -1,6 +1,10 @@
 //! Integration tests: the real `sbx` binary in a temp `SBX_HOME`.
 
+mod attach;
+mod branch;
 mod context;
+mod cp;
+mod dashboard;
 mod lifecycle;
 mod policy;
 mod secret;
