@@ -233,6 +233,9 @@ pub(crate) fn visible_workspaces(
     workspaces
         .iter()
         .filter_map(|w| match git {
+            Some(g) if w.path == g.worktree && g.subdir.as_os_str().is_empty() => {
+                Some(g.repo.clone())
+            }
             Some(g) if w.path == g.worktree => Some(g.repo.join(&g.subdir)),
             Some(g) if g.support_mounts.contains(&w.path) => None,
             _ => Some(w.path.clone()),

@@ -7,7 +7,7 @@ use crate::context::TestContext;
 use crate::lifecycle::{Cleanup, context, namespaces_available, pids, wait_gone};
 
 /// Runs `sbx ARGS` with `input` on stdin; returns (code, stdout, stderr).
-fn with_stdin(ctx: &TestContext, args: &[&str], input: &[u8]) -> (i32, String, String) {
+fn with_stdin(ctx: &TestContext, args: &[&str], inputs: &[&[u8]]) -> (i32, String, String) {
     let mut child = ctx
         .cmd()
         .args(args)
@@ -17,9 +17,12 @@ fn with_stdin(ctx: &TestContext, args: &[&str], input: &[u8]) -> (i32, String, S
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input).unwrap();
-    // Keep stdin open briefly so the detach key, not end of input, ends the session.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Separate writes, a moment apart, as typed; stdin stays open until the end so that the detach key, not the
+    // end of input, ends the session.
+    for input in inputs {
+        stdin.write_all(input).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(700));
+    }
     drop(stdin);
     let out = child.wait_with_output().unwrap();
     (
@@ -51,18 +54,22 @@ fn detach_with_ctrl_bracket_then_attach_resumes_the_agent() {
             "-c",
             script,
         ],
-        b"hello\n\x1d",
+        &[b"hello\n", b"\x1d"],
     );
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("first:hello"), "{out}");
     assert!(
         err.contains("detached from sandbox att") && err.contains("sbx attach att"),
         "{err}"
     );
 
-    // The agent kept running; attach takes it over and its exit status is the agent's.
-    let (code, out, err) = with_stdin(&ctx, &["attach", "att"], b"world\n");
-    assert!(out.contains("second:world"), "{out}{err}");
+    // The agent kept running; attach takes it over (replaying what it printed meanwhile) and its exit status is
+    // the agent's.
+    let (code, out2, err) = with_stdin(&ctx, &["attach", "att"], &[b"world\n"]);
+    let both = out + &out2;
+    assert!(
+        both.contains("first:hello") && both.contains("second:world"),
+        "{both}{err}"
+    );
     assert_eq!(code, 3, "{err}");
     let (code, _, err) = ctx.sbx(&["attach", "att"]);
     assert_eq!(code, 1);
@@ -84,7 +91,7 @@ fn detach_with_ctrl_bracket_then_attach_resumes_the_agent() {
         "echo early; read x; echo \"late:$x\"",
     ]);
     assert_eq!((code, out.trim()), (0, "att"), "{err}");
-    let (code, out, err) = with_stdin(&ctx, &["attach", "att"], b"bye\n");
+    let (code, out, err) = with_stdin(&ctx, &["attach", "att"], &[b"bye\n"]);
     assert!(
         out.contains("early") && out.contains("late:bye"),
         "{out}{err}"

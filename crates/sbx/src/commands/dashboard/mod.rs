@@ -275,9 +275,11 @@ mod tests {
         let rows = network(&home);
         assert_eq!(rows.len(), 2, "{rows:?}");
         assert!(
-            !rows[0].allowed && rows[0].host == "evil.example" && rows[0].count == 2,
+            !rows[0].allowed && rows[0].host == "evil.example:443" && rows[0].count == 2,
             "{rows:?}"
         );
-        assert!(rows[1].allowed && rows[1].host == "api.anthropic.com" && rows[1].sandbox == "box");
+        assert!(
+            rows[1].allowed && rows[1].host == "api.anthropic.com:443" && rows[1].sandbox == "box"
+        );
     }
 }

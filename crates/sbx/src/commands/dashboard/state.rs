@@ -203,7 +203,7 @@ impl App {
             KeyCode::Char(c @ ('A' | 'B')) => match self.selected_host() {
                 Some(row) => Some(Action::Policy {
                     allow: c == 'A',
-                    host: row.host.clone(),
+                    host: rule_host(&row.host).to_owned(),
                 }),
                 None => {
                     self.message = "no network requests yet".into();
@@ -223,6 +223,17 @@ impl App {
             return;
         }
         *cursor = cursor.saturating_add_signed(delta).min(len - 1);
+    }
+}
+
+/// The host a rule names for a `host:port` row: the whole host, any port (`[v6]:port` keeps its brackets off).
+pub(crate) fn rule_host(host_port: &str) -> &str {
+    if let Some(rest) = host_port.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host_port.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+        _ => host_port,
     }
 }
 
@@ -248,7 +259,7 @@ pub(crate) mod tests {
         let net = |allowed: bool, host: &str| NetRow {
             allowed,
             sandbox: "alpha".into(),
-            host: host.into(),
+            host: format!("{host}:443"),
             count: 3,
             why: if allowed {
                 "matched-allow"
@@ -317,6 +328,14 @@ pub(crate) mod tests {
                 host: "api.anthropic.com".into()
             })
         );
+    }
+
+    #[test]
+    fn rules_name_the_host_without_its_port() {
+        assert_eq!(rule_host("evil.example:443"), "evil.example");
+        assert_eq!(rule_host("evil.example"), "evil.example");
+        assert_eq!(rule_host("[2001:db8::1]:443"), "2001:db8::1");
+        assert_eq!(rule_host("2001:db8::1"), "2001:db8::1");
     }
 
     #[test]
