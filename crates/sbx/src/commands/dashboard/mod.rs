@@ -141,15 +141,15 @@ fn perform(action: &Action) -> String {
             format!(
                 "done: {} {}",
                 argv.join(" "),
-                text.lines().last().unwrap_or("")
+                text.lines().next_back().unwrap_or("")
             )
         }
         Ok(o) => {
             let err = String::from_utf8_lossy(&o.stderr);
             let last = err
                 .lines()
-                .filter(|l| !l.starts_with("warning"))
-                .last()
+                .rev()
+                .find(|l| !l.starts_with("warning"))
                 .unwrap_or("failed");
             format!("{}: {last}", argv.join(" "))
         }
