@@ -78,7 +78,9 @@ fn detach_with_ctrl_bracket_then_attach_resumes_the_agent() {
         "{err}"
     );
 
-    // -d starts the agent detached; its output waits for the attach.
+    // -d starts the agent detached; its output waits for the attach. (sbx-guest switches a session to buffering
+    // when the starting connection closes, not at the Detach message, so output in the first instant after
+    // `sbx run -d` returns could go to the closed connection; the agent here starts printing after a pause.)
     let (code, out, err) = ctx.sbx(&[
         "run",
         "-d",
@@ -88,7 +90,7 @@ fn detach_with_ctrl_bracket_then_attach_resumes_the_agent() {
         ws.to_str().unwrap(),
         "--",
         "-c",
-        "echo early; read x; echo \"late:$x\"",
+        "sleep 2; echo early; read x; echo \"late:$x\"",
     ]);
     assert_eq!((code, out.trim()), (0, "att"), "{err}");
     let (code, out, err) = with_stdin(&ctx, &["attach", "att"], &[b"bye\n"]);
