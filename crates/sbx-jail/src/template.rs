@@ -89,6 +89,8 @@ pub const HOST_PROGRAMS: &[&str] = &[
     "mount",
     "unshare",
     "cut",
+    // branch mode: agents commit on their sandbox branch.
+    "git",
 ];
 
 /// Progress of a template build.

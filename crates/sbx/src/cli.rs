@@ -8,6 +8,8 @@ pub(crate) mod exit {
     pub(crate) const ERROR: i32 = 1;
     /// `sbx policy check`: the request is blocked.
     pub(crate) const BLOCKED: i32 = 3;
+    /// `sbx merge`: the merge would conflict; nothing was changed.
+    pub(crate) const CONFLICT: i32 = 4;
 }
 
 const AFTER_HELP: &str = "\
@@ -16,6 +18,9 @@ Exit codes:
   1  error: the message says what happened and what to type next
   2  bad usage or a bad input file
   3  sbx policy check: the request is blocked
+  4  sbx merge: the merge would conflict (the files are listed; nothing was changed)
+
+Without a command, sbx opens the dashboard in a terminal and prints this help otherwise.
 
 Environment:
   SBX_HOME   keep all config and state below this directory (default: XDG directories)
@@ -26,7 +31,7 @@ Environment:
 #[command(name = "sbx", version, after_help = AFTER_HELP)]
 pub(crate) struct Cli {
     #[command(subcommand)]
-    pub(crate) command: Command,
+    pub(crate) command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,12 +54,12 @@ pub(crate) enum Command {
     },
     /// Run an agent in a sandbox: create it if needed, start it, attach this terminal.
     #[command(
-        after_help = "Examples:\n  sbx run shell .\n  sbx run claude ~/project\n  sbx run --name review codex ~/project ~/docs:ro -- --model o4\n\nThe exit status is the agent's."
+        after_help = "Examples:\n  sbx run shell .\n  sbx run claude ~/project\n  sbx run --branch auto claude ~/project      # on branch sbx/<name>, review with sbx diff\n  sbx run --name review codex ~/project ~/docs:ro -- --model o4\n  sbx run -d --name bg claude ~/project        # detached; sbx attach bg\n\nDetach from a running agent with Ctrl-] (it keeps running; `sbx attach NAME` returns to it).\nThe exit status is the agent's."
     )]
     Run(RunArgs),
     /// Create a sandbox for an agent and start it (without attaching).
     #[command(
-        after_help = "Examples:\n  sbx create shell .\n  sbx create --name review -e DEBUG=1 claude ~/project ~/docs:ro\n  sbx create -q --isolation namespaces shell /tmp/work"
+        after_help = "Examples:\n  sbx create shell .\n  sbx create --name review -e DEBUG=1 claude ~/project ~/docs:ro\n  sbx create -q --isolation namespaces shell /tmp/work\n  sbx create --branch auto --name fix claude ~/project\n  sbx create --clone --name try codex ~/project"
     )]
     Create(CreateArgs),
     /// List sandboxes: name, agent, status, isolation, workspace, branch, uptime.
@@ -95,6 +100,47 @@ pub(crate) enum Command {
         /// Remove every sandbox.
         #[arg(long, conflicts_with = "names")]
         all: bool,
+    },
+    /// Show what a branch- or clone-mode sandbox changed: a unified diff against the commit it started from.
+    #[command(
+        after_help = "Examples:\n  sbx diff my-box\n  sbx diff my-box --stat\n  sbx diff my-box --json"
+    )]
+    Diff {
+        /// The sandbox.
+        name: String,
+        /// Only the per-file summary (A/M/D/R, lines added and removed).
+        #[arg(long)]
+        stat: bool,
+        /// Print the summary and the patch as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Merge a branch- or clone-mode sandbox's commits into the branch you had checked out when it was created.
+    #[command(
+        after_help = "Examples:\n  sbx merge my-box\n  sbx merge my-box --json\n\nA fast-forward when possible, else a merge commit. A merge that would conflict is refused with the\nfiles listed and nothing changed (exit status 4). Clone mode fetches the sandbox's commits first."
+    )]
+    Merge {
+        /// The sandbox.
+        name: String,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy files or directories between the host and a sandbox (`NAME:/path` names the sandbox side).
+    #[command(
+        after_help = "Examples:\n  sbx cp ./notes.md my-box:/tmp/notes.md\n  sbx cp my-box:/home/agent/out ./out\n  sbx cp ./fixtures my-box:/work/\n\nThe sandbox side is read and written by the agent inside the sandbox, so symlinks there resolve inside\nthe sandbox and never reach host files. Symlinks copied out of a sandbox are skipped, with a warning."
+    )]
+    Cp {
+        /// Source: a host path or NAME:/path.
+        src: String,
+        /// Destination: a host path or NAME:/path (an existing directory receives the source by name).
+        dst: String,
+    },
+    /// Reattach this terminal to the agent session of a sandbox (detach again with Ctrl-]).
+    #[command(after_help = "Examples:\n  sbx attach my-box")]
+    Attach {
+        /// The sandbox.
+        name: String,
     },
     /// Internal: supervise a running sandbox (started by `sbx start`).
     #[command(name = "__supervise", hide = true)]
@@ -252,6 +298,12 @@ pub(crate) struct CreateArgs {
     /// Print only the sandbox name.
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// Work on a branch of the workspace's git repository in its own worktree (`auto`: `sbx/<name>`).
+    #[arg(long, value_name = "NAME|auto", conflicts_with = "clone")]
+    pub(crate) branch: Option<String>,
+    /// Work in a private clone of the workspace's git repository (the host fetches it as remote `sandbox-<name>`).
+    #[arg(long)]
+    pub(crate) clone: bool,
     /// The agent (`sbx agents` lists them).
     pub(crate) agent: String,
     /// Host directories shared at the same path inside; append `:ro` for read-only.
@@ -270,6 +322,15 @@ pub(crate) struct RunArgs {
     /// Set an environment variable for everything run in a new sandbox (repeatable).
     #[arg(short = 'e', long = "env", value_parser = parse_env)]
     pub(crate) env: Vec<(String, String)>,
+    /// Work on a branch of the workspace's git repository in its own worktree (`auto`: `sbx/<name>`).
+    #[arg(long, value_name = "NAME|auto", conflicts_with = "clone")]
+    pub(crate) branch: Option<String>,
+    /// Work in a private clone of the workspace's git repository (the host fetches it as remote `sandbox-<name>`).
+    #[arg(long)]
+    pub(crate) clone: bool,
+    /// Start the agent and return at once; `sbx attach NAME` connects to it later.
+    #[arg(short, long)]
+    pub(crate) detach: bool,
     /// The agent (`sbx agents` lists them).
     pub(crate) agent: String,
     /// Host directories shared at the same path inside; append `:ro` for read-only.
@@ -392,7 +453,7 @@ mod tests {
     #[test]
     fn exec_keeps_command_flags_for_the_command() {
         let cli = Cli::try_parse_from(["sbx", "exec", "-i", "box", "ls", "-la"]).unwrap();
-        let Command::Exec(args) = cli.command else {
+        let Some(Command::Exec(args)) = cli.command else {
             panic!("not exec")
         };
         assert!(args.interactive);

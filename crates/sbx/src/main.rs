@@ -11,7 +11,9 @@ mod custom_secrets;
 mod egress;
 mod env_vars;
 mod fsutil;
+mod gitmode;
 mod home;
+mod isolation_policy;
 mod names;
 mod output;
 mod policy_files;
@@ -24,7 +26,12 @@ use clap::Parser;
 
 fn main() {
     let cli = cli::Cli::parse();
-    let code = match commands::dispatch(cli.command) {
+    let result = match cli.command {
+        Some(command) => commands::dispatch(command),
+        // `sbx` alone: the dashboard in a terminal, the help otherwise.
+        None => commands::dashboard::run_or_help(),
+    };
+    let code = match result {
         Ok(code) => code,
         Err(err) if is_broken_pipe(&err) => 0,
         Err(err) => {

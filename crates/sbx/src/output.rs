@@ -9,6 +9,11 @@ fn stderr_colours() -> bool {
     std::env::var_os(env_vars::NO_COLOR).is_none() && std::io::stderr().is_terminal()
 }
 
+/// Whether stdout gets colours: a terminal, and `NO_COLOR` unset.
+pub(crate) fn stdout_colours() -> bool {
+    std::env::var_os(env_vars::NO_COLOR).is_none() && std::io::stdout().is_terminal()
+}
+
 /// Prints `error: msg` to stderr.
 pub(crate) fn error(msg: &str) {
     let (on, off) = if stderr_colours() {

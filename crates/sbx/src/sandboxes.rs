@@ -63,6 +63,9 @@ pub(crate) struct Record {
     /// When the running sandbox was started (seconds since the epoch).
     #[serde(default)]
     pub(crate) started_at: Option<u64>,
+    /// Branch or clone mode: the sandbox's branch and working tree (its mounts are in `workspaces`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) git: Option<crate::gitmode::GitSandbox>,
 }
 
 /// What a sandbox is doing right now.
@@ -234,6 +237,7 @@ mod tests {
             created_at: 1,
             supervisor_pid: None,
             started_at: None,
+            git: None,
         }
     }
 

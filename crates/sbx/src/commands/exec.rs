@@ -22,6 +22,9 @@ pub(crate) struct ExecArgs {
     pub(crate) user: Option<String>,
     pub(crate) interactive: bool,
     pub(crate) tty: bool,
+    /// The agent's own session (`sbx run`): kept running when the connection drops, detachable with Ctrl-],
+    /// reattached with `sbx attach`.
+    pub(crate) agent_session: bool,
 }
 
 /// How often the output loop looks at stdin and the terminal size.
@@ -39,7 +42,6 @@ pub(crate) fn run(home: &Home, args: ExecArgs) -> Result<i32> {
     let dir = SandboxDir::new(home, &args.name)?;
     let client = sbx_jail::connect(&sbx_jail::StateDir::new(dir.jail()))
         .with_context(|| format!("cannot reach the agent of sandbox {}", args.name))?;
-    let terminal = args.tty && std::io::stdin().is_terminal();
     crate::audit::exec(home, &dir, &record, &args.argv);
     // Placeholders first: `-e` given at creation or here may override them.
     let mut env = crate::supervisor::placeholders_env(&dir)?;
@@ -53,10 +55,77 @@ pub(crate) fn run(home: &Home, args: ExecArgs) -> Result<i32> {
         tty: args
             .tty
             .then(|| window_size().unwrap_or(WindowSize { rows: 24, cols: 80 })),
-        detached: false,
+        detached: args.agent_session,
     };
     let mut session = client.exec(request).map_err(|e| exec_error(e, &args))?;
-    let stdin = if args.interactive {
+    if !args.agent_session {
+        return match stream(&mut session, &args.name, args.interactive, args.tty, false)? {
+            End::Exited(code) => Ok(code),
+            End::Detached => Ok(0),
+        };
+    }
+    // The agent's own session: it survives a lost connection, and `sbx attach` finds it by this id.
+    let id_file = session_file(&dir);
+    crate::fsutil::atomic_write(&id_file, session.id().to_string().as_bytes())?;
+    finish_agent_session(
+        &mut session,
+        &args.name,
+        &id_file,
+        args.interactive,
+        args.tty,
+    )
+}
+
+/// Streams the agent's session until it exits (forgetting its id) or the user detaches (keeping it).
+pub(crate) fn finish_agent_session(
+    session: &mut sbx_proto::RemoteSession,
+    name: &str,
+    id_file: &std::path::Path,
+    interactive: bool,
+    tty: bool,
+) -> Result<i32> {
+    match stream(session, name, interactive, tty, true)? {
+        End::Exited(code) => {
+            let _ = std::fs::remove_file(id_file);
+            Ok(code)
+        }
+        End::Detached => {
+            eprintln!(
+                "\r\ndetached from sandbox {name}; the agent keeps running (`sbx attach {name}` returns to it)"
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// Where the id of a sandbox's agent session is kept while it runs.
+pub(crate) fn session_file(dir: &SandboxDir) -> std::path::PathBuf {
+    dir.root().join("agent.session")
+}
+
+/// How a streamed session ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The command exited with this shell status.
+    Exited(i32),
+    /// The user pressed the detach key; the command keeps running.
+    Detached,
+}
+
+/// The detach key: Ctrl-] (as in telnet), rare in programs and never needed by shells.
+pub(crate) const DETACH_KEY: u8 = 0x1d;
+
+/// Connects the session to this process's stdin/stdout/stderr (raw terminal when `tty` and stdin is one), forwards
+/// signals and window size, and returns when the command exits or, with `detach_key`, on Ctrl-].
+pub(crate) fn stream(
+    session: &mut sbx_proto::RemoteSession,
+    name: &str,
+    interactive: bool,
+    tty: bool,
+    detach_key: bool,
+) -> Result<End> {
+    let terminal = tty && std::io::stdin().is_terminal();
+    let mut stdin = if interactive {
         Some(stdin_reader())
     } else {
         session
@@ -69,13 +138,15 @@ pub(crate) fn run(home: &Home, args: ExecArgs) -> Result<i32> {
     crate::signals::catch(crate::signals::TERMINATION);
     let mut size = window_size();
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-    let mut stdin = stdin;
     loop {
         if let Some(rx) = &stdin {
-            match forward_stdin(rx, &session) {
-                Ok(true) => {}
-                Ok(false) => stdin = None,
-                Err(e) => return Err(e),
+            match forward_stdin(rx, session, detach_key)? {
+                Forwarded::More => {}
+                Forwarded::Closed => stdin = None,
+                Forwarded::Detach => {
+                    session.detach().context("cannot detach from the session")?;
+                    return Ok(End::Detached);
+                }
             }
         }
         let signal = crate::signals::take();
@@ -102,16 +173,13 @@ pub(crate) fn run(home: &Home, args: ExecArgs) -> Result<i32> {
                 err.write_all(&data)?;
                 err.flush()?;
             }
-            Ok(Message::Exit(status)) => return Ok(status.shell_code()),
-            Ok(Message::Error(e)) => bail!("sandbox {}: {} ({})", args.name, e.message, e.kind),
+            Ok(Message::Exit(status)) => return Ok(End::Exited(status.shell_code())),
+            Ok(Message::Error(e)) => bail!("sandbox {name}: {} ({})", e.message, e.kind),
             Ok(_) => {}
             Err(ClientError::Timeout(_)) => {}
             Err(e) => {
                 return Err(e).with_context(|| {
-                    format!(
-                        "lost the connection to sandbox {} while the command ran",
-                        args.name
-                    )
+                    format!("lost the connection to sandbox {name} while the command ran")
                 });
             }
         }
@@ -154,19 +222,40 @@ fn stdin_reader() -> Receiver<Option<Vec<u8>>> {
     rx
 }
 
-/// Sends whatever stdin has ready; returns false once stdin is closed.
+/// What forwarding stdin found.
+enum Forwarded {
+    More,
+    Closed,
+    Detach,
+}
+
+/// Sends whatever stdin has ready: up to the detach key when `detach_key` is set.
 fn forward_stdin(
     rx: &Receiver<Option<Vec<u8>>>,
     session: &sbx_proto::RemoteSession,
-) -> Result<bool> {
+    detach_key: bool,
+) -> Result<Forwarded> {
     loop {
         match rx.try_recv() {
-            Ok(Some(data)) => session.write_stdin(&data).context("cannot send stdin")?,
+            Ok(Some(data)) => {
+                let key = detach_key
+                    .then(|| data.iter().position(|b| *b == DETACH_KEY))
+                    .flatten();
+                let end = key.unwrap_or(data.len());
+                if end > 0 {
+                    session
+                        .write_stdin(&data[..end])
+                        .context("cannot send stdin")?;
+                }
+                if key.is_some() {
+                    return Ok(Forwarded::Detach);
+                }
+            }
             Ok(None) | Err(TryRecvError::Disconnected) => {
                 session.close_stdin().context("cannot close stdin")?;
-                return Ok(false);
+                return Ok(Forwarded::Closed);
             }
-            Err(TryRecvError::Empty) => return Ok(true),
+            Err(TryRecvError::Empty) => return Ok(Forwarded::More),
         }
     }
 }

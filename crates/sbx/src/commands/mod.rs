@@ -1,10 +1,14 @@
 //! Command handlers: each one a thin call into a library crate.
 
 mod agents;
+mod attach;
 mod completion;
+mod cp;
+pub(crate) mod dashboard;
 mod doctor;
 pub(crate) mod exec;
 mod policy;
+mod review;
 mod run;
 pub(crate) mod sandbox;
 pub(crate) mod secret;
@@ -35,6 +39,7 @@ pub(crate) fn dispatch(command: Command) -> Result<i32> {
                     env: args.env,
                     agent: args.agent,
                     paths: args.paths,
+                    git: crate::gitmode::Request::from_flags(args.branch.as_deref(), args.clone),
                 },
             )?;
             if !quiet {
@@ -57,11 +62,16 @@ pub(crate) fn dispatch(command: Command) -> Result<i32> {
                 user: args.user,
                 interactive: args.interactive,
                 tty: args.tty,
+                agent_session: false,
             },
         ),
         Command::Stop { names } => sandbox::stop(&Home::from_env()?, &names),
         Command::Start { name } => sandbox::start(&Home::from_env()?, &name),
         Command::Rm { names, force, all } => sandbox::rm(&Home::from_env()?, &names, force, all),
+        Command::Diff { name, stat, json } => review::diff(&Home::from_env()?, &name, stat, json),
+        Command::Merge { name, json } => review::merge(&Home::from_env()?, &name, json),
+        Command::Cp { src, dst } => cp::run(&Home::from_env()?, &src, &dst),
+        Command::Attach { name } => attach::run(&Home::from_env()?, &name),
         Command::Supervise { name } => sandbox::supervise(&Home::from_env()?, &name),
     }
 }

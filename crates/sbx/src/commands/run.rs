@@ -42,6 +42,7 @@ pub(crate) fn run(home: &Home, args: RunArgs) -> Result<i32> {
                     env: args.env,
                     agent: args.agent.clone(),
                     paths: args.paths.clone(),
+                    git: crate::gitmode::Request::from_flags(args.branch.as_deref(), args.clone),
                 },
             )?;
             eprintln!("created sandbox {name}");
@@ -50,17 +51,24 @@ pub(crate) fn run(home: &Home, args: RunArgs) -> Result<i32> {
     let mut argv = agent.command.clone();
     argv.extend(agent.yolo.iter().cloned());
     argv.extend(args.agent_args);
-    let workdir = workspaces.first().map(|w| w.path.display().to_string());
-    exec::run(
-        home,
-        ExecArgs {
-            name,
-            argv,
-            env: Vec::new(),
-            workdir,
-            user: None,
-            interactive: true,
-            tty: true,
-        },
-    )
+    // Branch and clone mode: the agent starts in its worktree, not in the user's checkout.
+    let record = dir.load()?;
+    let workdir = match &record.git {
+        Some(git) => Some(git.workdir().display().to_string()),
+        None => workspaces.first().map(|w| w.path.display().to_string()),
+    };
+    let exec_args = ExecArgs {
+        name,
+        argv,
+        env: Vec::new(),
+        workdir,
+        user: None,
+        interactive: true,
+        tty: true,
+        agent_session: true,
+    };
+    if args.detach {
+        return crate::commands::attach::start_detached(home, exec_args);
+    }
+    exec::run(home, exec_args)
 }

@@ -22,6 +22,8 @@ pub(crate) struct CreateRequest {
     pub(crate) env: Vec<(String, String)>,
     pub(crate) agent: String,
     pub(crate) paths: Vec<String>,
+    /// `--branch` / `--clone`: work on a branch of the first workspace's repository.
+    pub(crate) git: Option<crate::gitmode::Request>,
 }
 
 /// `sbx create`: records the sandbox and starts it. Returns its name.
@@ -30,8 +32,14 @@ pub(crate) fn create(home: &Home, req: CreateRequest) -> Result<String> {
         crate::names::validate_sandbox(name)?;
     }
     AgentTable::load(&home.config.join("agents.toml"))?.get(&req.agent)?;
-    let workspaces = parse_workspaces(&req.paths)?;
+    let mut workspaces = parse_workspaces(&req.paths)?;
+    if req.git.is_some() && workspaces.is_empty() {
+        bail!(
+            "--branch/--clone need a workspace: name the repository, e.g. `sbx create --branch auto shell .`"
+        );
+    }
     let isolation = backend::choose(req.isolation, backend::host_kvm())?;
+    crate::isolation_policy::check(home, isolation)?;
     // Checked now so a missing agent is reported before anything is created; the supervisor finds it the same way.
     backend::guest_binary()?;
     let template = backend::template(home)?;
@@ -52,6 +60,21 @@ pub(crate) fn create(home: &Home, req: CreateRequest) -> Result<String> {
         ),
         Err(e) => return Err(e).with_context(|| format!("cannot create {}", dir.root().display())),
     }
+    let git = match &req.git {
+        Some(request) => match crate::gitmode::setup(&name, &workspaces[0], request) {
+            Ok((git, mounts)) => {
+                let others = workspaces.split_off(1);
+                workspaces = mounts;
+                workspaces.extend(others);
+                Some(git)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(dir.root());
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let record = Record {
         name: name.clone(),
         agent: req.agent,
@@ -62,6 +85,7 @@ pub(crate) fn create(home: &Home, req: CreateRequest) -> Result<String> {
         created_at: sandboxes::now(),
         supervisor_pid: None,
         started_at: None,
+        git: git.clone(),
     };
     let lock = dir.lock()?;
     dir.save(&record)?;
@@ -72,6 +96,9 @@ pub(crate) fn create(home: &Home, req: CreateRequest) -> Result<String> {
     let removed = crate::audit::lifecycle(&record, sbx_audit::Action::SandboxRemoved);
     if let Err(e) = start_locked(&dir, record) {
         drop(lock);
+        if let Some(git) = &git {
+            let _ = crate::gitmode::remove(&name, git, true);
+        }
         let _ = std::fs::remove_dir_all(dir.root());
         crate::audit::record_or_warn(home, removed);
         return Err(e);
@@ -240,7 +267,11 @@ pub(crate) fn rm(home: &Home, names: &[String], force: bool, all: bool) -> Resul
             );
         }
         let removed = crate::audit::lifecycle(&record, sbx_audit::Action::SandboxRemoved);
+        let git = record.git.clone();
         stop_locked(&dir, record)?;
+        if let Some(git) = &git {
+            crate::gitmode::remove(name, git, force)?;
+        }
         drop(lock);
         std::fs::remove_dir_all(dir.root())
             .with_context(|| format!("cannot remove {}", dir.root().display()))?;
@@ -270,6 +301,10 @@ struct Row {
     isolation: String,
     workspace: Vec<PathBuf>,
     branch: Option<String>,
+    /// Branch or clone mode: where the agent works.
+    worktree: Option<PathBuf>,
+    /// `branch` or `clone`; absent when the workspace is shared directly.
+    mode: Option<crate::gitmode::GitMode>,
     /// Seconds since start, when running.
     uptime_secs: Option<u64>,
     supervisor_pid: Option<i32>,
@@ -293,8 +328,10 @@ pub(crate) fn ls(home: &Home, json: bool) -> Result<i32> {
             agent: record.agent.clone(),
             status: st,
             isolation: record.isolation.as_str().to_owned(),
-            workspace: record.workspaces.iter().map(|w| w.path.clone()).collect(),
-            branch: None,
+            workspace: crate::gitmode::visible_workspaces(&record.workspaces, record.git.as_ref()),
+            branch: record.git.as_ref().map(|g| g.branch.clone()),
+            worktree: record.git.as_ref().map(|g| g.worktree.clone()),
+            mode: record.git.as_ref().map(|g| g.mode),
             uptime_secs: match st {
                 Status::Running => record
                     .started_at
@@ -359,7 +396,7 @@ fn workspace_cell(paths: &[PathBuf]) -> String {
         .join(",")
 }
 
-fn format_uptime(secs: u64) -> String {
+pub(crate) fn format_uptime(secs: u64) -> String {
     match secs {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m{}s", s / 60, s % 60),

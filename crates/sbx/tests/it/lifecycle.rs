@@ -78,7 +78,7 @@ pub(crate) fn ls_json(ctx: &TestContext) -> Vec<serde_json::Value> {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("ls --json is not JSON ({e}): {out}"))
 }
 
-fn row<'a>(rows: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+pub(crate) fn row<'a>(rows: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
     rows.iter()
         .find(|r| r["name"] == name)
         .unwrap_or_else(|| panic!("{name} not in {rows:?}"))
@@ -103,7 +103,7 @@ pub(crate) fn wait_gone(pid: i64) {
 }
 
 /// The pids of the supervisor and the jail init of a running sandbox.
-fn pids(ctx: &TestContext, name: &str) -> (i64, i64) {
+pub(crate) fn pids(ctx: &TestContext, name: &str) -> (i64, i64) {
     let rows = ls_json(ctx);
     let sup = row(&rows, name)["supervisor_pid"]
         .as_i64()
@@ -117,7 +117,7 @@ fn pids(ctx: &TestContext, name: &str) -> (i64, i64) {
 }
 
 /// Removes the sandbox even when an assertion failed, so no process outlives the test.
-struct Cleanup<'a>(&'a TestContext);
+pub(crate) struct Cleanup<'a>(pub(crate) &'a TestContext);
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
         let _ = self.0.sbx(&["rm", "-f", "--all"]);

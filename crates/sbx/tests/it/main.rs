@@ -1,7 +1,11 @@
 //! Integration tests: the real `sbx` binary in a temp `SBX_HOME`.
 
+mod attach;
+mod branch;
 mod context;
 mod egress;
+mod cp;
+mod dashboard;
 mod lifecycle;
 mod policy;
 mod secret;
