@@ -148,12 +148,14 @@ impl Walk<'_> {
 
     fn copy_entry(&mut self, rel: &BStr) -> Result<(), CreateError> {
         let from = self.src_root.join(rel.to_path_lossy());
-        let to = self.dest.join(rel.to_path_lossy());
+        let rel_path = rel.to_path_lossy();
+        let to = self.dest.join(&rel_path);
         if std::fs::symlink_metadata(&to).is_ok() {
             return Ok(()); // never overwrite what the checkout put there
         }
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| IoError::new("creating", parent, e))?;
+        if !self.create_parents(&rel_path)? {
+            // The checkout has a symlink where the host has a directory: copying would write outside.
+            return Ok(());
         }
         let meta =
             std::fs::symlink_metadata(&from).map_err(|e| IoError::new("reading", &from, e))?;
@@ -169,6 +171,24 @@ impl Walk<'_> {
         }
         self.copied.push(rel.to_string());
         Ok(())
+    }
+
+    /// Create the directories leading to `rel` in the destination, one at a time and never through a symlink;
+    /// `false` if one of them is a symlink or a file.
+    fn create_parents(&self, rel: &Path) -> Result<bool, CreateError> {
+        let mut dir = self.dest.to_owned();
+        let Some(parent) = rel.parent() else {
+            return Ok(true);
+        };
+        for component in parent.components() {
+            dir.push(component);
+            match crate::create::create_real_dir(&dir) {
+                Ok(()) => {}
+                Err(CreateError::UnsafePath { .. }) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(!crate::untrusted::leaves_tree(self.dest, rel))
     }
 
     fn is_ignored(&mut self, rel: &BStr, is_dir: bool) -> Result<bool, CreateError> {

@@ -48,6 +48,7 @@ mod name;
 mod record;
 mod remove;
 mod status;
+mod untrusted;
 
 pub use create::Sandbox;
 pub use diff::{ChangeKind, Diff, DiffSummary, FileChange};
