@@ -166,17 +166,19 @@ impl Variant {
         }
     }
 
-    /// Time one create and clean it up untimed.
-    fn run(self, repo: &Path, n: usize) -> BenchResult<Duration> {
+    /// Time one create (wall clock and CPU seconds) and clean it up untimed.
+    fn run(self, repo: &Path, n: usize) -> BenchResult<Sample> {
         match self {
             Variant::Sbx => {
                 let name = format!("s{n}");
+                let cpu = cpu_seconds()?;
                 let start = Instant::now();
                 let host = Host::open(repo)?;
                 host.create(&name, None)?;
-                let elapsed = start.elapsed();
+                let wall = start.elapsed();
+                let cpu = cpu_seconds()?.own - cpu.own;
                 host.remove(&name, true)?;
-                Ok(elapsed)
+                Ok(Sample { wall, cpu })
             }
             Variant::Git | Variant::GitParallel => {
                 let dir = repo.join("../git-worktrees");
@@ -189,15 +191,60 @@ impl Variant {
                     args.extend(["-c", "checkout.workers=0"]);
                 }
                 args.extend(["worktree", "add", "-q", "-b", &branch, path_str]);
+                let cpu = cpu_seconds()?;
                 let start = Instant::now();
                 git(repo, &args)?;
-                let elapsed = start.elapsed();
+                let wall = start.elapsed();
+                let cpu = cpu_seconds()?.children - cpu.children;
                 git(repo, &["worktree", "remove", "--force", path_str])?;
                 git(repo, &["branch", "-q", "-D", &branch])?;
-                Ok(elapsed)
+                Ok(Sample { wall, cpu })
             }
         }
     }
+}
+
+/// One timed create.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    wall: Duration,
+    /// User + system CPU seconds, all threads (sbx) or all waited-for processes (git and its children).
+    cpu: f64,
+}
+
+/// CPU seconds used so far by this process and by its waited-for children, from `/proc/self/stat`.
+struct CpuTimes {
+    own: f64,
+    children: f64,
+}
+
+fn cpu_seconds() -> BenchResult<CpuTimes> {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let ticks = *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    });
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the parenthesised command name; utime is field 14 overall, i.e. index 11 here.
+    let rest = stat.rsplit_once(')').ok_or("malformed /proc/self/stat")?.1;
+    let fields: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    let [utime, stime, cutime, cstime] = fields[..] else {
+        return Err("malformed /proc/self/stat".into());
+    };
+    Ok(CpuTimes {
+        own: (utime + stime) / ticks,
+        children: (cutime + cstime) / ticks,
+    })
 }
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -246,25 +293,45 @@ fn main() -> BenchResult<()> {
     for (i, variant) in Variant::ALL.iter().enumerate() {
         variant.run(&repo, 1000 + i)?;
     }
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); Variant::ALL.len()];
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); Variant::ALL.len()];
     for round in 0..rounds {
         for k in 0..Variant::ALL.len() {
             let index = (round + k) % Variant::ALL.len();
-            let elapsed = Variant::ALL[index].run(&repo, round * 10 + k)?;
-            times[index].push(elapsed);
+            let sample = Variant::ALL[index].run(&repo, round * 10 + k)?;
+            eprintln!(
+                "round {round}: {:<44} {:>8.1} ms wall, {:>6.2} s CPU, load {}",
+                Variant::ALL[index].label(),
+                sample.wall.as_secs_f64() * 1e3,
+                sample.cpu,
+                load()
+            );
+            samples[index].push(sample);
         }
     }
     println!("load after:  {}", load());
-    let medians: Vec<Duration> = times.iter_mut().map(|t| median(t)).collect();
-    let git_median = medians[1].as_secs_f64();
-    for ((variant, t), m) in Variant::ALL.iter().zip(&times).zip(&medians) {
+    let summaries: Vec<(Vec<Duration>, f64)> = samples
+        .iter()
+        .map(|s| {
+            let mut walls: Vec<Duration> = s.iter().map(|x| x.wall).collect();
+            walls.sort();
+            let mut cpus: Vec<f64> = s.iter().map(|x| x.cpu).collect();
+            cpus.sort_by(f64::total_cmp);
+            (walls, cpus[cpus.len() / 2])
+        })
+        .collect();
+    let git_wall = median(&mut summaries[1].0.clone()).as_secs_f64();
+    let git_cpu = summaries[1].1;
+    for (variant, (walls, cpu)) in Variant::ALL.iter().zip(&summaries) {
+        let wall = median(&mut walls.clone()).as_secs_f64();
         println!(
-            "{:<44} median {:>8.1} ms  min {:>8.1} ms  max {:>8.1} ms  ratio to git {:.2}x",
+            "{:<44} wall median {:>8.1} ms (min {:>8.1}, max {:>8.1}), ratio {:.2}x | CPU median {:>6.2} s, ratio {:.2}x",
             variant.label(),
-            m.as_secs_f64() * 1e3,
-            t.first().map_or(0.0, |d| d.as_secs_f64() * 1e3),
-            t.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
-            m.as_secs_f64() / git_median,
+            wall * 1e3,
+            walls.first().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+            walls.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+            wall / git_wall,
+            cpu,
+            cpu / git_cpu.max(1e-9),
         );
     }
     reset(&repo)?;
