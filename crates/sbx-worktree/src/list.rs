@@ -39,7 +39,7 @@ impl Host {
     pub fn list(&self) -> Result<Vec<SandboxStatus>, ReviewError> {
         let repo = self.fresh()?;
         let mut out = Vec::new();
-        for record in record::load_all(&self.common_dir)? {
+        for record in record::load_all(&self.common_dir, &self.main_workdir)? {
             out.push(self.status_of(&repo, &record?)?);
         }
         Ok(out)

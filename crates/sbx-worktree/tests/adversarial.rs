@@ -274,3 +274,27 @@ fn worktreeinclude_never_copies_through_a_checked_out_symlink() {
     );
     host.remove("inc", true).unwrap();
 }
+
+#[test]
+fn a_forged_record_cannot_aim_remove_outside_sbx() {
+    let fx = Fixture::new();
+    let (repo, host, _marker) = setup(&fx);
+    host.create("forged", None).unwrap();
+    let victim = fx.path("users-documents");
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::write(victim.join("thesis.txt"), "years of work\n").unwrap();
+    let record = repo.join(".git/sbx/sandboxes/forged.json");
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&record).unwrap()).unwrap();
+    json["path"] = victim.to_str().unwrap().into();
+    json["mode"] = "clone".into();
+    std::fs::write(&record, serde_json::to_vec(&json).unwrap()).unwrap();
+
+    let err = host.remove("forged", true).unwrap_err();
+    assert!(err.to_string().contains("forged.json"), "{err}");
+    assert_eq!(read(&victim, "thesis.txt"), "years of work\n");
+    assert!(
+        host.list().is_err(),
+        "list reports the forged record instead of acting on it"
+    );
+}
