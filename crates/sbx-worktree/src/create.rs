@@ -46,7 +46,7 @@ impl Host {
     pub fn create(&self, sandbox: &str, branch: Option<&str>) -> Result<Sandbox, CreateError> {
         let name = SandboxName::new(sandbox)?;
         let wanted = branch.map(BranchName::new).transpose()?;
-        let repo = self.for_checkout()?;
+        let repo = self.fresh()?;
         let (base, base_branch) = head_state(&repo, &self.main_workdir)?;
         let sandbox_dir = self.prepare_sbx_dir(&format!("{name}-worktrees"))?;
 
@@ -89,17 +89,6 @@ impl Host {
             path: dest,
             included,
         })
-    }
-
-    /// A fresh handle whose object reads keep a delta-base cache as large as git's default (96 MiB), which the
-    /// handle of the new worktree inherits. Without it gix keeps 64 bases per checkout thread, and a packed
-    /// repository's blobs (delta chains up to 50 deep after `git gc`) are re-inflated along most of their chain:
-    /// in the 50,000-file bench that cost about three times git's CPU time.
-    fn for_checkout(&self) -> Result<gix::Repository, CreateError> {
-        let options =
-            gix::open::Options::default().config_overrides(["core.deltaBaseCacheLimit=96m"]);
-        gix::open_opts(self.repo.git_dir(), options)
-            .map_err(|e| GitError::new("re-opening the repository", e).into())
     }
 
     /// Create `.sbx/` (excluded from git status) and `.sbx/<leaf>`, refusing symlinks anywhere on the way.
