@@ -115,6 +115,9 @@ impl fmt::Display for DiffSummary {
     }
 }
 
+/// Worktree files larger than this are not read into memory; they show as binary changes.
+const MAX_DIFF_FILE_BYTES: u64 = 64 << 20;
+
 /// One side of a change: file mode and content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Side {
@@ -128,7 +131,7 @@ impl Host {
     pub fn diff(&self, sandbox: &str) -> Result<Diff, ReviewError> {
         let name = SandboxName::new(sandbox)?;
         let record = record::load(&self.common_dir, &self.main_workdir, &name)?;
-        let repo = require_sandbox(&record)?;
+        let repo = require_sandbox(&self.common_dir, &record)?;
         let base = parse_id(&record.base)?;
         let base_tree = tree_of(&repo, base)?;
         let mut sides = BTreeMap::new();
@@ -163,7 +166,11 @@ fn base_side(
         return Ok(None);
     };
     let kind = entry.mode().kind();
-    if matches!(kind, EntryKind::Tree | EntryKind::Commit) {
+    if kind == EntryKind::Tree {
+        // A directory replaced by a file or symlink: its files are listed (as deleted) on their own.
+        return Ok(None);
+    }
+    if kind == EntryKind::Commit {
         return Ok(Some(Side {
             kind,
             id: entry.object_id(),
@@ -187,7 +194,13 @@ fn worktree_side(
     root: &Path,
     path: &BString,
 ) -> Result<Option<Side>, IoError> {
-    let abs = root.join(rel_path(path));
+    let rel = rel_path(path);
+    if crate::untrusted::leaves_tree(root, rel) {
+        // A parent directory was replaced by a symlink (or vanished): the file is not in the worktree, and
+        // whatever the link leads to on the host is none of the diff's business.
+        return Ok(None);
+    }
+    let abs = root.join(rel);
     let meta = match std::fs::symlink_metadata(&abs) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -206,8 +219,14 @@ fn worktree_side(
             id: repo.object_hash().null(),
             data: Vec::new(),
         }));
+    } else if !meta.is_file() {
+        return Ok(None); // fifos, sockets, devices: git does not track them, and reading a fifo would block
     } else {
-        let data = std::fs::read(&abs).map_err(|e| IoError::new("reading", &abs, e))?;
+        let Some(data) = crate::untrusted::read_regular_file(&abs, MAX_DIFF_FILE_BYTES)
+            .map_err(|e| IoError::new("reading", &abs, e))?
+        else {
+            return Ok(None); // swapped for something else since the check above
+        };
         let executable = meta.permissions().mode() & 0o111 != 0;
         let kind = if executable {
             EntryKind::BlobExecutable

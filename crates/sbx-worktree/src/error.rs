@@ -134,6 +134,17 @@ pub enum RecordError {
         #[source]
         source: serde_json::Error,
     },
+    /// The record names or points at something `create` never writes: it was edited by hand or forged (the shared
+    /// git dir may be writable from a sandbox). Nothing is done with it.
+    #[error(
+        "sandbox record {path} is not one sbx wrote: {reason}; refusing to act on it (delete the file if you did not expect it)"
+    )]
+    Tampered {
+        /// The record file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The record file could not be read or written.
     #[error(transparent)]
     Io(#[from] IoError),

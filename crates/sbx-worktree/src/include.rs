@@ -28,7 +28,7 @@ pub(crate) fn copy_included(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(IoError::new("reading", &file, e).into()),
     };
-    let patterns = parse_patterns(&text);
+    let patterns = WorktreeInclude::parse(&text);
     if patterns.is_empty() {
         return Ok(Vec::new());
     }
@@ -54,16 +54,84 @@ pub(crate) fn copy_included(
     Ok(walk.copied)
 }
 
-fn parse_patterns(text: &[u8]) -> Vec<Pattern> {
-    text.lines()
-        .map(|line| line.trim_end_with(|c| c == '\r' || c == ' '))
-        .filter(|line| !line.is_empty() && !line.starts_with(b"#"))
-        .filter_map(Pattern::from_bytes)
-        .collect()
+/// The parsed patterns of a `.worktreeinclude` file.
+///
+/// ```
+/// use sbx_worktree::WorktreeInclude;
+///
+/// let include = WorktreeInclude::parse(b"# local config\n.env*\n!.env.production\nconfig/local/*.toml\n");
+/// assert!(include.includes(b".env.local", false));
+/// assert!(!include.includes(b".env.production", false));
+/// assert!(include.includes(b"config/local/db.toml", false));
+/// assert!(include.reaches_inside(b"config"), "so the ignored `config/` directory is walked");
+/// assert!(!include.reaches_inside(b"target"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct WorktreeInclude {
+    patterns: Vec<Pattern>,
+}
+
+impl WorktreeInclude {
+    /// Parse `.gitignore`-syntax text: one pattern a line, `#` comments, `!` negation, trailing spaces and `\r`
+    /// ignored. Lines that are not valid patterns are skipped, never an error: the file is the user's.
+    pub fn parse(text: &[u8]) -> Self {
+        let patterns = text
+            .lines()
+            .map(|line| line.trim_end_with(|c| c == '\r' || c == ' '))
+            .filter(|line| !line.is_empty() && !line.starts_with(b"#"))
+            .filter_map(Pattern::from_bytes)
+            .collect();
+        Self { patterns }
+    }
+
+    /// How many patterns the file has.
+    pub fn len(&self) -> usize {
+        self.patterns.len()
+    }
+
+    /// Whether the file has no patterns.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Whether the repository-relative path `rel` (`/`-separated) is included. Gitignore semantics: the last
+    /// matching pattern decides, `!` patterns un-include.
+    pub fn includes(&self, rel: &[u8], is_dir: bool) -> bool {
+        let rel = rel.as_bstr();
+        let basename_start = rel.rfind_byte(b'/').map(|pos| pos + 1);
+        self.patterns
+            .iter()
+            .rev()
+            .find(|p| {
+                p.matches_repo_relative_path(
+                    rel,
+                    basename_start,
+                    Some(is_dir),
+                    gix::glob::pattern::Case::Sensitive,
+                    gix::glob::wildmatch::Mode::NO_MATCH_SLASH_LITERAL,
+                )
+            })
+            .is_some_and(|p| !p.is_negative())
+    }
+
+    /// Whether a path-anchored pattern could match below the directory `rel` (its literal prefix starts with
+    /// `rel/`), so an ignored directory has to be walked into.
+    pub fn reaches_inside(&self, rel: &[u8]) -> bool {
+        let mut prefix = BString::from(rel);
+        prefix.push(b'/');
+        let anchored = |p: &&Pattern| !p.is_negative() && p.text.contains(&b'/');
+        self.patterns.iter().filter(anchored).any(|p| {
+            let text = p.text.as_bstr();
+            let literal = &text[..p.first_wildcard_pos.unwrap_or(text.len()).min(text.len())];
+            let literal = literal.strip_prefix(b"/").unwrap_or(literal);
+            literal.starts_with(&prefix)
+                || (p.first_wildcard_pos.is_some() && prefix.starts_with(literal))
+        })
+    }
 }
 
 struct Walk<'a> {
-    patterns: Vec<Pattern>,
+    patterns: WorktreeInclude,
     index: &'a gix::index::State,
     excludes: gix::AttributeStack<'a>,
     src_root: &'a Path,
@@ -110,10 +178,10 @@ impl Walk<'_> {
         if !self.is_ignored(rel.as_bstr(), true)? {
             return self.dir(rel);
         }
-        if self.is_included(rel.as_bstr(), true) {
+        if self.patterns.includes(rel.as_bstr(), true) {
             return self.copy_tree(rel);
         }
-        if self.pattern_reaches_inside(rel.as_bstr()) {
+        if self.patterns.reaches_inside(rel.as_bytes()) {
             return self.dir(rel);
         }
         Ok(())
@@ -121,7 +189,7 @@ impl Walk<'_> {
 
     fn visit_file(&mut self, rel: &BStr) -> Result<(), CreateError> {
         let tracked = self.index.entry_by_path(rel).is_some();
-        if !tracked && self.is_included(rel, false) && self.is_ignored(rel, false)? {
+        if !tracked && self.patterns.includes(rel, false) && self.is_ignored(rel, false)? {
             self.copy_entry(rel)?;
         }
         Ok(())
@@ -148,12 +216,14 @@ impl Walk<'_> {
 
     fn copy_entry(&mut self, rel: &BStr) -> Result<(), CreateError> {
         let from = self.src_root.join(rel.to_path_lossy());
-        let to = self.dest.join(rel.to_path_lossy());
+        let rel_path = rel.to_path_lossy();
+        let to = self.dest.join(&rel_path);
         if std::fs::symlink_metadata(&to).is_ok() {
             return Ok(()); // never overwrite what the checkout put there
         }
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| IoError::new("creating", parent, e))?;
+        if !self.create_parents(&rel_path)? {
+            // The checkout has a symlink where the host has a directory: copying would write outside.
+            return Ok(());
         }
         let meta =
             std::fs::symlink_metadata(&from).map_err(|e| IoError::new("reading", &from, e))?;
@@ -171,6 +241,24 @@ impl Walk<'_> {
         Ok(())
     }
 
+    /// Create the directories leading to `rel` in the destination, one at a time and never through a symlink;
+    /// `false` if one of them is a symlink or a file.
+    fn create_parents(&self, rel: &Path) -> Result<bool, CreateError> {
+        let mut dir = self.dest.to_owned();
+        let Some(parent) = rel.parent() else {
+            return Ok(true);
+        };
+        for component in parent.components() {
+            dir.push(component);
+            match crate::create::create_real_dir(&dir) {
+                Ok(()) => {}
+                Err(CreateError::UnsafePath { .. }) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(!crate::untrusted::leaves_tree(self.dest, rel))
+    }
+
     fn is_ignored(&mut self, rel: &BStr, is_dir: bool) -> Result<bool, CreateError> {
         let mode = if is_dir {
             gix::index::entry::Mode::DIR
@@ -183,38 +271,6 @@ impl Walk<'_> {
             .map_err(|e| GitError::new(format!("checking whether {rel} is ignored"), e))?;
         Ok(platform.is_excluded())
     }
-
-    /// Gitignore semantics: the last matching pattern decides, `!` patterns un-include.
-    fn is_included(&self, rel: &BStr, is_dir: bool) -> bool {
-        let basename_start = rel.rfind_byte(b'/').map(|pos| pos + 1);
-        self.patterns
-            .iter()
-            .rev()
-            .find(|p| {
-                p.matches_repo_relative_path(
-                    rel,
-                    basename_start,
-                    Some(is_dir),
-                    gix::glob::pattern::Case::Sensitive,
-                    gix::glob::wildmatch::Mode::NO_MATCH_SLASH_LITERAL,
-                )
-            })
-            .is_some_and(|p| !p.is_negative())
-    }
-
-    /// Whether a path-anchored pattern could match below `rel` (its literal prefix starts with `rel/`).
-    fn pattern_reaches_inside(&self, rel: &BStr) -> bool {
-        let mut prefix = BString::from(rel);
-        prefix.push(b'/');
-        let anchored = |p: &&Pattern| !p.is_negative() && p.text.contains(&b'/');
-        self.patterns.iter().filter(anchored).any(|p| {
-            let text = p.text.as_bstr();
-            let literal = &text[..p.first_wildcard_pos.unwrap_or(text.len())];
-            let literal = literal.strip_prefix(b"/").unwrap_or(literal);
-            literal.starts_with(&prefix)
-                || (p.first_wildcard_pos.is_some() && prefix.starts_with(literal))
-        })
-    }
 }
 
 #[cfg(test)]
@@ -223,8 +279,19 @@ mod tests {
 
     #[test]
     fn parses_comments_blank_lines_and_negation() {
-        let patterns = parse_patterns(b"# comment\n\n.env\n!secret.env\r\nconfig/*.toml\n");
-        assert_eq!(patterns.len(), 3);
-        assert!(patterns[1].is_negative());
+        let include = WorktreeInclude::parse(b"# comment\n\n.env\n!secret.env\r\nconfig/*.toml\n");
+        assert_eq!(include.len(), 3);
+        assert!(include.includes(b".env", false));
+        assert!(
+            include.includes(b"sub/.env", false),
+            "unanchored patterns match at any depth"
+        );
+        assert!(!include.includes(b"secret.env", false));
+        assert!(include.includes(b"config/a.toml", false));
+        assert!(
+            !include.includes(b"config/sub/a.toml", false),
+            "`*` does not cross `/`"
+        );
+        assert!(include.reaches_inside(b"config"));
     }
 }

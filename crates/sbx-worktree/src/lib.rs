@@ -48,11 +48,12 @@ mod name;
 mod record;
 mod remove;
 mod status;
+mod untrusted;
 
 pub use create::Sandbox;
 pub use diff::{ChangeKind, Diff, DiffSummary, FileChange};
 pub use host::Host;
-pub use include::WORKTREE_INCLUDE;
+pub use include::{WORKTREE_INCLUDE, WorktreeInclude};
 pub use list::SandboxStatus;
 pub use merge::MergeOutcome;
 pub use name::{BranchName, SandboxName};

@@ -39,7 +39,7 @@ impl Host {
     pub fn list(&self) -> Result<Vec<SandboxStatus>, ReviewError> {
         let repo = self.fresh()?;
         let mut out = Vec::new();
-        for record in record::load_all(&self.common_dir)? {
+        for record in record::load_all(&self.common_dir, &self.main_workdir)? {
             out.push(self.status_of(&repo, &record?)?);
         }
         Ok(out)
@@ -63,7 +63,7 @@ impl Host {
             dirty: None,
             path: record.path.clone(),
         };
-        let Some(sandbox_repo) = open_sandbox(record) else {
+        let Some(sandbox_repo) = crate::untrusted::open_sandbox(&self.common_dir, record) else {
             return Ok(status);
         };
         let target = match &record.base_branch {
@@ -91,23 +91,17 @@ impl Host {
     }
 }
 
-/// Open the sandbox's worktree (branch mode) or clone, `None` if it is gone.
-pub(crate) fn open_sandbox(record: &Record) -> Option<gix::Repository> {
-    if !record.path.join(".git").exists() {
-        return None;
-    }
-    let repo = gix::open(&record.path).ok()?;
-    // A linked worktree must still be registered with the host (not removed by `git worktree remove`).
-    (repo.workdir().is_some()).then_some(repo)
-}
-
 pub(crate) fn parse_id(hex: &str) -> Result<gix::ObjectId, GitError> {
     gix::ObjectId::from_hex(hex.as_bytes())
         .map_err(|e| GitError::new(format!("parsing commit id {hex:?}"), e))
 }
 
-pub(crate) fn require_sandbox(record: &Record) -> Result<gix::Repository, ReviewError> {
-    open_sandbox(record).ok_or_else(|| ReviewError::WorktreeMissing {
+/// The sandbox opened for reading (see [`crate::untrusted::open_sandbox`]), or an error saying it is missing.
+pub(crate) fn require_sandbox(
+    common_dir: &std::path::Path,
+    record: &Record,
+) -> Result<gix::Repository, ReviewError> {
+    crate::untrusted::open_sandbox(common_dir, record).ok_or_else(|| ReviewError::WorktreeMissing {
         sandbox: record.sandbox.clone(),
         path: record.path.clone(),
     })

@@ -49,7 +49,7 @@ impl Host {
     pub fn merge(&self, sandbox: &str) -> Result<MergeOutcome, MergeError> {
         let name = SandboxName::new(sandbox)?;
         let record = record::load(&self.common_dir, &self.main_workdir, &name)?;
-        let sandbox_repo = require_sandbox(&record)?;
+        let sandbox_repo = require_sandbox(&self.common_dir, &record)?;
         let branch = record.branch.clone().unwrap_or_default();
         let target = record
             .base_branch
@@ -108,7 +108,7 @@ impl Host {
         new_tip: gix::ObjectId,
         sandbox: &str,
     ) -> Result<(), MergeError> {
-        if let Some(worktree) = checked_out_in(repo, target)? {
+        if let Some((git_dir, worktree)) = checked_out_in(repo, target)? {
             // gix has no two-tree checkout that updates a populated worktree and index while keeping local
             // changes, so the CLI does the fast-forward; it refuses (changing nothing) if local changes are in the way.
             let hex = new_tip.to_string();
@@ -118,13 +118,13 @@ impl Host {
                 "--quiet".as_ref(),
                 hex.as_ref(),
             ];
-            return gitcli::run(&worktree, &args).map(drop).map_err(|source| {
-                MergeError::WorktreeUpdateRefused {
+            return gitcli::run_in_worktree(&git_dir, &worktree, &args)
+                .map(drop)
+                .map_err(|source| MergeError::WorktreeUpdateRefused {
                     target: target.to_owned(),
                     worktree,
                     source,
-                }
-            });
+                });
         }
         let name: gix::refs::FullName = target
             .try_into()
@@ -264,8 +264,11 @@ fn merge_commit(
     Ok(commit.id)
 }
 
-/// The worktree (main or linked) where `target` is checked out, if any.
-fn checked_out_in(repo: &gix::Repository, target: &str) -> Result<Option<PathBuf>, GitError> {
+/// The git dir and worktree (main or linked) where `target` is checked out, if any, as the host registered them.
+fn checked_out_in(
+    repo: &gix::Repository,
+    target: &str,
+) -> Result<Option<(PathBuf, PathBuf)>, GitError> {
     let worktrees = repo
         .worktrees_including_main()
         .map_err(|e| GitError::new("listing worktrees", e))?;
@@ -277,7 +280,7 @@ fn checked_out_in(repo: &gix::Repository, target: &str) -> Result<Option<PathBuf
         if head.as_bstr() == target.as_bytes()
             && let Some(dir) = worktree.workdir()
         {
-            return Ok(Some(dir.to_owned()));
+            return Ok(Some((worktree.git_dir().to_owned(), dir.to_owned())));
         }
     }
     Ok(None)

@@ -39,6 +39,10 @@ impl SandboxName {
         if !name.as_bytes()[0].is_ascii_alphanumeric() {
             return Err(bad("it must start with a letter or digit"));
         }
+        if name.ends_with('.') {
+            // git refuses ref names ending in '.', and the name becomes the last part of `sbx/<sandbox>`.
+            return Err(bad("it must not end with '.'"));
+        }
         check_ref_component(name).map_err(bad)?;
         Ok(Self(name.to_owned()))
     }
@@ -172,6 +176,8 @@ mod tests {
             "a;rm",
             "$(id)",
             "a\0b",
+            "HEAD.",
+            "a.",
         ];
         for name in sandbox_attacks {
             assert!(

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{IoError, RecordError};
-use crate::name::SandboxName;
+use crate::name::{BranchName, SandboxName};
 
 /// How the sandbox gets its files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,7 +144,7 @@ pub(crate) fn load(
 ) -> Result<Record, RecordError> {
     let path = record_path(common_dir, sandbox.as_str());
     match std::fs::read(&path) {
-        Ok(bytes) => parse(&path, &bytes),
+        Ok(bytes) => parse(&path, &bytes).and_then(|r| check_layout(&path, r, repo)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(RecordError::NotFound {
             sandbox: sandbox.as_str().to_owned(),
             repo: repo.to_owned(),
@@ -154,7 +154,10 @@ pub(crate) fn load(
 }
 
 /// Load every record, sorted by sandbox name. Unreadable records are returned as errors in place.
-pub(crate) fn load_all(common_dir: &Path) -> Result<Vec<Result<Record, RecordError>>, IoError> {
+pub(crate) fn load_all(
+    common_dir: &Path,
+    repo: &Path,
+) -> Result<Vec<Result<Record, RecordError>>, IoError> {
     let dir = records_dir(common_dir);
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
@@ -173,7 +176,7 @@ pub(crate) fn load_all(common_dir: &Path) -> Result<Vec<Result<Record, RecordErr
     Ok(paths
         .into_iter()
         .filter_map(|path| match std::fs::read(&path) {
-            Ok(bytes) => Some(parse(&path, &bytes)),
+            Ok(bytes) => Some(parse(&path, &bytes).and_then(|r| check_layout(&path, r, repo))),
             // Removed by a concurrent `remove` between listing and reading.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => Some(Err(IoError::new("reading", &path, e).into())),
@@ -186,6 +189,50 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Record, RecordError> {
         path: path.to_owned(),
         source,
     })
+}
+
+/// Records live in the shared git dir, which a sandbox may be able to write. Before the host acts on one, its names
+/// and path must be exactly what `create` writes, so a forged record cannot aim `remove` (which deletes the path)
+/// at anything outside `<repo>/.sbx/`, or `merge` at a ref outside `refs/heads/`.
+fn check_layout(path: &Path, record: Record, repo: &Path) -> Result<Record, RecordError> {
+    let tampered = |reason: String| RecordError::Tampered {
+        path: path.to_owned(),
+        reason,
+    };
+    let name = SandboxName::new(&record.sandbox).map_err(|e| tampered(e.to_string()))?;
+    if path.file_stem() != Some(std::ffi::OsStr::new(name.as_str())) {
+        return Err(tampered(format!(
+            "it is for sandbox {:?}, not the one its file name says",
+            record.sandbox
+        )));
+    }
+    let branch = record
+        .branch
+        .as_deref()
+        .map(BranchName::new)
+        .transpose()
+        .map_err(|e| tampered(e.to_string()))?;
+    if let Some(target) = &record.base_branch {
+        let short = target
+            .strip_prefix("refs/heads/")
+            .ok_or_else(|| tampered(format!("its base branch {target:?} is not a local branch")))?;
+        BranchName::new(short).map_err(|e| tampered(e.to_string()))?;
+    }
+    let sbx = repo.join(".sbx");
+    let expected = match (record.mode, &branch) {
+        (Mode::Clone, _) => sbx.join(format!("{name}-clone")),
+        (Mode::Branch, Some(branch)) => sbx.join(format!("{name}-worktrees")).join(branch.as_str()),
+        // Still being created: no branch and no path yet.
+        (Mode::Branch, None) => PathBuf::new(),
+    };
+    if record.path != expected {
+        return Err(tampered(format!(
+            "its path {} is not {}",
+            record.path.display(),
+            expected.display()
+        )));
+    }
+    Ok(record)
 }
 
 fn to_json(record: &Record) -> Vec<u8> {
@@ -203,7 +250,7 @@ mod tests {
     fn claim_is_exclusive_and_store_replaces() {
         let dir = tempfile::tempdir().unwrap();
         let name = SandboxName::new("a").unwrap();
-        let mut record = Record::new(&name, Mode::Branch, "00".into(), None, "/x".into());
+        let mut record = Record::new(&name, Mode::Branch, "00".into(), None, PathBuf::new());
         assert!(claim(dir.path(), &record).unwrap());
         assert!(!claim(dir.path(), &record).unwrap());
         record.state = State::Ready;
@@ -214,6 +261,39 @@ mod tests {
             load(dir.path(), dir.path(), &name),
             Err(RecordError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn forged_paths_and_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Path::new("/repo");
+        let name = SandboxName::new("c").unwrap();
+        let good = |record: &mut Record| {
+            record.branch = Some("sbx/c".into());
+            record.path = repo.join(".sbx/c-worktrees/sbx/c");
+        };
+        let mut record = Record::new(&name, Mode::Branch, "00".into(), None, PathBuf::new());
+        good(&mut record);
+        assert!(claim(dir.path(), &record).unwrap());
+        assert_eq!(load(dir.path(), repo, &name).unwrap(), record);
+        let forgeries: [&dyn Fn(&mut Record); 5] = [
+            &|r| r.path = "/home/user".into(),
+            &|r| r.path = repo.join(".sbx/c-worktrees/sbx/../../../x"),
+            &|r| r.branch = Some("../x".into()),
+            &|r| r.base_branch = Some("refs/remotes/origin/main".into()),
+            &|r| r.sandbox = "other".into(),
+        ];
+        for forge in forgeries {
+            let mut forged = record.clone();
+            forge(&mut forged);
+            std::fs::write(record_path(dir.path(), "c"), to_json(&forged)).unwrap();
+            let err = load(dir.path(), repo, &name).unwrap_err();
+            assert!(
+                matches!(err, RecordError::Tampered { .. }),
+                "{forged:?}: {err}"
+            );
+            assert!(err.to_string().contains("c.json"), "{err}");
+        }
     }
 
     #[test]

@@ -7,10 +7,11 @@ use gix::refs::transaction::{Change, PreviousValue, RefEdit, RefLog};
 
 use crate::error::{GitError, RemoveError};
 use crate::host::Host;
-use crate::list::{open_sandbox, parse_id};
+use crate::list::parse_id;
 use crate::name::SandboxName;
 use crate::record::{self, Mode, Record};
 use crate::status::{changed_paths, count_commits, ref_target, tree_of};
+use crate::untrusted::{admin_dir_of, open_sandbox};
 
 /// What `remove` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +31,7 @@ impl Host {
         let name = SandboxName::new(sandbox)?;
         let record = record::load(&self.common_dir, &self.main_workdir, &name)?;
         let repo = self.fresh()?;
-        let sandbox_repo = open_sandbox(&record);
+        let sandbox_repo = open_sandbox(&self.common_dir, &record);
         if let Some(sandbox_repo) = &sandbox_repo
             && !force
         {
@@ -218,23 +219,14 @@ fn remove_linked_worktree(
 }
 
 /// Delete a linked worktree and its administrative directory `<common>/worktrees/<id>`, as `git worktree remove
-/// --force` does. Best effort: whatever is already gone (e.g. removed with git) is skipped.
+/// --force` does. Best effort: whatever is already gone (e.g. removed with git) is skipped. The administrative
+/// directory is found from the host's side ([`admin_dir_of`]); the worktree's own `.git` file is never trusted,
+/// since the sandbox could point it at another worktree's registration. Symlinks inside the worktree are deleted,
+/// not followed.
 pub(crate) fn remove_worktree_files(common_dir: &Path, worktree: &Path) {
-    let worktrees_dir = common_dir.join("worktrees");
-    let admin = std::fs::read_to_string(worktree.join(".git"))
-        .ok()
-        .and_then(|text| {
-            text.strip_prefix("gitdir:")
-                .map(|p| Path::new(p.trim()).to_owned())
-        });
+    let admin = admin_dir_of(common_dir, worktree);
     let _ = std::fs::remove_dir_all(worktree);
-    if let Some(admin) = admin
-        && let (Ok(admin), Ok(worktrees_dir)) = (
-            std::fs::canonicalize(&admin),
-            std::fs::canonicalize(&worktrees_dir),
-        )
-        && admin.parent() == Some(worktrees_dir.as_path())
-    {
+    if let Some(admin) = admin {
         let _ = std::fs::remove_dir_all(admin);
     }
 }

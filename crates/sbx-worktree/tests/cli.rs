@@ -91,3 +91,35 @@ fn errors_go_to_stderr_with_nonzero_exit() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a git repository"));
 }
+
+#[test]
+fn refusals_exit_nonzero_and_force_overrides_remove() {
+    let fx = Fixture::new();
+    let repo = fx.repo("repo", &[("a.txt", "a\n")]);
+    let wt = std::path::PathBuf::from(stdout(&run(&fx, &repo, &["create", "agent"])).trim());
+    write(&wt, "a.txt", "sandbox\n");
+    fx.commit_all(&wt, "sandbox");
+    write(&repo, "a.txt", "user\n");
+    fx.commit_all(&repo, "user");
+
+    let merge = run(&fx, &repo, &["merge", "agent"]);
+    assert!(!merge.status.success() && merge.stdout.is_empty());
+    let err = String::from_utf8_lossy(&merge.stderr);
+    assert!(err.starts_with("error: ") && err.contains("a.txt"), "{err}");
+
+    let remove = run(&fx, &repo, &["remove", "agent"]);
+    assert!(!remove.status.success() && remove.stdout.is_empty());
+    let err = String::from_utf8_lossy(&remove.stderr);
+    assert!(
+        err.contains("sbx/agent") && err.contains("--force"),
+        "{err}"
+    );
+    assert!(wt.exists(), "a refused remove leaves the worktree");
+
+    stdout(&run(&fx, &repo, &["remove", "agent", "--force"]));
+    assert!(!wt.exists());
+    assert_eq!(
+        fx.git(&repo, &["branch", "--format=%(refname:short)"]),
+        "main"
+    );
+}

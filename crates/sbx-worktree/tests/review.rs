@@ -185,6 +185,37 @@ fn merge_creates_a_merge_commit_when_both_sides_moved() {
     fx.git(&repo, &["fsck", "--no-progress"]);
 }
 
+/// Every byte that a merge could touch: the index, HEAD, every ref and every file of the user's worktree
+/// (outside `.git` and `.sbx`), keyed by path.
+fn snapshot(repo: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if rel == ".sbx" || (rel.starts_with(".git/") && rel.contains("/sbx")) {
+                continue;
+            }
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if !rel.starts_with(".git/")
+                || rel == ".git/index"
+                || rel == ".git/HEAD"
+                || rel.starts_with(".git/refs/")
+                || rel == ".git/packed-refs"
+            {
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(repo, repo, &mut out);
+    out
+}
+
 #[test]
 fn conflicting_merge_is_refused_and_changes_nothing() {
     let fx = Fixture::new();
@@ -194,8 +225,19 @@ fn conflicting_merge_is_refused_and_changes_nothing() {
     fx.commit_all(&wt, "sandbox");
     write(&repo, "edit.txt", "user\n");
     let main_before = fx.commit_all(&repo, "user");
+    // The user also has work in progress: a staged change, an unstaged one and an untracked file.
+    write(&repo, "keep.txt", "staged\n");
+    fx.git(&repo, &["add", "keep.txt"]);
+    write(&repo, "moved.txt", "unstaged\n");
+    write(&repo, "notes.txt", "untracked\n");
+    let snapshot_before = snapshot(&repo);
     let objects_before = fx.git(&repo, &["count-objects", "-v"]);
     let err = host.merge("cf").unwrap_err();
+    assert_eq!(
+        snapshot(&repo),
+        snapshot_before,
+        "index, files or refs changed"
+    );
     let MergeError::Conflicts { files, .. } = &err else {
         panic!("{err}")
     };
@@ -203,7 +245,6 @@ fn conflicting_merge_is_refused_and_changes_nothing() {
     assert!(err.to_string().contains("edit.txt"));
     assert_eq!(fx.git(&repo, &["rev-parse", "main"]), main_before);
     assert_eq!(read(&repo, "edit.txt"), "user\n");
-    assert_eq!(fx.git(&repo, &["status", "--porcelain"]), "");
     assert!(!repo.join(".git/MERGE_HEAD").exists());
     assert_eq!(
         fx.git(&repo, &["count-objects", "-v"]),
