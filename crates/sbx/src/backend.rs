@@ -144,7 +144,7 @@ pub(crate) fn template(home: &Home) -> Result<PathBuf> {
         ));
         let tmp = templates.join(format!("host.tmp.{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
-        sbx_jail::template::host_template(&tmp)
+        sbx_template::host_template(&tmp)
             .with_context(|| format!("cannot build the host template at {}", tmp.display()))?;
         std::fs::rename(&tmp, &host)
             .with_context(|| format!("cannot move the host template to {}", host.display()))?;
