@@ -8,7 +8,8 @@ use crate::error::MicroVmError;
 
 /// Kernel parameters before the agent's arguments: serial console, reboot through the i8042 ends the VM, no PCI, no
 /// modules, the agent from the initramfs is init (`rdinit`), quiet so the console log stays readable.
-pub const BASE_CMDLINE: &str = "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux quiet rdinit=/init";
+pub const BASE_CMDLINE: &str =
+    "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux quiet rdinit=/init";
 /// Default size of a new state disk (sparse: it uses what the sandbox writes).
 pub const DEFAULT_STATE_DISK_BYTES: u64 = 16 << 30;
 /// The guest device of the template image (first virtio-blk device).
@@ -167,11 +168,27 @@ impl MicroVmConfig {
                 })
             }
         };
-        file("kernel", &self.kernel, "build it with `cargo xtask guest-kernel`")?;
-        file("template_image", &self.template_image, "build it with `sbx template build`")?;
-        file("agent", &self.agent, "build it with `cargo xtask guest-agent`")?;
+        file(
+            "kernel",
+            &self.kernel,
+            "build it with `cargo xtask guest-kernel`",
+        )?;
+        file(
+            "template_image",
+            &self.template_image,
+            "build it with `sbx template build`",
+        )?;
+        file(
+            "agent",
+            &self.agent,
+            "build it with `cargo xtask guest-agent`",
+        )?;
         if let Some(ca) = &self.ca_file {
-            file("ca_file", ca, "the sandbox CA is created by the proxy on first start")?;
+            file(
+                "ca_file",
+                ca,
+                "the sandbox CA is created by the proxy on first start",
+            )?;
         }
         for w in &self.workspaces {
             if !w.path.is_dir() {
@@ -190,7 +207,10 @@ impl MicroVmConfig {
         if self.memory_mib < 128 {
             return Err(MicroVmError::Config {
                 field: "memory_mib",
-                detail: format!("{} MiB is too little for Linux and the agent; give at least 128", self.memory_mib),
+                detail: format!(
+                    "{} MiB is too little for Linux and the agent; give at least 128",
+                    self.memory_mib
+                ),
             });
         }
         self.shares().map(drop)
@@ -222,10 +242,22 @@ mod tests {
     use super::*;
 
     fn config() -> MicroVmConfig {
-        let mut c = MicroVmConfig::new("demo", "/k/vmlinux", "/t/rootfs.ext4", "/a/sbx-guest", "/s/demo");
+        let mut c = MicroVmConfig::new(
+            "demo",
+            "/k/vmlinux",
+            "/t/rootfs.ext4",
+            "/a/sbx-guest",
+            "/s/demo",
+        );
         c.workspaces = vec![
-            Workspace { path: "/home/me/my project".into(), read_only: false },
-            Workspace { path: "/data".into(), read_only: true },
+            Workspace {
+                path: "/home/me/my project".into(),
+                read_only: false,
+            },
+            Workspace {
+                path: "/data".into(),
+                read_only: true,
+            },
         ];
         c
     }
@@ -268,16 +300,28 @@ mod tests {
     #[test]
     fn validation_names_the_missing_piece_and_the_fix() {
         let err = config().validate().unwrap_err().to_string();
-        assert!(err.contains("kernel") && err.contains("cargo xtask guest-kernel"), "{err}");
+        assert!(
+            err.contains("kernel") && err.contains("cargo xtask guest-kernel"),
+            "{err}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let touch = |n: &str| {
             let p = dir.path().join(n);
             std::fs::write(&p, "x").unwrap();
             p
         };
-        let mut c = MicroVmConfig::new("d", touch("vmlinux"), dir.path().join("none.ext4"), touch("agent"), dir.path());
+        let mut c = MicroVmConfig::new(
+            "d",
+            touch("vmlinux"),
+            dir.path().join("none.ext4"),
+            touch("agent"),
+            dir.path(),
+        );
         let err = c.validate().unwrap_err().to_string();
-        assert!(err.contains("template_image") && err.contains("sbx template build"), "{err}");
+        assert!(
+            err.contains("template_image") && err.contains("sbx template build"),
+            "{err}"
+        );
         c.template_image = touch("rootfs.ext4");
         c.validate().unwrap();
         c.vcpus = 0;
@@ -286,7 +330,10 @@ mod tests {
         c.memory_mib = 64;
         assert!(c.validate().unwrap_err().to_string().contains("memory_mib"));
         c.memory_mib = 256;
-        c.workspaces.push(Workspace { path: "relative".into(), read_only: false });
+        c.workspaces.push(Workspace {
+            path: "relative".into(),
+            read_only: false,
+        });
         assert!(c.validate().unwrap_err().to_string().contains("workspaces"));
     }
 }

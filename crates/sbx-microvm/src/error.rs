@@ -39,7 +39,9 @@ pub enum MicroVmError {
     #[error(transparent)]
     Start(#[from] sbx_vmm::StartError),
     /// The guest agent did not answer in time.
-    #[error("the guest agent did not answer within {seconds}s ({detail}); the console log is {console}")]
+    #[error(
+        "the guest agent did not answer within {seconds}s ({detail}); the console log is {console}"
+    )]
     NotReady {
         /// How long we waited.
         seconds: u64,
@@ -53,7 +55,14 @@ pub enum MicroVmError {
     Agent(#[from] sbx_proto::ClientError),
 }
 
-pub(crate) fn io(action: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> MicroVmError {
+pub(crate) fn io(
+    action: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> MicroVmError {
     let path = path.to_path_buf();
-    move |source| MicroVmError::Io { action, path, source }
+    move |source| MicroVmError::Io {
+        action,
+        path,
+        source,
+    }
 }

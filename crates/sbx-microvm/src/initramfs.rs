@@ -25,7 +25,10 @@ pub struct Cpio {
 impl Cpio {
     /// An empty archive.
     pub fn new() -> Cpio {
-        Cpio { out: Vec::new(), next_ino: 1 }
+        Cpio {
+            out: Vec::new(),
+            next_ino: 1,
+        }
     }
 
     fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
@@ -59,7 +62,7 @@ impl Cpio {
     }
 
     fn pad(&mut self) {
-        while self.out.len() % 4 != 0 {
+        while !self.out.len().is_multiple_of(4) {
             self.out.push(0);
         }
     }
@@ -71,7 +74,12 @@ impl Cpio {
 
     /// Adds a regular file (`executable` gives mode 0755, otherwise 0644).
     pub fn file(&mut self, name: &str, data: &[u8], executable: bool) {
-        self.entry(name, if executable { FILE_EXEC } else { FILE }, (0, 0), data);
+        self.entry(
+            name,
+            if executable { FILE_EXEC } else { FILE },
+            (0, 0),
+            data,
+        );
     }
 
     /// Adds a character device node.
@@ -83,7 +91,7 @@ impl Cpio {
     pub fn finish(mut self) -> Vec<u8> {
         self.entry("TRAILER!!!", 0, (0, 0), &[]);
         // The kernel reads initramfs in 512-byte blocks; pad like cpio(1) does.
-        while self.out.len() % 512 != 0 {
+        while !self.out.len().is_multiple_of(512) {
             self.out.push(0);
         }
         self.out
@@ -94,7 +102,17 @@ impl Cpio {
 pub fn write(dest: &Path, agent: &Path, ca: Option<&Path>) -> Result<(), MicroVmError> {
     let agent_bytes = std::fs::read(agent).map_err(io("read the agent", agent))?;
     let mut cpio = Cpio::new();
-    for dir in ["dev", "proc", "sys", "run", "tmp", "sbx", "sbx/lower", "sbx/state", "sbx/root"] {
+    for dir in [
+        "dev",
+        "proc",
+        "sys",
+        "run",
+        "tmp",
+        "sbx",
+        "sbx/lower",
+        "sbx/state",
+        "sbx/root",
+    ] {
         cpio.dir(dir);
     }
     cpio.char_dev("dev/console", 5, 1);
@@ -106,7 +124,9 @@ pub fn write(dest: &Path, agent: &Path, ca: Option<&Path>) -> Result<(), MicroVm
     let bytes = cpio.finish();
     let tmp = dest.with_extension(format!("cpio.tmp.{}", std::process::id()));
     let mut file = std::fs::File::create(&tmp).map_err(io("create", &tmp))?;
-    file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(io("write", &tmp))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io("write", &tmp))?;
     std::fs::rename(&tmp, dest).map_err(io("rename into place", dest))
 }
 
@@ -116,8 +136,13 @@ mod tests {
 
     #[test]
     fn cpio_lists_and_extracts_with_the_system_tool() {
-        let Some(cpio_tool) = ["/usr/bin/cpio", "/bin/cpio"].into_iter().find(|p| Path::new(p).exists()) else {
-            println!("skipped: cpio(1) is not installed (apt-get install cpio), so the archive cannot be cross-checked");
+        let Some(cpio_tool) = ["/usr/bin/cpio", "/bin/cpio"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+        else {
+            println!(
+                "skipped: cpio(1) is not installed (apt-get install cpio), so the archive cannot be cross-checked"
+            );
             return;
         };
         let dir = tempfile::tempdir().unwrap();
@@ -127,19 +152,41 @@ mod tests {
         std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
         let archive = dir.path().join("agent.cpio");
         write(&archive, &agent, Some(&ca)).unwrap();
-        assert_eq!(std::fs::metadata(&archive).unwrap().len() % 512, 0);
+        assert!(
+            std::fs::metadata(&archive)
+                .unwrap()
+                .len()
+                .is_multiple_of(512)
+        );
         let out = std::process::Command::new(cpio_tool)
             .args(["-t", "-v", "-F"])
             .arg(&archive)
             .output()
             .unwrap();
         let listing = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         for name in ["init", "sbx/ca.pem", "dev/console", "sbx/lower"] {
-            assert!(listing.lines().any(|l| l.ends_with(name)), "{name} missing from:\n{listing}");
+            assert!(
+                listing.lines().any(|l| l.ends_with(name)),
+                "{name} missing from:\n{listing}"
+            );
         }
-        assert!(listing.lines().any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with(" init")), "{listing}");
-        assert!(listing.lines().any(|l| l.starts_with("crw-------") && l.ends_with("dev/console")), "{listing}");
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with(" init")),
+            "{listing}"
+        );
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.starts_with("crw-------") && l.ends_with("dev/console")),
+            "{listing}"
+        );
         let x = dir.path().join("x");
         std::fs::create_dir(&x).unwrap();
         let status = std::process::Command::new(cpio_tool)
@@ -150,8 +197,14 @@ mod tests {
             .status()
             .unwrap();
         assert!(status.success());
-        assert_eq!(std::fs::read(x.join("init")).unwrap(), b"#!/bin/sh\necho agent\n");
-        assert_eq!(std::fs::read_to_string(x.join("sbx/ca.pem")).unwrap(), "-----BEGIN CERTIFICATE-----\n");
+        assert_eq!(
+            std::fs::read(x.join("init")).unwrap(),
+            b"#!/bin/sh\necho agent\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(x.join("sbx/ca.pem")).unwrap(),
+            "-----BEGIN CERTIFICATE-----\n"
+        );
     }
 
     #[test]

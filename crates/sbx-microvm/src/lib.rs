@@ -52,5 +52,8 @@ pub use vm::{MicroVm, READY_TIMEOUT, connect_agent};
 
 /// Whether this host can boot a microVM to userspace (hardware virtualization: `kvm_intel` or `kvm_amd`).
 pub fn hardware_virtualization() -> bool {
-    matches!(kvm_hardware_virtualization(), KvmFlavor::Intel | KvmFlavor::Amd)
+    matches!(
+        kvm_hardware_virtualization(),
+        KvmFlavor::Intel | KvmFlavor::Amd
+    )
 }

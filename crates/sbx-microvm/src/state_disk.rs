@@ -7,10 +7,14 @@ use std::process::Command;
 use crate::error::{MicroVmError, io};
 
 fn mkfs() -> Option<PathBuf> {
-    ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4", "/usr/bin/mkfs.ext4"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
+    [
+        "/usr/sbin/mkfs.ext4",
+        "/sbin/mkfs.ext4",
+        "/usr/bin/mkfs.ext4",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file())
 }
 
 /// Creates the state disk at `path` (`bytes` apparent size, sparse, ext4 labelled `sbx-state`) unless it exists.
@@ -29,7 +33,14 @@ pub fn ensure(path: &Path, bytes: u64) -> Result<bool, MicroVmError> {
     file.set_len(bytes).map_err(io("size", &tmp))?;
     drop(file);
     let out = Command::new(mkfs)
-        .args(["-q", "-F", "-L", "sbx-state", "-E", "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0"])
+        .args([
+            "-q",
+            "-F",
+            "-L",
+            "sbx-state",
+            "-E",
+            "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0",
+        ])
         .arg(&tmp)
         .output()
         .map_err(|e| MicroVmError::StateDisk {
@@ -40,7 +51,11 @@ pub fn ensure(path: &Path, bytes: u64) -> Result<bool, MicroVmError> {
         let _ = std::fs::remove_file(&tmp);
         return Err(MicroVmError::StateDisk {
             path: path.to_path_buf(),
-            detail: format!("mkfs.ext4 {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+            detail: format!(
+                "mkfs.ext4 {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
         });
     }
     std::fs::File::open(&tmp)
@@ -76,12 +91,20 @@ mod tests {
         assert!(ensure(&disk, 8 << 30).unwrap(), "created on first start");
         let meta = std::fs::metadata(&disk).unwrap();
         assert_eq!(meta.len(), 8 << 30);
-        assert!(meta.blocks() * 512 < 256 << 20, "sparse: {} bytes allocated", meta.blocks() * 512);
+        assert!(
+            meta.blocks() * 512 < 256 << 20,
+            "sparse: {} bytes allocated",
+            meta.blocks() * 512
+        );
         // What the sandbox wrote stays: a second start finds the disk and leaves it alone.
         debugfs(&disk, true, "mkdir upper");
         assert!(!ensure(&disk, 8 << 30).unwrap(), "kept on the next start");
         assert!(debugfs(&disk, false, "ls -l /").contains("upper"));
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(leftovers, ["state.ext4"]);
     }
 

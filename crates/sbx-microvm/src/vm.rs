@@ -33,7 +33,11 @@ impl MicroVm {
         config.validate()?;
         std::fs::create_dir_all(&config.state_dir).map_err(io("create", &config.state_dir))?;
         state_disk::ensure(&config.state_disk(), config.state_disk_bytes)?;
-        initramfs::write(&config.initramfs(), &config.agent, config.ca_file.as_deref())?;
+        initramfs::write(
+            &config.initramfs(),
+            &config.agent,
+            config.ca_file.as_deref(),
+        )?;
         let _ = std::fs::remove_file(config.vsock_socket());
         let vm = Vm::start(config.vm_builder()?.build()?)?;
         let handle = vm.handle();
@@ -41,7 +45,9 @@ impl MicroVm {
         let waiter = std::thread::Builder::new()
             .name(format!("sbx-vm-{}", config.name))
             .spawn(move || {
-                let reason = vm.wait().unwrap_or_else(|e| ExitReason::VmmFailed(e.to_string()));
+                let reason = vm
+                    .wait()
+                    .unwrap_or_else(|e| ExitReason::VmmFailed(e.to_string()));
                 let _ = tx.send(reason);
             })
             .map_err(io("start the VM thread for", &config.state_dir))?;
@@ -148,6 +154,7 @@ impl Drop for MicroVm {
 
 /// Connects a protocol client to the agent of the VM whose hybrid-vsock socket is `uds`.
 pub fn connect_agent(uds: &std::path::Path) -> Result<Client, MicroVmError> {
-    let stream = vsock::connect_guest(uds, VSOCK_AGENT_PORT, Duration::from_secs(5)).map_err(io("connect to the agent through", uds))?;
+    let stream = vsock::connect_guest(uds, VSOCK_AGENT_PORT, Duration::from_secs(5))
+        .map_err(io("connect to the agent through", uds))?;
     Ok(Client::connect_unix(stream, "microvm agent")?)
 }

@@ -26,7 +26,10 @@ pub fn connect_guest(uds: &Path, port: u32, timeout: Duration) -> io::Result<Uni
             }
             _ if byte[0] == b'\n' => break,
             _ if answer.len() == MAX_ANSWER => {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "over-long vsock answer"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "over-long vsock answer",
+                ));
             }
             _ => answer.push(byte[0]),
         }
@@ -34,7 +37,10 @@ pub fn connect_guest(uds: &Path, port: u32, timeout: Duration) -> io::Result<Uni
     if !answer.starts_with(b"OK ") {
         return Err(io::Error::new(
             io::ErrorKind::ConnectionRefused,
-            format!("vsock CONNECT {port} answered {:?}", String::from_utf8_lossy(&answer)),
+            format!(
+                "vsock CONNECT {port} answered {:?}",
+                String::from_utf8_lossy(&answer)
+            ),
         ));
     }
     stream.set_read_timeout(None)?;
@@ -48,7 +54,13 @@ mod tests {
 
     use super::*;
 
-    fn fake_vmm(answer: &'static [u8]) -> (tempfile::TempDir, std::path::PathBuf, std::thread::JoinHandle<String>) {
+    fn fake_vmm(
+        answer: &'static [u8],
+    ) -> (
+        tempfile::TempDir,
+        std::path::PathBuf,
+        std::thread::JoinHandle<String>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vsock.sock");
         let listener = UnixListener::bind(&path).unwrap();
@@ -76,13 +88,17 @@ mod tests {
     fn a_refusal_or_garbage_is_an_error() {
         let (_dir, path, t) = fake_vmm(b"");
         assert_eq!(
-            connect_guest(&path, 1024, Duration::from_secs(5)).unwrap_err().kind(),
+            connect_guest(&path, 1024, Duration::from_secs(5))
+                .unwrap_err()
+                .kind(),
             io::ErrorKind::ConnectionRefused
         );
         t.join().unwrap();
         let (_dir, path, t) = fake_vmm(&[b'x'; 200]);
         assert_eq!(
-            connect_guest(&path, 1024, Duration::from_secs(5)).unwrap_err().kind(),
+            connect_guest(&path, 1024, Duration::from_secs(5))
+                .unwrap_err()
+                .kind(),
             io::ErrorKind::InvalidData
         );
         t.join().unwrap();

@@ -16,7 +16,9 @@ impl Progress for Print {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let store = args.next().ok_or("usage: build STORE [default|docker|host]")?;
+    let store = args
+        .next()
+        .ok_or("usage: build STORE [default|docker|host]")?;
     let variant = match args.next().as_deref() {
         None | Some("default") => Variant::Default,
         Some("docker") => Variant::Docker,
@@ -24,7 +26,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(other) => return Err(format!("unknown variant {other}").into()),
     };
     let store = TemplateStore::new(store);
-    let built = store.build(variant.default_name(), variant, &BuildOptions::default(), &mut Print)?;
+    let built = store.build(
+        variant.default_name(),
+        variant,
+        &BuildOptions::default(),
+        &mut Print,
+    )?;
     let m = &built.template.manifest;
     println!(
         "{} ({}) cached={} in {}s: rootfs {} MiB, image {} MiB allocated / {} MiB apparent",

@@ -95,7 +95,10 @@ fn in_root(root: &Path, script: &str) -> Command {
             &format!("mount -t proc proc /proc; {script}"),
         ])
         .env("DEBIAN_FRONTEND", "noninteractive")
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .env("HOME", "/root");
     c
 }
@@ -123,7 +126,11 @@ pub(crate) fn build_rootfs(
     total: usize,
 ) -> Result<(), TemplateError> {
     preflight(mirror)?;
-    progress.step(1, total, &format!("debootstrap Debian {SUITE} (minimal base)"));
+    progress.step(
+        1,
+        total,
+        &format!("debootstrap Debian {SUITE} (minimal base)"),
+    );
     // debootstrap only bootstraps a minimal base: its own dependency resolver fails to configure large trees such as
     // npm's, so the packages come from apt inside the new root (step 2).
     run_step(
@@ -138,7 +145,14 @@ pub(crate) fn build_rootfs(
     // No service may start inside the build root (docker.io's postinst would try).
     let policy = root.join("usr/sbin/policy-rc.d");
     std::fs::write(&policy, "#!/bin/sh\nexit 101\n").map_err(io("write", &policy))?;
-    progress.step(2, total, &format!("install {} Debian packages with apt", packages(variant).len()));
+    progress.step(
+        2,
+        total,
+        &format!(
+            "install {} Debian packages with apt",
+            packages(variant).len()
+        ),
+    );
     run_step(
         progress,
         "apt-get install",
@@ -208,7 +222,16 @@ mod tests {
         assert!(!packages(Variant::Default).contains(&"docker.io"));
         let docker = packages(Variant::Docker);
         assert!(docker.contains(&"docker.io"));
-        for p in ["ca-certificates", "curl", "git", "openssh-client", "python3", "nodejs", "npm", "sudo"] {
+        for p in [
+            "ca-certificates",
+            "curl",
+            "git",
+            "openssh-client",
+            "python3",
+            "nodejs",
+            "npm",
+            "sudo",
+        ] {
             assert!(docker.contains(&p), "{p}");
         }
     }
@@ -216,8 +239,13 @@ mod tests {
     #[test]
     fn a_bad_mirror_url_is_named() {
         if which("debootstrap").is_none() || !rustix::process::geteuid().is_root() {
-            let err = preflight("http://deb.debian.org/debian").unwrap_err().to_string();
-            assert!(err.contains("apt-get install debootstrap") || err.contains("root"), "{err}");
+            let err = preflight("http://deb.debian.org/debian")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("apt-get install debootstrap") || err.contains("root"),
+                "{err}"
+            );
             return;
         }
         let err = preflight("ftp://mirror/").unwrap_err().to_string();

@@ -49,7 +49,9 @@ pub enum TemplateError {
         root: PathBuf,
     },
     /// A manifest could not be read or parsed.
-    #[error("template manifest {path} is unreadable: {detail}; remove the template with `sbx template rm` and build it again")]
+    #[error(
+        "template manifest {path} is unreadable: {detail}; remove the template with `sbx template rm` and build it again"
+    )]
     Manifest {
         /// The manifest file.
         path: PathBuf,

@@ -158,7 +158,6 @@ pub fn host_template(dest: &Path) -> Result<(), TemplateError> {
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

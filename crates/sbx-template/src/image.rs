@@ -77,6 +77,11 @@ mod tests {
         // Sparse: far fewer blocks allocated than the apparent size.
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(&image).unwrap();
-        assert!(meta.blocks() * 512 < meta.len() / 2, "{} of {}", meta.blocks() * 512, meta.len());
+        assert!(
+            meta.blocks() * 512 < meta.len() / 2,
+            "{} of {}",
+            meta.blocks() * 512,
+            meta.len()
+        );
     }
 }

@@ -192,7 +192,9 @@ impl TemplateStore {
         };
         let dir = self.dir(name);
         if dir.exists() {
-            let old = self.root.join(format!(".{name}.old.{}", std::process::id()));
+            let old = self
+                .root
+                .join(format!(".{name}.old.{}", std::process::id()));
             std::fs::rename(&dir, &old).map_err(io("move away", &dir))?;
             let _ = std::fs::remove_dir_all(&old);
         }
@@ -223,9 +225,18 @@ impl TemplateStore {
             }
             Variant::Default | Variant::Docker => {
                 let mirror = options.mirror.as_deref().unwrap_or(debian::DEFAULT_MIRROR);
-                debian::build_rootfs(&rootfs, variant, mirror, progress, debian::STEPS + image_steps)?;
+                debian::build_rootfs(
+                    &rootfs,
+                    variant,
+                    mirror,
+                    progress,
+                    debian::STEPS + image_steps,
+                )?;
                 (
-                    debian::packages(variant).iter().map(|p| (*p).to_owned()).collect(),
+                    debian::packages(variant)
+                        .iter()
+                        .map(|p| (*p).to_owned())
+                        .collect(),
                     debian::AGENT_CLIS.iter().map(|p| (*p).to_owned()).collect(),
                 )
             }
@@ -233,7 +244,11 @@ impl TemplateStore {
         let (image_bytes, image_size) = if options.no_image {
             (0, 0)
         } else {
-            let total = if variant == Variant::Host { 2 } else { debian::STEPS + 1 };
+            let total = if variant == Variant::Host {
+                2
+            } else {
+                debian::STEPS + 1
+            };
             progress.step(total, total, "make the ext4 image (mkfs.ext4 -d)");
             let image_path = partial.join("rootfs.ext4");
             image::make_ext4(&rootfs, &image_path, progress)?;

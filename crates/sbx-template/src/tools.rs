@@ -41,8 +41,14 @@ pub(crate) fn run_step(
         })?;
     let (tx, rx) = mpsc::channel::<String>();
     let readers: Vec<_> = [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -83,11 +89,7 @@ pub(crate) fn run_step(
 }
 
 /// Checks that `host:port` accepts a TCP connection within a few seconds.
-pub(crate) fn reachable(
-    service: &'static str,
-    host: &str,
-    port: u16,
-) -> Result<(), TemplateError> {
+pub(crate) fn reachable(service: &'static str, host: &str, port: u16) -> Result<(), TemplateError> {
     let endpoint = format!("{host}:{port}");
     let unreachable = |detail: String| TemplateError::Unreachable {
         service,
@@ -182,7 +184,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("demo") && err.contains("exit status: 3"), "{err}");
+        assert!(
+            err.contains("demo") && err.contains("exit status: 3"),
+            "{err}"
+        );
         assert!(err.contains("one") && err.contains("two"), "{err}");
         assert!(seen.0.iter().any(|l| l == "two"));
     }
@@ -192,7 +197,12 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let err = reachable("npm registry", "127.0.0.1", port).unwrap_err().to_string();
-        assert!(err.contains("npm registry") && err.contains(&format!("127.0.0.1:{port}")), "{err}");
+        let err = reachable("npm registry", "127.0.0.1", port)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("npm registry") && err.contains(&format!("127.0.0.1:{port}")),
+            "{err}"
+        );
     }
 }
