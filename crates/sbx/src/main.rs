@@ -10,6 +10,8 @@ mod custom_secrets;
 mod env_vars;
 mod fsutil;
 mod home;
+mod limits;
+mod microvm;
 mod names;
 mod output;
 mod policy_files;

@@ -8,6 +8,7 @@ mod policy;
 mod run;
 pub(crate) mod sandbox;
 mod secret;
+pub(crate) mod template;
 
 use anyhow::Result;
 
@@ -24,6 +25,7 @@ pub(crate) fn dispatch(command: Command) -> Result<i32> {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Secret(cmd) => secret::run(cmd),
         Command::Completion { shell } => completion::run(shell),
+        Command::Template(cmd) => template::run(cmd),
         Command::Create(args) => {
             let home = Home::from_env()?;
             let quiet = args.quiet;
@@ -35,6 +37,11 @@ pub(crate) fn dispatch(command: Command) -> Result<i32> {
                     env: args.env,
                     agent: args.agent,
                     paths: args.paths,
+                    resources: crate::limits::Resources {
+                        template: args.template,
+                        cpus: args.cpus,
+                        memory_mib: args.memory,
+                    },
                 },
             )?;
             if !quiet {

@@ -42,6 +42,11 @@ pub(crate) fn run(home: &Home, args: RunArgs) -> Result<i32> {
                     env: args.env,
                     agent: args.agent.clone(),
                     paths: args.paths.clone(),
+                    resources: crate::limits::Resources {
+                        template: args.template.clone(),
+                        cpus: args.cpus,
+                        memory_mib: args.memory,
+                    },
                 },
             )?;
             eprintln!("created sandbox {name}");

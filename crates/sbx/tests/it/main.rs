@@ -4,3 +4,4 @@ mod context;
 mod lifecycle;
 mod policy;
 mod secret;
+mod template;
