@@ -37,6 +37,11 @@ pub const SUITE: &str = "bookworm";
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 /// The npm registry the agent CLIs come from.
 pub const NPM_REGISTRY: &str = "https://registry.npmjs.org/";
+/// The host's CA bundles, first found wins (Debian/Ubuntu, Fedora/RHEL).
+const HOST_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+];
 /// Uid and gid of the non-root `agent` user (the same in every template, so state disks and workspaces agree).
 pub const AGENT_UID: u32 = 1000;
 
@@ -180,17 +185,21 @@ pub(crate) fn build_rootfs(
         ),
     )?;
     progress.step(4, total, "install the agent CLIs from npm");
-    run_step(
-        progress,
-        "npm install",
-        &mut in_root(
-            root,
-            &format!(
-                "npm install -g --no-audit --no-fund --registry {NPM_REGISTRY} {}",
-                AGENT_CLIS.join(" ")
-            ),
+    let mut npm = in_root(
+        root,
+        &format!(
+            "npm install -g --no-audit --no-fund --registry {NPM_REGISTRY} {}",
+            AGENT_CLIS.join(" ")
         ),
-    )?;
+    );
+    // Hosts behind a TLS-intercepting proxy trust its CA in their system store; node only trusts its own bundle, so
+    // the host's store goes in for the build (removed again when cleaning /tmp).
+    if let Some(bundle) = HOST_CA_BUNDLES.iter().map(Path::new).find(|p| p.is_file()) {
+        let inside = root.join("tmp/sbx-host-ca.pem");
+        std::fs::copy(bundle, &inside).map_err(io("copy the host's CA bundle to", &inside))?;
+        npm.env("NODE_EXTRA_CA_CERTS", "/tmp/sbx-host-ca.pem");
+    }
+    run_step(progress, "npm install", &mut npm)?;
     progress.step(5, total, "clean caches");
     run_step(
         progress,
