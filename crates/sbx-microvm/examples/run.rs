@@ -16,8 +16,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("give a command to run".into());
     }
     let mut config = MicroVmConfig::new("example", kernel, image, agent, state);
-    config.workspaces.push(Workspace { path: std::env::current_dir()?, read_only: false });
-    eprintln!("egress proxy socket: {}", config.egress_socket_path().display());
+    config.workspaces.push(Workspace {
+        path: std::env::current_dir()?,
+        read_only: false,
+    });
+    eprintln!(
+        "egress proxy socket: {}",
+        config.egress_socket_path().display()
+    );
     let vm = MicroVm::start(config, sbx_microvm::READY_TIMEOUT)?;
     let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let out = vm.connect()?.run(&argv)?;

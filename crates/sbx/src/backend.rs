@@ -131,7 +131,11 @@ pub(crate) fn guest_binary() -> Result<PathBuf> {
 
 /// The template root for a new sandbox (`-t`, `$SBX_TEMPLATE` or `default`, built on first use). A microVM needs
 /// the template's ext4 image as well.
-pub(crate) fn template(home: &Home, requested: Option<&str>, isolation: Isolation) -> Result<PathBuf> {
+pub(crate) fn template(
+    home: &Home,
+    requested: Option<&str>,
+    isolation: Isolation,
+) -> Result<PathBuf> {
     let _lock = FileLock::acquire(&home.state.join("templates.first-run"))?;
     let root = crate::commands::template::resolve(home, requested)?;
     if isolation == Isolation::Microvm && !root.with_file_name("rootfs.ext4").is_file() {
@@ -154,7 +158,11 @@ pub(crate) fn guest_kernel() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os(env_vars::SBX_KERNEL).filter(|v| !v.is_empty()) {
         let p = PathBuf::from(p);
         if !p.is_file() {
-            bail!("{} points at {}, which is not a file", env_vars::SBX_KERNEL, p.display());
+            bail!(
+                "{} points at {}, which is not a file",
+                env_vars::SBX_KERNEL,
+                p.display()
+            );
         }
         return Ok(p);
     }
@@ -179,7 +187,10 @@ pub(crate) fn guest_kernel() -> Result<PathBuf> {
 }
 
 /// Connects to the agent of a running sandbox, whichever backend runs it.
-pub(crate) fn connect_agent(dir: &crate::sandboxes::SandboxDir, record: &crate::sandboxes::Record) -> Result<sbx_proto::Client> {
+pub(crate) fn connect_agent(
+    dir: &crate::sandboxes::SandboxDir,
+    record: &crate::sandboxes::Record,
+) -> Result<sbx_proto::Client> {
     match record.isolation {
         Isolation::Microvm => crate::microvm::connect(dir),
         Isolation::Namespaces => Ok(sbx_jail::connect(&sbx_jail::StateDir::new(dir.jail()))?),
@@ -223,7 +234,10 @@ mod tests {
         // SAFETY-free env use: this test only reads SBX_KERNEL through guest_kernel(); point it at nothing.
         match choose(IsolationChoice::Microvm, KvmKind::Intel) {
             Ok(isolation) => assert_eq!(isolation, Isolation::Microvm),
-            Err(e) => assert!(format!("{e:#}").contains("cargo xtask guest-kernel"), "{e:#}"),
+            Err(e) => assert!(
+                format!("{e:#}").contains("cargo xtask guest-kernel"),
+                "{e:#}"
+            ),
         }
     }
 

@@ -33,9 +33,17 @@ pub(crate) const DEFAULT_MEMORY_MIB: u64 = 2048;
 pub(crate) fn parse_memory_mib(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let lower = t.to_ascii_lowercase();
-    let (number, factor) = if let Some(n) = lower.strip_suffix("gib").or(lower.strip_suffix("gb")).or(lower.strip_suffix('g')) {
+    let (number, factor) = if let Some(n) = lower
+        .strip_suffix("gib")
+        .or(lower.strip_suffix("gb"))
+        .or(lower.strip_suffix('g'))
+    {
         (n, 1024.0)
-    } else if let Some(n) = lower.strip_suffix("mib").or(lower.strip_suffix("mb")).or(lower.strip_suffix('m')) {
+    } else if let Some(n) = lower
+        .strip_suffix("mib")
+        .or(lower.strip_suffix("mb"))
+        .or(lower.strip_suffix('m'))
+    {
         (n, 1.0)
     } else {
         (lower.as_str(), 1.0)
@@ -46,7 +54,9 @@ pub(crate) fn parse_memory_mib(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("`{text}` is not a memory size; use e.g. 2G, 512M or 4096 (MiB)"))?;
     let mib = (value * factor).round();
     if !mib.is_finite() || mib < 128.0 || mib > f64::from(u32::MAX) {
-        return Err(format!("`{text}` is out of range: give between 128M and a few hundred G"));
+        return Err(format!(
+            "`{text}` is out of range: give between 128M and a few hundred G"
+        ));
     }
     Ok(mib as u64)
 }
@@ -81,7 +91,11 @@ mod tests {
 
     #[test]
     fn limits_become_cgroup_values_in_namespaces() {
-        let l = SandboxLimits { cpus: Some(2), memory_mib: Some(1024) }.jail_limits();
+        let l = SandboxLimits {
+            cpus: Some(2),
+            memory_mib: Some(1024),
+        }
+        .jail_limits();
         assert_eq!(l.cpu_percent, Some(200));
         assert_eq!(l.memory_bytes, Some(1 << 30));
         let none = SandboxLimits::default().jail_limits();

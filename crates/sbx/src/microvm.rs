@@ -23,7 +23,11 @@ pub(crate) fn template_image(record: &Record) -> PathBuf {
 }
 
 /// The microVM config of a sandbox.
-pub(crate) fn config(dir: &SandboxDir, record: &Record, guest: &Path) -> Result<sbx_microvm::MicroVmConfig> {
+pub(crate) fn config(
+    dir: &SandboxDir,
+    record: &Record,
+    guest: &Path,
+) -> Result<sbx_microvm::MicroVmConfig> {
     let kernel = crate::backend::guest_kernel()?;
     let mut config = sbx_microvm::MicroVmConfig::new(
         &record.name,
@@ -81,7 +85,10 @@ pub(crate) fn serve(dir: &SandboxDir, record: &Record, guest: &Path) -> Result<(
                 if handle(stream)? == Request::Stop {
                     let _ = std::fs::remove_file(&socket);
                     let exit = vm.stop(STOP_TIMEOUT);
-                    eprintln!("sbx supervisor: microVM stopped: {exit} (status {})", exit.exit_code());
+                    eprintln!(
+                        "sbx supervisor: microVM stopped: {exit} (status {})",
+                        exit.exit_code()
+                    );
                     return Ok(());
                 }
             }
@@ -96,7 +103,10 @@ pub(crate) fn serve(dir: &SandboxDir, record: &Record, guest: &Path) -> Result<(
                 }
                 if let Some(exit) = vm.try_exit() {
                     let _ = std::fs::remove_file(&socket);
-                    bail!("the microVM ended on its own: {exit} (status {})", exit.exit_code());
+                    bail!(
+                        "the microVM ended on its own: {exit} (status {})",
+                        exit.exit_code()
+                    );
                 }
                 std::thread::sleep(POLL);
             }

@@ -74,7 +74,9 @@ impl TemplateReport {
     fn probe(home: &Home) -> TemplateReport {
         match super::template::store(home).list() {
             Ok(list) => {
-                let default = list.iter().find(|t| t.manifest.name == sbx_template::DEFAULT_NAME);
+                let default = list
+                    .iter()
+                    .find(|t| t.manifest.name == sbx_template::DEFAULT_NAME);
                 TemplateReport {
                     built: list.iter().map(|t| t.manifest.name.clone()).collect(),
                     default_built: default.is_some(),
@@ -227,11 +229,21 @@ fn print_human(r: &Report) {
     let t = &r.templates;
     match (&t.error, t.default_built, t.default_has_image) {
         (Some(e), _, _) => println!("templates:          unreadable: {e}"),
-        (None, true, true) => println!("templates:          {} (default built, with its microVM image)", t.built.join(", ")),
-        (None, true, false) => println!("templates:          {} (default built, no microVM image)", t.built.join(", ")),
+        (None, true, true) => println!(
+            "templates:          {} (default built, with its microVM image)",
+            t.built.join(", ")
+        ),
+        (None, true, false) => println!(
+            "templates:          {} (default built, no microVM image)",
+            t.built.join(", ")
+        ),
         (None, false, _) => println!(
             "templates:          {} (the default is built on first use, or now with `sudo sbx template build`)",
-            if t.built.is_empty() { "none".to_owned() } else { t.built.join(", ") }
+            if t.built.is_empty() {
+                "none".to_owned()
+            } else {
+                t.built.join(", ")
+            }
         ),
     }
     match &r.guest_kernel {

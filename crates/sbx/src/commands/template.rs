@@ -141,7 +141,11 @@ fn ls(store: &TemplateStore, json: bool) -> Result<i32> {
                 m.variant.to_string(),
                 m.built_at.clone(),
                 human(m.rootfs_bytes),
-                if t.image().is_some() { human(m.image_bytes) } else { "-".into() },
+                if t.image().is_some() {
+                    human(m.image_bytes)
+                } else {
+                    "-".into()
+                },
             ]
         })
         .collect();

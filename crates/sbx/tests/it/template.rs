@@ -4,7 +4,8 @@ use crate::context::TestContext;
 
 fn ls_json(ctx: &TestContext) -> Vec<serde_json::Value> {
     let out = ctx.ok(&["template", "ls", "--json"]);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("template ls --json is not JSON ({e}): {out}"))
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("template ls --json is not JSON ({e}): {out}"))
 }
 
 #[test]
@@ -17,7 +18,10 @@ fn build_is_cached_listed_and_removed() {
     assert!(err.contains("[1/"), "progress steps are shown: {err}");
     let (code, _, err) = ctx.sbx(&["template", "build", "mini", "--variant", "host"]);
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("already built"), "the second build is served from the cache: {err}");
+    assert!(
+        err.contains("already built"),
+        "the second build is served from the cache: {err}"
+    );
     let rows = ls_json(&ctx);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["name"], "mini");
@@ -29,7 +33,10 @@ fn build_is_cached_listed_and_removed() {
     assert!(ls_json(&ctx).is_empty());
     let (code, _, err) = ctx.sbx(&["template", "rm", "mini"]);
     assert_ne!(code, 0);
-    assert!(err.contains("no template named `mini`") && err.contains("sbx template ls"), "{err}");
+    assert!(
+        err.contains("no template named `mini`") && err.contains("sbx template ls"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -52,7 +59,10 @@ fn bad_names_and_unknown_templates_are_named() {
         ws.to_str().unwrap(),
     ]);
     assert_ne!(code, 0);
-    assert!(err.contains("no template named `nosuch`") && err.contains("sbx template build nosuch"), "{err}");
+    assert!(
+        err.contains("no template named `nosuch`") && err.contains("sbx template build nosuch"),
+        "{err}"
+    );
     let (code, _, err) = ctx.sbx(&["create", "-m", "64M", "shell", ws.to_str().unwrap()]);
     assert_ne!(code, 0);
     assert!(err.contains("64M"), "{err}");
@@ -66,7 +76,13 @@ fn first_use_builds_the_selected_template_after_saying_so() {
     std::fs::create_dir_all(&ws).unwrap();
     // SBX_TEMPLATE=host (set by the context): the first create builds it, announcing what and how long. The
     // sandbox itself cannot start with /bin/sh as the agent; what matters here is the template step before it.
-    let (_, _, err) = ctx.sbx(&["create", "--isolation", "namespaces", "shell", ws.to_str().unwrap()]);
+    let (_, _, err) = ctx.sbx(&[
+        "create",
+        "--isolation",
+        "namespaces",
+        "shell",
+        ws.to_str().unwrap(),
+    ]);
     assert!(
         err.contains("first use: building the host template") && err.contains("about a second"),
         "{err}"
@@ -74,7 +90,16 @@ fn first_use_builds_the_selected_template_after_saying_so() {
     let rows = ls_json(&ctx);
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["name"], "host");
-    assert!(rows[0]["image"].is_null(), "the host template for namespaces skips the image");
-    let (_, _, err) = ctx.sbx(&["create", "--isolation", "namespaces", "shell", ws.to_str().unwrap()]);
+    assert!(
+        rows[0]["image"].is_null(),
+        "the host template for namespaces skips the image"
+    );
+    let (_, _, err) = ctx.sbx(&[
+        "create",
+        "--isolation",
+        "namespaces",
+        "shell",
+        ws.to_str().unwrap(),
+    ]);
     assert!(!err.contains("first use"), "built once: {err}");
 }
