@@ -40,6 +40,8 @@ pub struct GuestConfig {
     pub proxy_listen: SocketAddr,
     /// The sandbox CA certificate (PEM) to trust, when TLS interception is on.
     pub ca_file: Option<PathBuf>,
+    /// microVM only: the disks of the root and the workspace shares.
+    pub vm: crate::microvm::VmLayout,
 }
 
 /// A command-line error, naming the flag and what is wrong.
@@ -74,7 +76,8 @@ pub enum ConfigError {
 
 /// Usage text.
 pub const USAGE: &str = "usage: sbx-guest --listen ENDPOINT [--mode namespace|microvm|process] \
-[--proxy ENDPOINT|none] [--proxy-listen ADDR] [--ca PEMFILE]
+[--proxy ENDPOINT|none] [--proxy-listen ADDR] [--ca PEMFILE] \
+[--root-disk DEV --state-disk DEV] [--share TAG=PATH[:ro]]...
 ENDPOINT: unix:/path | vsock:PORT (listen) | vsock:CID:PORT (connect)";
 
 impl GuestConfig {
@@ -85,6 +88,7 @@ impl GuestConfig {
         let mut proxy_upstream = None;
         let mut proxy_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 3128));
         let mut ca_file = None;
+        let mut vm = crate::microvm::VmLayout::default();
         let mut it = args.into_iter();
         while let Some(flag) = it.next() {
             let mut value = || {
@@ -117,6 +121,13 @@ impl GuestConfig {
                     proxy_listen = v.parse().map_err(|e| bad(&flag, &v, &format!("{e}")))?;
                 }
                 "--ca" => ca_file = Some(PathBuf::from(value()?)),
+                "--root-disk" => vm.root_disk = Some(PathBuf::from(value()?)),
+                "--state-disk" => vm.state_disk = Some(PathBuf::from(value()?)),
+                "--share" => {
+                    let v = value()?;
+                    vm.shares
+                        .push(sbx_proto::vm::decode_share(&v).map_err(|r| bad(&flag, &v, &r))?);
+                }
                 other => return Err(ConfigError::Unknown(other.to_owned())),
             }
         }
@@ -126,6 +137,7 @@ impl GuestConfig {
             proxy_upstream,
             proxy_listen,
             ca_file,
+            vm,
         })
     }
 }
@@ -135,5 +147,43 @@ fn bad(flag: &str, value: &str, reason: &str) -> ConfigError {
         flag: flag.to_owned(),
         value: value.to_owned(),
         reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<GuestConfig, ConfigError> {
+        GuestConfig::from_args(line.split(' ').map(String::from))
+    }
+
+    #[test]
+    fn the_microvm_command_line_from_the_host_parses() {
+        let c = parse(
+            "--mode microvm --listen vsock:1024 --proxy vsock:2:1025 --root-disk /dev/vda --state-disk /dev/vdb \
+             --share ws0=/home/me/my%20project --share ws1=/data:ro --ca /sbx/ca.pem",
+        )
+        .unwrap();
+        assert_eq!(c.mode, Mode::MicroVm);
+        assert_eq!(
+            c.vm.root_disk.as_deref(),
+            Some(std::path::Path::new("/dev/vda"))
+        );
+        assert_eq!(
+            c.vm.state_disk.as_deref(),
+            Some(std::path::Path::new("/dev/vdb"))
+        );
+        assert_eq!(c.vm.shares.len(), 2);
+        assert_eq!(c.vm.shares[0].path, "/home/me/my project");
+        assert!(c.vm.shares[1].read_only && !c.vm.shares[0].read_only);
+    }
+
+    #[test]
+    fn a_hostile_share_is_refused_naming_the_flag() {
+        let err = parse("--listen vsock:1024 --share ws0=/a/../../etc")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--share") && err.contains(".."), "{err}");
     }
 }

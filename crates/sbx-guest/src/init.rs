@@ -92,7 +92,7 @@ pub fn shutdown(service: &Service) -> Result<(), ErrorReport> {
     rustix::fs::sync();
     match service.mode {
         Mode::MicroVm => {
-            let err = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
+            let err = crate::microvm::power_off();
             Err(ErrorReport::new(
                 "shutdown-failed",
                 format!("power off: {err:?}"),

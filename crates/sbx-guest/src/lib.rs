@@ -27,10 +27,12 @@ pub mod config;
 pub mod env;
 pub mod forwarder;
 pub mod init;
+pub mod microvm;
 pub mod process;
 pub mod service;
 pub mod session;
 pub mod table;
+pub mod transparent;
 pub mod transport;
 pub mod users;
 
@@ -60,14 +62,38 @@ fn step(step: &'static str) -> impl FnOnce(std::io::Error) -> StartError {
     }
 }
 
+/// microVM: pseudo file systems of the initramfs, the overlay root, then the real root's own pseudo file systems,
+/// the workspace shares, the CA (moved out of the initramfs) and the network fence.
+fn microvm_root(config: &mut GuestConfig) -> Result<(), StartError> {
+    let failed = |step: &'static str| move |detail: String| StartError::Step { step, detail };
+    init::mount_pseudo_filesystems().map_err(failed("mounting /proc, /sys, /dev"))?;
+    let ca = match &config.ca_file {
+        Some(path) => {
+            Some(std::fs::read(path).map_err(step("reading the sandbox CA from the initramfs"))?)
+        }
+        None => None,
+    };
+    microvm::switch_root(&config.vm).map_err(failed("assembling the root overlay"))?;
+    init::mount_pseudo_filesystems().map_err(failed("mounting /proc, /sys, /dev in the root"))?;
+    microvm::mount_shares(&config.vm.shares).map_err(failed("mounting the workspaces"))?;
+    if let Some(pem) = ca {
+        let path = std::path::PathBuf::from("/run/sbx/ca.pem");
+        std::fs::create_dir_all("/run/sbx").map_err(step("creating /run/sbx"))?;
+        std::fs::write(&path, pem).map_err(step("writing the sandbox CA"))?;
+        config.ca_file = Some(path);
+    }
+    if let Err(e) = microvm::fence_network() {
+        eprintln!("sbx-guest: network fence: {e}");
+    }
+    Ok(())
+}
+
 /// Runs the agent: init duties, forwarder, then the exec service (never returns unless setup fails).
 pub fn run(config: GuestConfig) -> Result<(), StartError> {
     let started = Instant::now();
+    let mut config = config;
     if config.mode == Mode::MicroVm {
-        init::mount_pseudo_filesystems().map_err(|detail| StartError::Step {
-            step: "mounting /proc, /sys, /dev",
-            detail,
-        })?;
+        microvm_root(&mut config)?;
     }
     if config.mode != Mode::Process {
         init::loopback_up().map_err(step("bringing up the loopback interface"))?;
@@ -102,6 +128,21 @@ pub fn run(config: GuestConfig) -> Result<(), StartError> {
             .map(|_| config.proxy_listen.to_string())
             .unwrap_or_default(),
     };
+    if config.mode == Mode::MicroVm {
+        if let Some(upstream) = config.proxy_upstream.clone() {
+            match std::net::TcpListener::bind(("127.0.0.1", microvm::TRANSPARENT_PORT)) {
+                Ok(l) => {
+                    session::spawn_named("sbx-transparent", move || {
+                        transparent::serve(l, upstream)
+                    });
+                }
+                Err(e) => eprintln!("sbx-guest: transparent egress listener: {e}"),
+            }
+        }
+        if let Err(e) = microvm::report_boot() {
+            eprintln!("sbx-guest: boot timer not written (/dev/mem: {e})");
+        }
+    }
     let service = service::Service::new(
         config.mode,
         env::base_env(proxy_url.as_deref(), ca.as_ref()),

@@ -137,6 +137,12 @@ impl Service {
                 users::lookup(std::path::Path::new("/etc"), spec)
                     .map_err(|e| ErrorReport::new("exec-failed", e))?,
             ),
+            // In the microVM commands run as the template's non-root `agent` user (sudo is available); `-u root`
+            // asks for root. Namespace sandboxes keep root inside (the host user, so workspace files keep their
+            // owner); see the sbx-guest README.
+            None if self.mode == crate::config::Mode::MicroVm => {
+                users::lookup(std::path::Path::new("/etc"), users::AGENT_USER).ok()
+            }
             None => None,
         };
         let mut env = self.base_env.clone();

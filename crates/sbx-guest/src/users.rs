@@ -2,6 +2,9 @@
 
 use std::path::Path;
 
+/// The non-root user every template has (uid 1000, passwordless sudo in the Debian template).
+pub const AGENT_USER: &str = "agent";
+
 /// A resolved user to run a command as.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserInfo {

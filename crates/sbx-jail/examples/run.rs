@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sbx_jail::{Jail, JailConfig, WorkspaceMount, template};
+use sbx_jail::{Jail, JailConfig, WorkspaceMount};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -17,7 +17,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let tmp = std::env::temp_dir().join(format!("sbx-example-{}", std::process::id()));
     let tpl = tmp.join("template");
-    template::host_template(&tpl)?;
+    sbx_template::host_template(&tpl)?;
     let mut config = JailConfig::new(
         "example",
         &tpl,

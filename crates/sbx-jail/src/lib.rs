@@ -35,10 +35,9 @@ pub mod seccomp;
 mod spawn;
 mod state;
 mod sys;
-pub mod template;
 
 pub use config::{JailConfig, Limits, WorkspaceMount};
-pub use error::{JailError, TemplateError};
+pub use error::JailError;
 pub use spawn::{Jail, READY_TIMEOUT, Sandbox, connect};
 pub use state::StateDir;
 

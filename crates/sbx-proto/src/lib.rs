@@ -32,6 +32,7 @@ mod error;
 mod handshake;
 mod message;
 mod stream;
+pub mod vm;
 
 pub use client::{Client, ClientError, Output, RemoteSession};
 pub use codec::{
@@ -47,3 +48,4 @@ pub use message::{
     SessionId, Started, WindowSize,
 };
 pub use stream::{FrameReader, FrameWriter};
+pub use vm::{GUEST_CID, VSOCK_AGENT_PORT, VSOCK_EGRESS_PORT};

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::commands::KvmKind;
 use crate::env_vars;
@@ -32,17 +32,20 @@ pub(crate) fn choose(choice: IsolationChoice, kvm: KvmKind) -> Result<Isolation>
              (`sbx doctor` shows what this host has)",
             kvm_label(kvm)
         ),
-        IsolationChoice::Microvm => bail!(
-            "the microVM backend is not wired into the sbx command yet; use `--isolation namespaces` for now"
-        ),
-        IsolationChoice::Auto if hardware => {
-            output::warning(
-                "hardware virtualization is present, but the microVM backend is not wired into the sbx command \
-                 yet; using namespace isolation",
-            );
-            namespaces_warning();
-            Ok(Isolation::Namespaces)
+        IsolationChoice::Microvm => {
+            guest_kernel()?;
+            Ok(Isolation::Microvm)
         }
+        IsolationChoice::Auto if hardware => match guest_kernel() {
+            Ok(_) => Ok(Isolation::Microvm),
+            Err(e) => {
+                output::warning(&format!(
+                    "hardware virtualization is present, but {e:#}; using namespace isolation until it is built"
+                ));
+                namespaces_warning();
+                Ok(Isolation::Namespaces)
+            }
+        },
         IsolationChoice::Auto => {
             output::warning(&format!(
                 "no hardware virtualization on this host (KVM: {}); using namespace isolation",
@@ -126,35 +129,72 @@ pub(crate) fn guest_binary() -> Result<PathBuf> {
     )
 }
 
-/// The template root for a new namespace sandbox: the default template when built, otherwise the host template
-/// (built from this host's programs on first use; a line says so).
-pub(crate) fn template(home: &Home) -> Result<PathBuf> {
-    let templates = home.state.join("templates");
-    let default = templates.join("default/rootfs");
-    if default.is_dir() {
-        return Ok(default);
+/// The template root for a new sandbox (`-t`, `$SBX_TEMPLATE` or `default`, built on first use). A microVM needs
+/// the template's ext4 image as well.
+pub(crate) fn template(
+    home: &Home,
+    requested: Option<&str>,
+    isolation: Isolation,
+) -> Result<PathBuf> {
+    let _lock = FileLock::acquire(&home.state.join("templates.first-run"))?;
+    let root = crate::commands::template::resolve(home, requested)?;
+    if isolation == Isolation::Microvm && !root.with_file_name("rootfs.ext4").is_file() {
+        bail!(
+            "template {} has no ext4 image for the microVM; rebuild it with `sbx template build --force {}` or use \
+             `--isolation namespaces`",
+            root.display(),
+            root.parent()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
     }
-    let host = templates.join("host");
-    let _lock = FileLock::acquire(&host)?;
-    if !host.is_dir() {
-        output::warning(&format!(
-            "the default template is not built (`sbx template build`); using a small template made from this \
-             host's programs instead (building it at {}, about a second)",
-            host.display()
-        ));
-        let tmp = templates.join(format!("host.tmp.{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        sbx_jail::template::host_template(&tmp)
-            .with_context(|| format!("cannot build the host template at {}", tmp.display()))?;
-        std::fs::rename(&tmp, &host)
-            .with_context(|| format!("cannot move the host template to {}", host.display()))?;
-    } else {
-        output::warning(&format!(
-            "the default template is not built; using the host template at {}",
-            host.display()
-        ));
+    Ok(root)
+}
+
+/// The microVM guest kernel: `$SBX_KERNEL`, `~/.cache/sbx/guest-kernel/vmlinux` (`cargo xtask guest-kernel`) or
+/// `/usr/libexec/sbx/vmlinux`.
+pub(crate) fn guest_kernel() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(env_vars::SBX_KERNEL).filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        if !p.is_file() {
+            bail!(
+                "{} points at {}, which is not a file",
+                env_vars::SBX_KERNEL,
+                p.display()
+            );
+        }
+        return Ok(p);
     }
-    Ok(host)
+    let mut candidates = Vec::new();
+    if let Some(home) = std::env::var_os(env_vars::HOME) {
+        candidates.push(PathBuf::from(home).join(".cache/sbx/guest-kernel/vmlinux"));
+    }
+    candidates.push(PathBuf::from("/usr/libexec/sbx/vmlinux"));
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
+    }
+    bail!(
+        "the microVM guest kernel is not built (looked at {}); build it with `cargo xtask guest-kernel` (about 7 \
+         minutes on 2 cores) or set {}=/path/to/vmlinux",
+        candidates
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        env_vars::SBX_KERNEL
+    )
+}
+
+/// Connects to the agent of a running sandbox, whichever backend runs it.
+pub(crate) fn connect_agent(
+    dir: &crate::sandboxes::SandboxDir,
+    record: &crate::sandboxes::Record,
+) -> Result<sbx_proto::Client> {
+    match record.isolation {
+        Isolation::Microvm => crate::microvm::connect(dir),
+        Isolation::Namespaces => Ok(sbx_jail::connect(&sbx_jail::StateDir::new(dir.jail()))?),
+    }
 }
 
 #[cfg(test)]
@@ -169,6 +209,18 @@ mod tests {
                 .to_string();
             assert!(err.contains("hardware virtualization"), "{err}");
             assert!(err.contains("--isolation namespaces"), "{err}");
+        }
+    }
+
+    #[test]
+    fn microvm_with_hardware_needs_the_guest_kernel() {
+        // SAFETY-free env use: this test only reads SBX_KERNEL through guest_kernel(); point it at nothing.
+        match choose(IsolationChoice::Microvm, KvmKind::Intel) {
+            Ok(isolation) => assert_eq!(isolation, Isolation::Microvm),
+            Err(e) => assert!(
+                format!("{e:#}").contains("cargo xtask guest-kernel"),
+                "{e:#}"
+            ),
         }
     }
 

@@ -154,6 +154,9 @@ pub(crate) enum Command {
     /// Store API keys on the host; sandboxes only ever see placeholders.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// Build, list and remove sandbox templates.
+    #[command(subcommand)]
+    Template(crate::commands::template::TemplateCommand),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  sbx completion bash > ~/.local/share/bash-completion/completions/sbx\n  sbx completion zsh > ~/.zfunc/_sbx"
@@ -304,6 +307,16 @@ pub(crate) struct CreateArgs {
     /// Work in a private clone of the workspace's git repository (the host fetches it as remote `sandbox-<name>`).
     #[arg(long)]
     pub(crate) clone: bool,
+    /// Template of a new sandbox (`sbx template ls`; default: `default`, built on first use).
+    #[arg(short = 't', long = "template")]
+    pub(crate) template: Option<String>,
+    /// vCPUs of a new sandbox (microVM), or its CPU quota in CPUs (namespaces, cgroup `cpu.max`).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub(crate) cpus: Option<u8>,
+    /// Memory of a new sandbox: `2G`, `512M` or MiB (microVM RAM; namespaces: cgroup `memory.max`).
+    #[arg(short = 'm', long = "memory", value_parser = crate::limits::parse_memory_mib)]
+    pub(crate) memory: Option<u64>,
+
     /// The agent (`sbx agents` lists them).
     pub(crate) agent: String,
     /// Host directories shared at the same path inside; append `:ro` for read-only.
@@ -331,6 +344,16 @@ pub(crate) struct RunArgs {
     /// Start the agent and return at once; `sbx attach NAME` connects to it later.
     #[arg(short, long)]
     pub(crate) detach: bool,
+    /// Template of a new sandbox (`sbx template ls`; default: `default`, built on first use).
+    #[arg(short = 't', long = "template")]
+    pub(crate) template: Option<String>,
+    /// vCPUs of a new sandbox (microVM), or its CPU quota in CPUs (namespaces, cgroup `cpu.max`).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub(crate) cpus: Option<u8>,
+    /// Memory of a new sandbox: `2G`, `512M` or MiB (microVM RAM; namespaces: cgroup `memory.max`).
+    #[arg(short = 'm', long = "memory", value_parser = crate::limits::parse_memory_mib)]
+    pub(crate) memory: Option<u64>,
+
     /// The agent (`sbx agents` lists them).
     pub(crate) agent: String,
     /// Host directories shared at the same path inside; append `:ro` for read-only.

@@ -16,3 +16,9 @@ pub(crate) const SBX_SYSTEM_POLICY_DIR: &str = "SBX_SYSTEM_POLICY_DIR";
 pub(crate) const SBX_GUEST_BIN: &str = "SBX_GUEST_BIN";
 /// A passphrase for the secret store: selects (or unlocks) the passphrase-protected file store.
 pub(crate) const SBX_SECRETS_PASSPHRASE: &str = "SBX_SECRETS_PASSPHRASE";
+/// The template new sandboxes use when `-t` is not given (default: `default`, built on first use). Tests set it to
+/// `host`, the small template made from this host's programs in about a second.
+pub(crate) const SBX_TEMPLATE: &str = "SBX_TEMPLATE";
+/// Path of the microVM guest kernel (`vmlinux`); default: `~/.cache/sbx/guest-kernel/vmlinux` (from
+/// `cargo xtask guest-kernel`) or `/usr/libexec/sbx/vmlinux`.
+pub(crate) const SBX_KERNEL: &str = "SBX_KERNEL";

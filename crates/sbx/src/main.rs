@@ -14,6 +14,8 @@ mod fsutil;
 mod gitmode;
 mod home;
 mod isolation_policy;
+mod limits;
+mod microvm;
 mod names;
 mod output;
 mod policy_files;

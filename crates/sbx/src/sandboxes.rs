@@ -55,6 +55,9 @@ pub(crate) struct Record {
     pub(crate) env: Vec<(String, String)>,
     /// The template root directory the sandbox's overlay sits on.
     pub(crate) template: PathBuf,
+    /// `--cpus`/`-m` given at creation.
+    #[serde(default)]
+    pub(crate) limits: crate::limits::SandboxLimits,
     /// Seconds since the epoch.
     pub(crate) created_at: u64,
     /// The supervisor of the running sandbox; `None` when stopped.
@@ -234,6 +237,7 @@ mod tests {
             }],
             env: vec![("A".into(), "b".into())],
             template: "/t".into(),
+            limits: Default::default(),
             created_at: 1,
             supervisor_pid: None,
             started_at: None,

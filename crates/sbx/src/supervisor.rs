@@ -26,15 +26,18 @@ use crate::sandboxes::{Record, SandboxDir, process_alive};
 /// The hidden subcommand name; also the marker that identifies a supervisor in `/proc/<pid>/cmdline`.
 pub(crate) const SUBCOMMAND: &str = "__supervise";
 /// How long a clean stop of the jail may take before it is killed.
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `sbx start` waits for the supervisor's control socket.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often the supervisor checks that the jail is still alive.
-const POLL: Duration = Duration::from_millis(50);
+pub(crate) const POLL: Duration = Duration::from_millis(50);
 
-/// Runs in the supervisor process: starts the sandbox's egress proxy, then the jail, and serves the control socket
-/// until told to stop.
+/// Runs in the supervisor process: starts the sandbox's egress proxy, then the jail (or the microVM), and serves the
+/// control socket until told to stop.
 pub(crate) fn serve(home: &Home, dir: &SandboxDir, record: &Record, guest: &Path) -> Result<()> {
+    if record.isolation == crate::sandboxes::Isolation::Microvm {
+        return crate::microvm::serve(home, dir, record, guest);
+    }
     let mut config = sbx_jail::JailConfig::new(&record.name, &record.template, dir.jail(), guest);
     config.workspaces = record
         .workspaces
@@ -44,6 +47,7 @@ pub(crate) fn serve(home: &Home, dir: &SandboxDir, record: &Record, guest: &Path
             read_only: w.read_only,
         })
         .collect();
+    config.limits = record.limits.jail_limits();
     let socket = dir.control_socket();
     let _ = std::fs::remove_file(&socket);
     crate::signals::catch(crate::signals::TERMINATION);
@@ -83,7 +87,7 @@ pub(crate) fn serve(home: &Home, dir: &SandboxDir, record: &Record, guest: &Path
 }
 
 /// Records the policy's decision on every workspace mount and refuses to start when one is denied.
-fn check_mounts(home: &Home, record: &Record, egress: &Egress) -> Result<()> {
+pub(crate) fn check_mounts(home: &Home, record: &Record, egress: &Egress) -> Result<()> {
     let policy = crate::policy_files::load_policy(home, Some(&record.name))?;
     let host_home = std::env::var_os(crate::env_vars::HOME)
         .filter(|h| !h.is_empty())
@@ -157,7 +161,7 @@ fn control_loop(
 }
 
 #[derive(Debug, PartialEq, Eq)]
-enum Request {
+pub(crate) enum Request {
     Ping,
     Stop,
     Other,
@@ -166,7 +170,7 @@ enum Request {
 /// Answers one control connection. `stop` is acknowledged at once; the client then waits for the supervisor
 /// process to exit, which is the reliable signal that the jail is gone. `env` answers the sandbox's placeholder
 /// variables as one JSON line, `reload` re-reads the policy, `audit-exec ARGV_JSON` records a command run inside.
-fn handle(stream: UnixStream, egress: &Egress, record: &Record) -> Result<Request> {
+pub(crate) fn handle(stream: UnixStream, egress: &Egress, record: &Record) -> Result<Request> {
     stream.set_nonblocking(false).ok();
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
     let mut line = String::new();

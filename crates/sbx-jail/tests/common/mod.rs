@@ -77,7 +77,7 @@ pub fn template() -> &'static Path {
             .prefix("sbx-tpl")
             .tempdir()
             .expect("temp dir");
-        sbx_jail::template::host_template(dir.path()).expect("host template");
+        sbx_template::host_template(dir.path()).expect("host template");
         dir
     })
     .path()

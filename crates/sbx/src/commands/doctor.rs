@@ -58,6 +58,41 @@ struct Report {
     proxy_ca: ProxyCaReport,
     config_dir: String,
     state_dir: String,
+    templates: TemplateReport,
+    guest_kernel: Result<String, String>,
+}
+
+/// Built templates and whether the default one (with its microVM image) is there.
+#[derive(Debug, Serialize)]
+struct TemplateReport {
+    built: Vec<String>,
+    default_built: bool,
+    default_has_image: bool,
+    error: Option<String>,
+}
+
+impl TemplateReport {
+    fn probe(home: &Home) -> TemplateReport {
+        match super::template::store(home).list() {
+            Ok(list) => {
+                let default = list
+                    .iter()
+                    .find(|t| t.manifest.name == sbx_template::DEFAULT_NAME);
+                TemplateReport {
+                    built: list.iter().map(|t| t.manifest.name.clone()).collect(),
+                    default_built: default.is_some(),
+                    default_has_image: default.is_some_and(|t| t.image().is_some()),
+                    error: None,
+                }
+            }
+            Err(e) => TemplateReport {
+                built: Vec::new(),
+                default_built: false,
+                default_has_image: false,
+                error: Some(e.to_string()),
+            },
+        }
+    }
 }
 
 /// Which secret store backend opens here and why (from sbx-secrets' `BackendReport`), or why none does.
@@ -174,6 +209,10 @@ pub(crate) fn run(json: bool) -> Result<i32> {
         proxy_ca: ProxyCaReport::probe(&home),
         config_dir: home.config.display().to_string(),
         state_dir: home.state.display().to_string(),
+        templates: TemplateReport::probe(&home),
+        guest_kernel: crate::backend::guest_kernel()
+            .map(|p| p.display().to_string())
+            .map_err(|e| format!("{e:#}")),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -219,6 +258,30 @@ fn print_human(r: &Report) {
         output::warning(
             "no hardware virtualization: sandboxes use namespace isolation, which shares the host kernel and is weaker than a microVM",
         );
+    }
+    let t = &r.templates;
+    match (&t.error, t.default_built, t.default_has_image) {
+        (Some(e), _, _) => println!("templates:          unreadable: {e}"),
+        (None, true, true) => println!(
+            "templates:          {} (default built, with its microVM image)",
+            t.built.join(", ")
+        ),
+        (None, true, false) => println!(
+            "templates:          {} (default built, no microVM image)",
+            t.built.join(", ")
+        ),
+        (None, false, _) => println!(
+            "templates:          {} (the default is built on first use, or now with `sudo sbx template build`)",
+            if t.built.is_empty() {
+                "none".to_owned()
+            } else {
+                t.built.join(", ")
+            }
+        ),
+    }
+    match &r.guest_kernel {
+        Ok(p) => println!("guest kernel:       {p}"),
+        Err(e) => println!("guest kernel:       missing: {e}"),
     }
     let store = &r.secret_store;
     match (&store.backend, &store.location) {

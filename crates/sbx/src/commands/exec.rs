@@ -40,7 +40,7 @@ pub(crate) fn run(home: &Home, args: ExecArgs) -> Result<i32> {
     }
     let record = sandbox::ensure_running(home, &args.name)?;
     let dir = SandboxDir::new(home, &args.name)?;
-    let client = sbx_jail::connect(&sbx_jail::StateDir::new(dir.jail()))
+    let client = crate::backend::connect_agent(&dir, &record)
         .with_context(|| format!("cannot reach the agent of sandbox {}", args.name))?;
     crate::audit::exec(home, &dir, &record, &args.argv);
     // Placeholders first: `-e` given at creation or here may override them.

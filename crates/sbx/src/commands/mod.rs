@@ -12,6 +12,7 @@ mod review;
 mod run;
 pub(crate) mod sandbox;
 pub(crate) mod secret;
+pub(crate) mod template;
 
 use anyhow::Result;
 
@@ -28,6 +29,7 @@ pub(crate) fn dispatch(command: Command) -> Result<i32> {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Secret(cmd) => secret::run(cmd),
         Command::Completion { shell } => completion::run(shell),
+        Command::Template(cmd) => template::run(cmd),
         Command::Create(args) => {
             let home = Home::from_env()?;
             let quiet = args.quiet;
@@ -40,6 +42,11 @@ pub(crate) fn dispatch(command: Command) -> Result<i32> {
                     agent: args.agent,
                     paths: args.paths,
                     git: crate::gitmode::Request::from_flags(args.branch.as_deref(), args.clone),
+                    resources: crate::limits::Resources {
+                        template: args.template,
+                        cpus: args.cpus,
+                        memory_mib: args.memory,
+                    },
                 },
             )?;
             if !quiet {

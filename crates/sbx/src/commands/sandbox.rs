@@ -24,6 +24,8 @@ pub(crate) struct CreateRequest {
     pub(crate) paths: Vec<String>,
     /// `--branch` / `--clone`: work on a branch of the first workspace's repository.
     pub(crate) git: Option<crate::gitmode::Request>,
+    /// `-t`, `--cpus`, `-m`.
+    pub(crate) resources: crate::limits::Resources,
 }
 
 /// `sbx create`: records the sandbox and starts it. Returns its name.
@@ -42,7 +44,7 @@ pub(crate) fn create(home: &Home, req: CreateRequest) -> Result<String> {
     crate::isolation_policy::check(home, isolation)?;
     // Checked now so a missing agent is reported before anything is created; the supervisor finds it the same way.
     backend::guest_binary()?;
-    let template = backend::template(home)?;
+    let template = backend::template(home, req.resources.template.as_deref(), isolation)?;
     let name = match req.name {
         Some(n) => n,
         None => free_name(home, &req.agent, &workspaces)?,
@@ -82,6 +84,10 @@ pub(crate) fn create(home: &Home, req: CreateRequest) -> Result<String> {
         workspaces,
         env: req.env,
         template,
+        limits: crate::limits::SandboxLimits {
+            cpus: req.resources.cpus,
+            memory_mib: req.resources.memory_mib,
+        },
         created_at: sandboxes::now(),
         supervisor_pid: None,
         started_at: None,

@@ -36,6 +36,8 @@ impl TestContext {
         cmd.env("SBX_HOME", self.home())
             .env("SBX_SYSTEM_POLICY_DIR", self.system_policy_dir())
             .env("NO_COLOR", "1")
+            // The small host-binaries template: the Debian default takes minutes to build on first use.
+            .env("SBX_TEMPLATE", "host")
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("XDG_STATE_HOME")
             .envs(self.env.iter().map(|(k, v)| (k, v)))

@@ -9,3 +9,4 @@ mod dashboard;
 mod lifecycle;
 mod policy;
 mod secret;
+mod template;
