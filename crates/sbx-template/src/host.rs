@@ -62,6 +62,8 @@ pub const HOST_PROGRAMS: &[&str] = &[
     "mount",
     "unshare",
     "cut",
+    // branch mode: agents commit on their sandbox branch.
+    "git",
 ];
 
 /// Shared libraries `binary` needs, from `ldd` (empty for static binaries).
