@@ -3,9 +3,9 @@
 mod attach;
 mod branch;
 mod context;
-mod egress;
 mod cp;
 mod dashboard;
+mod egress;
 mod lifecycle;
 mod policy;
 mod secret;
