@@ -214,7 +214,7 @@ impl Service {
             Message::Signal(sig) => session
                 .signal(sig)
                 .map_err(|e| ErrorReport::new("bad-request", e))?,
-            Message::Detach => session.keep_on_disconnect(),
+            Message::Detach => session.detach_now(),
             other => {
                 return Err(ErrorReport::new(
                     "bad-request",

@@ -157,16 +157,32 @@ impl Session {
         self.keep_on_disconnect.store(true, Ordering::SeqCst);
     }
 
+    /// The host detached on purpose (`Detach`): it stops reading this session now, so output from here on is
+    /// buffered for a later attach instead of going to a connection that is about to close, and the session survives
+    /// that close.
+    pub fn detach_now(&self) {
+        self.keep_on_disconnect.store(true, Ordering::SeqCst);
+        self.start_buffering();
+    }
+
     /// Called when the attached connection closed: returns `true` if the session stays (now buffering).
     pub fn connection_closed(&self) -> bool {
         if !self.keep_on_disconnect.load(Ordering::SeqCst) {
             return false;
         }
-        *lock(&self.sink) = Sink::Detached {
-            frames: VecDeque::new(),
-            bytes: 0,
-        };
+        self.start_buffering();
         true
+    }
+
+    /// Switches an attached session to buffering; a session already buffering keeps what it has.
+    fn start_buffering(&self) {
+        let mut sink = lock(&self.sink);
+        if matches!(&*sink, Sink::Attached { .. }) {
+            *sink = Sink::Detached {
+                frames: VecDeque::new(),
+                bytes: 0,
+            };
+        }
     }
 
     /// Attaches the session to a new connection and replays what was buffered.
