@@ -219,8 +219,12 @@ impl InodeTable {
     ) -> Result<Arc<Inode>, Errno> {
         let key = (st.st_dev, st.st_ino);
         let mut t = self.tables.write().map_err(|_| Errno::IO)?;
+        // Only non-directories are kept by name, not by descriptor, so when the host deletes one its inode number
+        // can come back as another file. A different file type means exactly that: the old node id must not be
+        // reused (the kernel still holds it with the old type), so the number gets a fresh node below.
         if let Some(&id) = t.by_key.get(&key)
             && let Some((inode, count)) = t.by_id.get_mut(&id)
+            && inode.file_type == confine::file_type(st.st_mode)
         {
             *count = count.saturating_add(1);
             let inode = Arc::clone(inode);
@@ -266,7 +270,10 @@ impl InodeTable {
             None => false,
         };
         if remove && let Some((inode, _)) = t.by_id.remove(&nodeid) {
-            t.by_key.remove(&inode.key);
+            // The number may meanwhile belong to a newer node (see `insert_lookup`); leave that mapping alone.
+            if t.by_key.get(&inode.key) == Some(&nodeid) {
+                t.by_key.remove(&inode.key);
+            }
         }
     }
 
@@ -302,5 +309,52 @@ impl InodeTable {
             .get(&key)
             .and_then(|id| t.by_id.get(id))
             .map(|(i, _)| Arc::clone(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat_of(dir: &std::path::Path, name: &str) -> rustix::fs::Stat {
+        rustix::fs::stat(dir.join(name)).unwrap()
+    }
+
+    #[test]
+    fn a_recycled_inode_number_of_another_type_gets_a_new_node() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("file"), b"x").unwrap();
+        std::fs::create_dir(tmp.path().join("dir")).unwrap();
+        let root_fd =
+            rustix::fs::open(tmp.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let table = InodeTable::new(root_fd).unwrap();
+        let root = table.get(ROOT_ID).unwrap();
+
+        let file_st = stat_of(tmp.path(), "file");
+        let old = table.insert_lookup(None, &file_st, &root, c"file").unwrap();
+        // The host deleted the file and a new directory got its inode number.
+        let mut dir_st = stat_of(tmp.path(), "dir");
+        (dir_st.st_dev, dir_st.st_ino) = (file_st.st_dev, file_st.st_ino);
+        let dir_fd = rustix::fs::open(
+            tmp.path().join("dir"),
+            OFlags::PATH | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+        let new = table
+            .insert_lookup(Some(dir_fd), &dir_st, &root, c"dir")
+            .unwrap();
+        assert_ne!(
+            old.nodeid, new.nodeid,
+            "a directory must not inherit a file's node id"
+        );
+        assert!(new.is_dir());
+
+        // Forgetting the old node leaves the number mapped to the new one.
+        table.forget(old.nodeid, 1);
+        assert_eq!(table.by_key(new.key).map(|i| i.nodeid), Some(new.nodeid));
+        // The same type again is the same node (another lookup of the directory).
+        let again = table.insert_lookup(None, &dir_st, &root, c"dir").unwrap();
+        assert_eq!(again.nodeid, new.nodeid);
     }
 }

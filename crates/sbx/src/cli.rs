@@ -301,6 +301,17 @@ pub(crate) struct CreateArgs {
     /// Print only the sandbox name.
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) setup: SetupArgs,
+    /// The agent (`sbx agents` lists them).
+    pub(crate) agent: String,
+    /// Host directories shared at the same path inside; append `:ro` for read-only.
+    pub(crate) paths: Vec<String>,
+}
+
+/// How a new sandbox is set up (git mode, template, resources); shared by `sbx create` and `sbx run`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct SetupArgs {
     /// Work on a branch of the workspace's git repository in its own worktree (`auto`: `sbx/<name>`).
     #[arg(long, value_name = "NAME|auto", conflicts_with = "clone")]
     pub(crate) branch: Option<String>,
@@ -316,11 +327,22 @@ pub(crate) struct CreateArgs {
     /// Memory of a new sandbox: `2G`, `512M` or MiB (microVM RAM; namespaces: cgroup `memory.max`).
     #[arg(short = 'm', long = "memory", value_parser = crate::limits::parse_memory_mib)]
     pub(crate) memory: Option<u64>,
+}
 
-    /// The agent (`sbx agents` lists them).
-    pub(crate) agent: String,
-    /// Host directories shared at the same path inside; append `:ro` for read-only.
-    pub(crate) paths: Vec<String>,
+impl SetupArgs {
+    /// The git mode asked for, if any.
+    pub(crate) fn git(&self) -> Option<crate::gitmode::Request> {
+        crate::gitmode::Request::from_flags(self.branch.as_deref(), self.clone)
+    }
+
+    /// The template and resources asked for.
+    pub(crate) fn resources(&self) -> crate::limits::Resources {
+        crate::limits::Resources {
+            template: self.template.clone(),
+            cpus: self.cpus,
+            memory_mib: self.memory,
+        }
+    }
 }
 
 /// Arguments of `sbx run`.
@@ -335,25 +357,11 @@ pub(crate) struct RunArgs {
     /// Set an environment variable for everything run in a new sandbox (repeatable).
     #[arg(short = 'e', long = "env", value_parser = parse_env)]
     pub(crate) env: Vec<(String, String)>,
-    /// Work on a branch of the workspace's git repository in its own worktree (`auto`: `sbx/<name>`).
-    #[arg(long, value_name = "NAME|auto", conflicts_with = "clone")]
-    pub(crate) branch: Option<String>,
-    /// Work in a private clone of the workspace's git repository (the host fetches it as remote `sandbox-<name>`).
-    #[arg(long)]
-    pub(crate) clone: bool,
+    #[command(flatten)]
+    pub(crate) setup: SetupArgs,
     /// Start the agent and return at once; `sbx attach NAME` connects to it later.
     #[arg(short, long)]
     pub(crate) detach: bool,
-    /// Template of a new sandbox (`sbx template ls`; default: `default`, built on first use).
-    #[arg(short = 't', long = "template")]
-    pub(crate) template: Option<String>,
-    /// vCPUs of a new sandbox (microVM), or its CPU quota in CPUs (namespaces, cgroup `cpu.max`).
-    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=32))]
-    pub(crate) cpus: Option<u8>,
-    /// Memory of a new sandbox: `2G`, `512M` or MiB (microVM RAM; namespaces: cgroup `memory.max`).
-    #[arg(short = 'm', long = "memory", value_parser = crate::limits::parse_memory_mib)]
-    pub(crate) memory: Option<u64>,
-
     /// The agent (`sbx agents` lists them).
     pub(crate) agent: String,
     /// Host directories shared at the same path inside; append `:ro` for read-only.

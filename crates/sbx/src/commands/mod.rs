@@ -41,12 +41,8 @@ pub(crate) fn dispatch(command: Command) -> Result<i32> {
                     env: args.env,
                     agent: args.agent,
                     paths: args.paths,
-                    git: crate::gitmode::Request::from_flags(args.branch.as_deref(), args.clone),
-                    resources: crate::limits::Resources {
-                        template: args.template,
-                        cpus: args.cpus,
-                        memory_mib: args.memory,
-                    },
+                    git: args.setup.git(),
+                    resources: args.setup.resources(),
                 },
             )?;
             if !quiet {

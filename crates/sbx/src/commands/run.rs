@@ -42,12 +42,8 @@ pub(crate) fn run(home: &Home, args: RunArgs) -> Result<i32> {
                     env: args.env,
                     agent: args.agent.clone(),
                     paths: args.paths.clone(),
-                    git: crate::gitmode::Request::from_flags(args.branch.as_deref(), args.clone),
-                    resources: crate::limits::Resources {
-                        template: args.template.clone(),
-                        cpus: args.cpus,
-                        memory_mib: args.memory,
-                    },
+                    git: args.setup.git(),
+                    resources: args.setup.resources(),
                 },
             )?;
             eprintln!("created sandbox {name}");
