@@ -20,6 +20,8 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     ("iputils-ping", "ping"),
     // sbx-virtiofs: the fusermount3 mount path of the host-FUSE frontend (tests/fusermount.rs).
     ("fuse3", "fusermount3"),
+    // sbx-template: the microVM root image is made with `mkfs.ext4 -d` and checked with `debugfs`.
+    ("e2fsprogs", "mkfs.ext4"),
 ];
 
 /// Root of the workspace (the parent of `xtask/`).
