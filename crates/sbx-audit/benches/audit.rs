@@ -11,49 +11,11 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use sbx_audit::{
-    AuditLog, Decision, Durability, Event, Filter, Proxy, Reader, WriterConfig, verify,
-};
+use sbx_audit::{AuditLog, Decision, Durability, Filter, Reader, WriterConfig, verify};
 
-/// A realistic mix: mostly network decisions and HTTP requests, some secrets and execs, 10 sandboxes.
-fn events(n: usize) -> Vec<Event> {
-    (0..n)
-        .map(|i| {
-            let sandbox = format!("sandbox-{}", i % 10);
-            match i % 4 {
-                0 => Event::network(
-                    &sandbox,
-                    "api.github.com",
-                    443,
-                    Proxy::Forward,
-                    Decision::Allow,
-                )
-                .explained(Some("*.github.com"), Some("team"), "matched-allow"),
-                1 => Event::http(
-                    &sandbox,
-                    "POST",
-                    "api.anthropic.com",
-                    443,
-                    "/v1/messages",
-                    Decision::Allow,
-                )
-                .http_result(Some(200), 2048, 16384, 950)
-                .agent("claude"),
-                2 => Event::network(
-                    &sandbox,
-                    "evil.example",
-                    443,
-                    Proxy::Transparent,
-                    Decision::Deny,
-                )
-                .explained(None, None, "default-deny"),
-                _ => {
-                    Event::secret_injected(&sandbox, "anthropic", "api.anthropic.com").user("alice")
-                }
-            }
-        })
-        .collect()
-}
+#[path = "common/events.rs"]
+mod events;
+use events::events;
 
 fn append(c: &mut Criterion) {
     let mut group = c.benchmark_group("append");

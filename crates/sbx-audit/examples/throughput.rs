@@ -10,47 +10,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use sbx_audit::{AuditLog, Decision, Durability, Event, Proxy, WriterConfig};
+use sbx_audit::{AuditLog, Durability, Event, WriterConfig};
 
-/// The same mix as the criterion bench: network decisions, HTTP requests, denials, secret injections.
-fn events(n: usize) -> Vec<Event> {
-    (0..n)
-        .map(|i| {
-            let sandbox = format!("sandbox-{}", i % 10);
-            match i % 4 {
-                0 => Event::network(
-                    &sandbox,
-                    "api.github.com",
-                    443,
-                    Proxy::Forward,
-                    Decision::Allow,
-                )
-                .explained(Some("*.github.com"), Some("team"), "matched-allow"),
-                1 => Event::http(
-                    &sandbox,
-                    "POST",
-                    "api.anthropic.com",
-                    443,
-                    "/v1/messages",
-                    Decision::Allow,
-                )
-                .http_result(Some(200), 2048, 16384, 950)
-                .agent("claude"),
-                2 => Event::network(
-                    &sandbox,
-                    "evil.example",
-                    443,
-                    Proxy::Transparent,
-                    Decision::Deny,
-                )
-                .explained(None, None, "default-deny"),
-                _ => {
-                    Event::secret_injected(&sandbox, "anthropic", "api.anthropic.com").user("alice")
-                }
-            }
-        })
-        .collect()
-}
+#[path = "../benches/common/events.rs"]
+mod events;
+use events::events;
 
 /// CPU time a thread has run, in nanoseconds (first field of its schedstat).
 fn cpu_ns(task: &Path) -> u64 {
