@@ -11,7 +11,7 @@ use sbx_proto::{
 };
 
 use crate::config::Mode;
-use crate::session::{ConnId, Session, SharedWriter, lock, spawn_named};
+use crate::session::{ConnId, Session, SharedWriter, StartMode, lock, spawn_named};
 use crate::table::SessionTable;
 use crate::transport::{Listener, Stream};
 use crate::users;
@@ -70,15 +70,18 @@ impl Service {
         };
         let mut reader = FrameReader::new(read_half);
         let mut writer = FrameWriter::new(write_half);
-        if let Err(e) = server_handshake(&mut reader, &mut writer, AGENT_NAME) {
-            eprintln!("sbx-guest: handshake failed: {e}");
-            return;
-        }
+        let version = match server_handshake(&mut reader, &mut writer, AGENT_NAME) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("sbx-guest: handshake failed: {e}");
+                return;
+            }
+        };
         let writer: SharedWriter = Arc::new(Mutex::new(writer));
         send(&writer, Frame::control(Message::Ready(self.ready.clone())));
         loop {
             match reader.read_frame() {
-                Ok(Some(frame)) => self.dispatch(conn, &writer, frame),
+                Ok(Some(frame)) => self.dispatch(conn, version, &writer, frame),
                 Ok(None) => break,
                 Err(e) => {
                     eprintln!("sbx-guest: closing connection {conn}: {e}");
@@ -90,7 +93,7 @@ impl Service {
         self.connection_closed(conn);
     }
 
-    fn dispatch(self: &Arc<Self>, conn: ConnId, writer: &SharedWriter, frame: Frame) {
+    fn dispatch(self: &Arc<Self>, conn: ConnId, version: u16, writer: &SharedWriter, frame: Frame) {
         let id = frame.session;
         let result = match frame.message {
             Message::Exec(req) => self.exec(conn, writer, id, req),
@@ -105,7 +108,7 @@ impl Service {
                 Ok(())
             }
             Message::Shutdown => crate::init::shutdown(self),
-            other => self.to_session(conn, id, other),
+            other => self.to_session(conn, version, id, other),
         };
         if let Err(report) = result {
             send(writer, Frame::session(id, Message::Error(report)));
@@ -162,7 +165,7 @@ impl Service {
             .table
             .spawn_with(|| {
                 crate::process::spawn(&req, &env, user.as_ref()).map(|spawned| {
-                    Session::start(id, spawned, conn, Arc::clone(writer), req.detached)
+                    Session::start(id, spawned, conn, Arc::clone(writer), start_mode(&req))
                 })
             })
             .map_err(|e| {
@@ -194,7 +197,13 @@ impl Service {
         Ok(())
     }
 
-    fn to_session(&self, conn: ConnId, id: SessionId, message: Message) -> Result<(), ErrorReport> {
+    fn to_session(
+        &self,
+        conn: ConnId,
+        version: u16,
+        id: SessionId,
+        message: Message,
+    ) -> Result<(), ErrorReport> {
         let session = self
             .table
             .get(id)
@@ -214,7 +223,8 @@ impl Service {
             Message::Signal(sig) => session
                 .signal(sig)
                 .map_err(|e| ErrorReport::new("bad-request", e))?,
-            Message::Detach => session.detach_now(),
+            // From version 2 the host reads on until `Detached`, so output racing the Detach is not lost.
+            Message::Detach => session.detach_now(version >= 2),
             other => {
                 return Err(ErrorReport::new(
                     "bad-request",
@@ -238,6 +248,17 @@ impl Service {
                 hang_up(&session);
             }
         }
+    }
+}
+
+/// How an exec request wants its session started.
+fn start_mode(req: &ExecRequest) -> StartMode {
+    if req.background {
+        StartMode::Background
+    } else if req.detached {
+        StartMode::KeepOnDisconnect
+    } else {
+        StartMode::Attached
     }
 }
 

@@ -44,6 +44,17 @@ enum Sink {
     },
 }
 
+/// How a session starts out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// Streams to the starting connection and is hung up when it closes (unless detached later).
+    Attached,
+    /// Streams to the starting connection and keeps running (buffering) when it closes.
+    KeepOnDisconnect,
+    /// Buffers from the first byte for a later attach; the starting connection only sees `Started`.
+    Background,
+}
+
 enum StdinMsg {
     Data(Vec<u8>),
     Eof,
@@ -79,7 +90,7 @@ impl Session {
         spawned: Spawned,
         conn: ConnId,
         writer: SharedWriter,
-        detached: bool,
+        mode: StartMode,
     ) -> Arc<Self> {
         let (tx, rx) = channel();
         let pty_for_eof = spawned.pty.as_ref().and_then(|p| p.try_clone().ok());
@@ -92,9 +103,13 @@ impl Session {
             pending: AtomicUsize::new(spawned.outputs.len() + 1),
             exit: Mutex::new(None),
             finished: AtomicBool::new(false),
-            keep_on_disconnect: AtomicBool::new(detached),
+            keep_on_disconnect: AtomicBool::new(mode != StartMode::Attached),
         });
         session.emit(Message::Started(sbx_proto::Started { pid: session.pid }));
+        if mode == StartMode::Background {
+            // Before the pumps start, so not a byte of output goes to this connection.
+            session.start_buffering();
+        }
         spawn_named("sbx-stdin", move || {
             stdin_writer(spawned.stdin, rx, pty_for_eof)
         });
@@ -157,12 +172,22 @@ impl Session {
         self.keep_on_disconnect.store(true, Ordering::SeqCst);
     }
 
-    /// The host detached on purpose (`Detach`): it stops reading this session now, so output from here on is
-    /// buffered for a later attach instead of going to a connection that is about to close, and the session survives
-    /// that close.
-    pub fn detach_now(&self) {
+    /// The host detached on purpose (`Detach`): output from here on is buffered for a later attach instead of going
+    /// to a connection that is about to close, and the session survives that close. With `acknowledge`, a `Detached`
+    /// frame marks the switch on the connection: the host reads until it, so output written before the switch (the
+    /// echo of the last keys typed, say) is shown there rather than lost.
+    pub fn detach_now(&self, acknowledge: bool) {
         self.keep_on_disconnect.store(true, Ordering::SeqCst);
-        self.start_buffering();
+        let mut sink = lock(&self.sink);
+        if let Sink::Attached { writer, .. } = &*sink {
+            if acknowledge {
+                let _ = lock(writer).write_frame(&Frame::session(self.id, Message::Detached));
+            }
+            *sink = Sink::Detached {
+                frames: VecDeque::new(),
+                bytes: 0,
+            };
+        }
     }
 
     /// Called when the attached connection closed: returns `true` if the session stays (now buffering).

@@ -234,7 +234,7 @@ fn detached_session_survives_disconnect_and_replays_on_attach() {
             s.next_message(Duration::from_secs(10)).unwrap(),
             Message::Stdout(b"early\n".to_vec())
         );
-        s.detach().unwrap();
+        assert_eq!(s.detach(Duration::from_secs(10)).unwrap(), Vec::new());
         s.id()
     };
     std::thread::sleep(Duration::from_millis(800));
@@ -243,6 +243,66 @@ fn detached_session_survives_disconnect_and_replays_on_attach() {
     // Output produced while nobody was attached was buffered and is replayed.
     assert_eq!(out.stdout_text(), "late\n");
     assert_eq!(out.status, ExitStatus::Code(4));
+}
+
+/// Output racing the Detach (printed after the host sent it, before the agent applied it) is either handed back by
+/// `detach` or replayed on attach: never lost, never both.
+#[test]
+fn output_racing_a_detach_is_neither_lost_nor_doubled() {
+    let agent = Agent::start();
+    for round in 0..20u32 {
+        let id = 9000 + round;
+        let mut before = Vec::new();
+        {
+            let client = agent.connect();
+            let mut s = client
+                .exec_as(
+                    id,
+                    req(&["sh", "-c", "read a; for i in 1 2 3 4 5; do echo \"$a$i\"; done"]),
+                )
+                .unwrap();
+            // The line and the detach leave back to back, as when Ctrl-] follows typing within one read.
+            s.write_stdin(b"x\n").unwrap();
+            for m in s.detach(Duration::from_secs(10)).unwrap() {
+                match m {
+                    Message::Stdout(d) => before.extend_from_slice(&d),
+                    Message::Exit(_) => break,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        let after = match agent.connect().attach(id) {
+            Ok(s) => s.wait_output().unwrap().stdout,
+            // It finished before the detach was applied: all of it came back from `detach`.
+            Err(ClientError::Agent(_)) => Vec::new(),
+            Err(e) => panic!("attach: {e}"),
+        };
+        before.extend_from_slice(&after);
+        assert_eq!(
+            String::from_utf8_lossy(&before),
+            "x1\nx2\nx3\nx4\nx5\n",
+            "round {round}"
+        );
+    }
+}
+
+/// A background exec shows nothing but `Started` on its own connection; everything waits for the attach.
+#[test]
+fn background_session_buffers_from_the_first_byte() {
+    let agent = Agent::start();
+    {
+        let client = agent.connect();
+        let mut request = req(&["sh", "-c", "echo at-once; exit 6"]);
+        request.background = true;
+        let mut s = client.exec_as(555, request).unwrap();
+        assert!(matches!(
+            s.next_message(Duration::from_millis(500)),
+            Err(ClientError::Timeout(_))
+        ));
+    }
+    let out = agent.connect().attach(555).unwrap().wait_output().unwrap();
+    assert_eq!(out.stdout_text(), "at-once\n");
+    assert_eq!(out.status, ExitStatus::Code(6));
 }
 
 #[test]

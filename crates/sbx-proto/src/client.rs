@@ -76,6 +76,7 @@ pub struct Client {
     control: Mutex<Receiver<Message>>,
     ready: Ready,
     agent: String,
+    version: u16,
 }
 
 /// Everything a finished command produced.
@@ -188,6 +189,7 @@ impl Client {
             control: Mutex::new(control_rx),
             ready,
             agent: ack.peer,
+            version: ack.version,
         })
     }
 
@@ -199,6 +201,11 @@ impl Client {
     /// The agent's name from the handshake.
     pub fn agent(&self) -> &str {
         &self.agent
+    }
+
+    /// The protocol version agreed in the handshake.
+    pub fn version(&self) -> u16 {
+        self.version
     }
 
     fn route(&self, id: SessionId) -> Receiver<Message> {
@@ -228,6 +235,7 @@ impl Client {
                 rx,
                 writer: Arc::clone(&self.writer),
                 pending: Vec::new(),
+                version: self.version,
             }),
             Ok(Message::Error(e)) => Err(ClientError::Agent(e)),
             Ok(other) => Err(HandshakeError::Unexpected(format!("{other:?}")).into()),
@@ -248,6 +256,7 @@ impl Client {
                 rx,
                 writer: Arc::clone(&self.writer),
                 pending: vec![first],
+                version: self.version,
             }),
             Err(RecvTimeoutError::Timeout) => Ok(RemoteSession {
                 id,
@@ -255,6 +264,7 @@ impl Client {
                 rx,
                 writer: Arc::clone(&self.writer),
                 pending: Vec::new(),
+                version: self.version,
             }),
             Err(RecvTimeoutError::Disconnected) => Err(ClientError::Closed),
         }
@@ -326,6 +336,7 @@ pub struct RemoteSession {
     rx: Receiver<Message>,
     writer: Writer,
     pending: Vec<Message>,
+    version: u16,
 }
 
 impl RemoteSession {
@@ -366,9 +377,27 @@ impl RemoteSession {
         self.send(Message::Signal(signal))
     }
 
-    /// Keeps the command running after this connection closes.
-    pub fn detach(&self) -> Result<(), ClientError> {
-        self.send(Message::Detach)
+    /// Keeps the command running after this connection closes. Returns what the command printed before the agent
+    /// applied the detach (everything later waits for an attach); stops early at an `Exit`, which is then the last
+    /// message returned. Agents speaking protocol version 1 do not confirm, so nothing is awaited from them.
+    pub fn detach(&mut self, timeout: Duration) -> Result<Vec<Message>, ClientError> {
+        self.send(Message::Detach)?;
+        let mut before = Vec::new();
+        if self.version < 2 {
+            return Ok(before);
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.next_message(left)? {
+                Message::Detached => return Ok(before),
+                Message::Exit(status) => {
+                    before.push(Message::Exit(status));
+                    return Ok(before);
+                }
+                other => before.push(other),
+            }
+        }
     }
 
     /// The next message from the agent for this session (`Stdout`, `Stderr`, `Exit`, `Error`).

@@ -34,6 +34,7 @@ mod tag {
     pub(super) const EXIT: u8 = 18;
     pub(super) const DETACH: u8 = 19;
     pub(super) const ATTACH: u8 = 20;
+    pub(super) const DETACHED: u8 = 21;
     pub(super) const SHUTDOWN: u8 = 30;
     pub(super) const SYNC: u8 = 31;
     pub(super) const SYNC_DONE: u8 = 32;
@@ -64,6 +65,7 @@ fn tag_and_payload(message: &Message) -> Result<(u8, Vec<u8>), EncodeError> {
         Message::Exit(m) => json(tag::EXIT, m)?,
         Message::Detach => (tag::DETACH, Vec::new()),
         Message::Attach => (tag::ATTACH, Vec::new()),
+        Message::Detached => (tag::DETACHED, Vec::new()),
         Message::Shutdown => (tag::SHUTDOWN, Vec::new()),
         Message::Sync => (tag::SYNC, Vec::new()),
         Message::SyncDone => (tag::SYNC_DONE, Vec::new()),
@@ -198,6 +200,7 @@ fn decode_message(t: u8, payload: &[u8]) -> Result<Message, DecodeError> {
         tag::EXIT => Message::Exit(from_json(t, payload)?),
         tag::DETACH => empty(t, payload, Message::Detach)?,
         tag::ATTACH => empty(t, payload, Message::Attach)?,
+        tag::DETACHED => empty(t, payload, Message::Detached)?,
         tag::SHUTDOWN => empty(t, payload, Message::Shutdown)?,
         tag::SYNC => empty(t, payload, Message::Sync)?,
         tag::SYNC_DONE => empty(t, payload, Message::SyncDone)?,

@@ -13,7 +13,7 @@ use crate::stream::{FrameReader, FrameWriter};
 /// Bytes each side writes before its first frame.
 pub const PREFACE: [u8; 4] = *b"SBXP";
 /// The newest protocol version this crate speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The oldest protocol version this crate speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 

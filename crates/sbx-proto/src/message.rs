@@ -64,6 +64,9 @@ pub enum Message {
     Detach,
     /// Take over a detached session on this connection (buffered output is replayed).
     Attach,
+    /// The agent applied a [`Message::Detach`]: nothing more of this session is sent on this connection (output from
+    /// here on waits for an attach), so the host may stop reading it. Protocol version 2 and later.
+    Detached,
     /// Ask the agent to stop every process, sync filesystems and exit.
     Shutdown,
     /// Ask the agent to flush filesystems to disk; answered with [`Message::SyncDone`].
@@ -129,6 +132,10 @@ pub struct ExecRequest {
     /// Keep running if the connection goes away without an explicit [`Message::Detach`].
     #[serde(default)]
     pub detached: bool,
+    /// Start in the background: after `Started` nothing of the session is sent on this connection; its output is
+    /// kept for a later [`Message::Attach`] from the first byte. Implies `detached`. Protocol version 2 and later.
+    #[serde(default)]
+    pub background: bool,
 }
 
 /// Size of a terminal in character cells.

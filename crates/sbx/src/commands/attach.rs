@@ -61,8 +61,9 @@ pub(crate) fn start_detached(home: &Home, args: ExecArgs) -> Result<i32> {
         user: args.user.clone(),
         tty: Some(terminal_size().unwrap_or(WindowSize { rows: 24, cols: 80 })),
         detached: true,
+        background: true,
     };
-    let session = client.exec(request).map_err(|e| {
+    let mut session = client.exec(request).map_err(|e| {
         anyhow::anyhow!(
             "cannot start `{}` in sandbox {}: {e}",
             args.argv.join(" "),
@@ -73,9 +74,12 @@ pub(crate) fn start_detached(home: &Home, args: ExecArgs) -> Result<i32> {
         &exec::session_file(&dir),
         session.id().to_string().as_bytes(),
     )?;
-    session
-        .detach()
-        .context("cannot detach from the agent session")?;
+    // An agent speaking protocol version 1 ignores `background`; the Detach makes it buffer from here on.
+    if client.version() < 2 {
+        session
+            .detach(std::time::Duration::ZERO)
+            .context("cannot detach from the agent session")?;
+    }
     eprintln!(
         "agent started in sandbox {0}; `sbx attach {0}` connects to it",
         args.name

@@ -115,6 +115,9 @@ pub(crate) enum End {
 /// The detach key: Ctrl-] (as in telnet), rare in programs and never needed by shells.
 pub(crate) const DETACH_KEY: u8 = 0x1d;
 
+/// How long to wait for the agent to confirm a detach (it answers at once unless the sandbox is wedged).
+const DETACH_CONFIRM: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Connects the session to this process's stdin/stdout/stderr (raw terminal when `tty` and stdin is one), forwards
 /// signals and window size, and returns when the command exits or, with `detach_key`, on Ctrl-].
 pub(crate) fn stream(
@@ -144,7 +147,19 @@ pub(crate) fn stream(
                 Forwarded::More => {}
                 Forwarded::Closed => stdin = None,
                 Forwarded::Detach => {
-                    session.detach().context("cannot detach from the session")?;
+                    let tail = session
+                        .detach(DETACH_CONFIRM)
+                        .context("cannot detach from the session")?;
+                    for message in tail {
+                        match message {
+                            Message::Stdout(data) => out.write_all(&data)?,
+                            Message::Stderr(data) => err.write_all(&data)?,
+                            // It ended before the detach took effect: nothing is left to attach to.
+                            Message::Exit(status) => return Ok(End::Exited(status.shell_code())),
+                            _ => {}
+                        }
+                    }
+                    out.flush()?;
                     return Ok(End::Detached);
                 }
             }
