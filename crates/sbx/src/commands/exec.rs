@@ -56,6 +56,7 @@ pub(crate) fn run(home: &Home, args: ExecArgs) -> Result<i32> {
             .tty
             .then(|| window_size().unwrap_or(WindowSize { rows: 24, cols: 80 })),
         detached: args.agent_session,
+        background: false,
     };
     let mut session = client.exec(request).map_err(|e| exec_error(e, &args))?;
     if !args.agent_session {
