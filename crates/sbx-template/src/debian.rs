@@ -203,7 +203,25 @@ pub(crate) fn build_rootfs(
         npm.env("NODE_EXTRA_CA_CERTS", "/tmp/sbx-host-ca.pem");
     }
     run_step(progress, "npm install", &mut npm)?;
-    progress.step(5, total, "clean caches");
+    // The checks run before cleaning: npm and the CLIs write logs and state under $HOME, which the clean removes.
+    progress.step(
+        5,
+        total,
+        "check the agent CLIs (node version, each one starts)",
+    );
+    check_node_for_clis(root, progress)?;
+    run_step(
+        progress,
+        "check the agent CLIs",
+        &mut in_root(
+            root,
+            "export HOME=/tmp/sbx-cli-check; mkdir -p \"$HOME\"; \
+             for c in claude codex gemini; do command -v $c >/dev/null || { echo \"$c missing\" >&2; exit 1; }; \
+             timeout 120 $c --version </dev/null || { echo \"$c --version failed: $c does not start\" >&2; exit 1; }; \
+             done",
+        ),
+    )?;
+    progress.step(6, total, "clean caches");
     run_step(
         progress,
         "clean",
@@ -212,18 +230,7 @@ pub(crate) fn build_rootfs(
             "apt-get clean; rm -rf /var/lib/apt/lists/* /root/.npm /var/cache/debconf/*-old /tmp/* \
              /etc/resolv.conf; : > /etc/machine-id",
         ),
-    )?;
-    progress.step(6, total, "check the agent CLIs");
-    run_step(
-        progress,
-        "check the agent CLIs",
-        &mut in_root(
-            root,
-            "for c in claude codex gemini; do command -v $c >/dev/null || { echo \"$c missing\" >&2; exit 1; }; \
-             done; node --version",
-        ),
-    )?;
-    check_node_for_clis(root, progress)
+    )
 }
 
 /// The step name of the node version check (in its errors).
