@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::engines::{Version, parse_node_version, satisfies};
 use crate::error::{TemplateError, io};
 use crate::tools::{reachable, run_step, url_endpoint, which};
 use crate::{Progress, Variant};
@@ -31,8 +32,10 @@ pub const AGENT_CLIS: &[&str] = &[
     "@openai/codex",
     "@google/gemini-cli",
 ];
-/// Debian suite of the default template.
-pub const SUITE: &str = "bookworm";
+/// Debian suite of the default template: trixie (Debian 13, stable) ships nodejs 20, which @google/gemini-cli needs
+/// (bookworm's nodejs 18 cannot run it). The build checks every CLI's `engines.node` against the installed node, so a
+/// suite or CLI change that breaks this fails the build instead of shipping a CLI that cannot start.
+pub const SUITE: &str = "trixie";
 /// Debian mirror used when none is given.
 pub const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
 /// The npm registry the agent CLIs come from.
@@ -200,7 +203,25 @@ pub(crate) fn build_rootfs(
         npm.env("NODE_EXTRA_CA_CERTS", "/tmp/sbx-host-ca.pem");
     }
     run_step(progress, "npm install", &mut npm)?;
-    progress.step(5, total, "clean caches");
+    // The checks run before cleaning: npm and the CLIs write logs and state under $HOME, which the clean removes.
+    progress.step(
+        5,
+        total,
+        "check the agent CLIs (node version, each one starts)",
+    );
+    check_node_for_clis(root, progress)?;
+    run_step(
+        progress,
+        "check the agent CLIs",
+        &mut in_root(
+            root,
+            "export HOME=/tmp/sbx-cli-check; mkdir -p \"$HOME\"; \
+             for c in claude codex gemini; do command -v $c >/dev/null || { echo \"$c missing\" >&2; exit 1; }; \
+             timeout 120 $c --version </dev/null || { echo \"$c --version failed: $c does not start\" >&2; exit 1; }; \
+             done",
+        ),
+    )?;
+    progress.step(6, total, "clean caches");
     run_step(
         progress,
         "clean",
@@ -209,22 +230,142 @@ pub(crate) fn build_rootfs(
             "apt-get clean; rm -rf /var/lib/apt/lists/* /root/.npm /var/cache/debconf/*-old /tmp/* \
              /etc/resolv.conf; : > /etc/machine-id",
         ),
-    )?;
-    progress.step(6, total, "check the agent CLIs");
-    run_step(
-        progress,
-        "check the agent CLIs",
-        &mut in_root(
-            root,
-            "for c in claude codex gemini; do command -v $c >/dev/null || { echo \"$c missing\" >&2; exit 1; }; \
-             done; node --version",
-        ),
     )
+}
+
+/// The step name of the node version check (in its errors).
+const NODE_CHECK: &str = "check node against the agent CLIs' engines.node";
+
+/// Runs `script` in the new root and returns its standard output.
+fn output_in_root(root: &Path, script: &str) -> Result<String, TemplateError> {
+    let out = in_root(root, script)
+        .output()
+        .map_err(|e| TemplateError::Step {
+            step: NODE_CHECK.into(),
+            detail: format!("cannot run `{script}` in {}: {e}", root.display()),
+        })?;
+    if !out.status.success() {
+        return Err(TemplateError::Step {
+            step: NODE_CHECK.into(),
+            detail: format!(
+                "`{script}` in {} failed ({}): {}",
+                root.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// npm only warns when node is older than a package's `engines.node`, so a suite whose nodejs is too old would ship a
+/// CLI that fails at its first start (bookworm's node 18 and @google/gemini-cli's `>=20`). Fails naming the CLI, its
+/// range and the node found. CLIs whose commands are native executables (claude) need node only for their install
+/// script, which has run by now, so their range is reported but not enforced.
+fn check_node_for_clis(root: &Path, progress: &mut dyn Progress) -> Result<(), TemplateError> {
+    let reported = output_in_root(root, "node --version")?;
+    let node = parse_node_version(&reported).ok_or_else(|| TemplateError::Step {
+        step: NODE_CHECK.into(),
+        detail: format!(
+            "`node --version` printed `{}`, not a version",
+            reported.trim()
+        ),
+    })?;
+    let global = output_in_root(root, "npm root -g")?;
+    let modules = root.join(global.trim().trim_start_matches('/'));
+    for cli in AGENT_CLIS {
+        let manifest = modules.join(cli).join("package.json");
+        let text = std::fs::read_to_string(&manifest).map_err(io("read", &manifest))?;
+        let requirement =
+            node_requirement(&text, &modules.join(cli)).map_err(|detail| TemplateError::Step {
+                step: NODE_CHECK.into(),
+                detail: format!("{}: {detail}", manifest.display()),
+            })?;
+        let Some((range, runs_on_node)) = requirement else {
+            progress.line(&format!("{cli}: no engines.node, nothing to check"));
+            continue;
+        };
+        check_range(cli, &range, runs_on_node, node, &manifest, progress)?;
+    }
+    Ok(())
+}
+
+/// Compares `node` with `cli`'s `engines.node` range (read from `manifest`).
+fn check_range(
+    cli: &str,
+    range: &str,
+    runs_on_node: bool,
+    node: Version,
+    manifest: &Path,
+    progress: &mut dyn Progress,
+) -> Result<(), TemplateError> {
+    let fits = satisfies(range, node).map_err(|part| TemplateError::Step {
+        step: NODE_CHECK.into(),
+        detail: format!(
+            "{}: engines.node `{range}` of {cli}: {part} is not an npm version range this check understands",
+            manifest.display()
+        ),
+    })?;
+    match (fits, runs_on_node) {
+        (true, _) => progress.line(&format!("{cli}: node {node} satisfies engines.node `{range}`")),
+        (false, false) => progress.line(&format!(
+            "{cli}: engines.node `{range}` is not met by node {node}, but its command is a native executable \
+             (node ran only its install script)"
+        )),
+        (false, true) => {
+            return Err(TemplateError::Step {
+                step: NODE_CHECK.into(),
+                detail: format!(
+                    "{cli} needs node `{range}` (engines.node in {}) but Debian {SUITE}'s nodejs is {node}, so its \
+                     command would fail to start; build from a suite whose nodejs satisfies the range (change \
+                     sbx_template::debian::SUITE) or pin an older {cli} release in AGENT_CLIS",
+                    manifest.display()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `engines.node` of a `package.json`, and whether any of its commands (`bin`, resolved below `package_dir`) is a node
+/// script rather than a native executable; `None` when the package declares no node range.
+fn node_requirement(manifest: &str, package_dir: &Path) -> Result<Option<(String, bool)>, String> {
+    let json: serde_json::Value =
+        serde_json::from_str(manifest).map_err(|e| format!("not JSON: {e}"))?;
+    let range = match json.pointer("/engines/node") {
+        None => return Ok(None),
+        Some(serde_json::Value::String(range)) => range.clone(),
+        Some(other) => return Err(format!("engines.node is `{other}`, not a string")),
+    };
+    let bins: Vec<&str> = match json.get("bin") {
+        Some(serde_json::Value::String(bin)) => vec![bin.as_str()],
+        Some(serde_json::Value::Object(map)) => map.values().filter_map(|v| v.as_str()).collect(),
+        _ => Vec::new(),
+    };
+    // A package without commands is a library: its range matters to whoever loads it, so enforce it.
+    let runs_on_node = bins.is_empty()
+        || bins
+            .iter()
+            .any(|bin| is_node_script(&package_dir.join(bin)));
+    Ok(Some((range, runs_on_node)))
+}
+
+/// Whether `path` starts with a `#!` line naming node (an ELF binary or a missing file is not a node script).
+fn is_node_script(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 128];
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) else {
+        return false;
+    };
+    let head = &head[..n];
+    let first_line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    first_line.starts_with(b"#!") && first_line.windows(4).any(|w| w == b"node")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::NoProgress;
 
     #[test]
     fn docker_variant_adds_docker_io() {
@@ -259,5 +400,104 @@ mod tests {
         }
         let err = preflight("ftp://mirror/").unwrap_err().to_string();
         assert!(err.contains("ftp://mirror/"), "{err}");
+    }
+
+    fn package(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn a_node_script_cli_must_meet_its_engines_range() {
+        let dir = package(&[(
+            "bundle/gemini.js",
+            b"#!/usr/bin/env node\nimport './x.js';\n",
+        )]);
+        let manifest = r#"{"name":"@google/gemini-cli","bin":{"gemini":"bundle/gemini.js"},"engines":{"node":">=20"}}"#;
+        let (range, runs_on_node) = node_requirement(manifest, dir.path()).unwrap().unwrap();
+        assert_eq!((range.as_str(), runs_on_node), (">=20", true));
+
+        let path = Path::new("/usr/local/lib/node_modules/@google/gemini-cli/package.json");
+        let err = check_range(
+            "@google/gemini-cli",
+            &range,
+            true,
+            Version::new(18, 20, 4),
+            path,
+            &mut NoProgress,
+        )
+        .unwrap_err()
+        .to_string();
+        for part in [
+            "@google/gemini-cli",
+            "`>=20`",
+            "18.20.4",
+            SUITE,
+            "gemini-cli/package.json",
+        ] {
+            assert!(err.contains(part), "{part}: {err}");
+        }
+        check_range(
+            "@google/gemini-cli",
+            &range,
+            true,
+            Version::new(20, 19, 2),
+            path,
+            &mut NoProgress,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_native_cli_needs_node_only_to_install() {
+        let dir = package(&[("bin/claude.exe", b"\x7fELF\x02\x01\x01\0")]);
+        let manifest = r#"{"bin":{"claude":"bin/claude.exe"},"engines":{"node":">=22.0.0"}}"#;
+        let (range, runs_on_node) = node_requirement(manifest, dir.path()).unwrap().unwrap();
+        assert!(!runs_on_node);
+        let path = Path::new("package.json");
+        check_range(
+            "@anthropic-ai/claude-code",
+            &range,
+            runs_on_node,
+            Version::new(20, 19, 2),
+            path,
+            &mut NoProgress,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn odd_manifests_are_named_not_guessed() {
+        let dir = package(&[]);
+        assert_eq!(
+            node_requirement(r#"{"bin":"cli.js"}"#, dir.path()),
+            Ok(None)
+        );
+        let err = node_requirement(r#"{"engines":{"node":20}}"#, dir.path()).unwrap_err();
+        assert!(err.contains("engines.node") && err.contains("20"), "{err}");
+        assert!(
+            node_requirement("{", dir.path())
+                .unwrap_err()
+                .contains("not JSON")
+        );
+        let err = check_range(
+            "x",
+            "twenty",
+            true,
+            Version::new(20, 0, 0),
+            Path::new("/m/package.json"),
+            &mut NoProgress,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("/m/package.json") && err.contains("twenty"),
+            "{err}"
+        );
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A [`TemplateStore`] is a directory of templates. [`TemplateStore::build`] makes one from a [`Variant`]:
 //!
-//! * [`Variant::Default`]: Debian bookworm (debootstrap) with ca-certificates, curl, git, openssh-client, python3,
+//! * [`Variant::Default`]: Debian trixie (debootstrap; its nodejs 20 runs every agent CLI) with ca-certificates, curl, git, openssh-client, python3,
 //!   nodejs/npm, sudo, nftables, a non-root `agent` user (uid 1000) with passwordless sudo and the agent CLIs from npm
 //!   (`@anthropic-ai/claude-code`, `@openai/codex`, `@google/gemini-cli`). Needs root, debootstrap, e2fsprogs and the
 //!   network (a Debian mirror and the npm registry); takes minutes.
@@ -32,6 +32,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod debian;
+mod engines;
 mod error;
 pub mod host;
 pub mod image;
