@@ -1,5 +1,5 @@
 //! Boots a sandbox microVM and runs one command in it:
-//! `cargo run -p sbx-microvm --example run -- KERNEL TEMPLATE_IMAGE AGENT STATE_DIR CMD [ARGS...]`
+//! `cargo run -p sbx-microvm --example microvm_run -- KERNEL TEMPLATE_IMAGE AGENT STATE_DIR CMD [ARGS...]`
 //! (KERNEL from `cargo xtask guest-kernel`, TEMPLATE_IMAGE from `sbx template build`, AGENT from
 //! `cargo xtask guest-agent`). The current directory is shared at its own path. Needs hardware virtualization.
 
