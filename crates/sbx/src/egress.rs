@@ -8,7 +8,9 @@
 //! - the installation's CA (`$STATE/proxy/ca-bundle.pem`, created once); the sandbox gets its certificate as
 //!   `<sandbox dir>/ca.pem` for its trust stores;
 //! - the sandbox's credentials from the secret store (global + sandbox scope), whose placeholders go into the
-//!   environment of every command run inside ([`Egress::placeholders_env`]);
+//!   environment of every command run inside ([`Egress::placeholders_env`]); re-read when `sbx secret` changes
+//!   the store ([`Egress::reload_secrets`], see [`crate::credentials`]), so a secret added to a running sandbox
+//!   works without a restart;
 //! - the audit trail in `$STATE/audit`.
 //!
 //! Extra upstream CAs (a corporate inspection CA, a test server's CA) and an upstream proxy are read from
@@ -26,13 +28,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use sbx_audit::{AuditHandle, WriterConfig, WriterGuard};
-use sbx_netproxy::{
-    CredentialInjector, EgressPolicy, Ingress, NetworkRequest, NoCredentials, Proxy, ProxyConfig,
-    Verdict,
-};
+use sbx_netproxy::{EgressPolicy, Ingress, NetworkRequest, Proxy, ProxyConfig, Verdict};
 use sbx_policy::Policy;
 use serde::Deserialize;
 
+use crate::credentials::{Changes, LiveCredentials};
 use crate::fsutil::{FileLock, atomic_write};
 use crate::home::Home;
 use crate::policy_files;
@@ -102,7 +102,8 @@ pub(crate) struct Egress {
     runtime: Option<tokio::runtime::Runtime>,
     listener: Option<sbx_netproxy::Listener>,
     policy: Arc<LivePolicy>,
-    placeholders: Vec<(String, String)>,
+    credentials: Arc<LiveCredentials>,
+    home: Home,
     audit: AuditHandle,
     guard: Option<WriterGuard>,
     socket: PathBuf,
@@ -136,14 +137,22 @@ impl Egress {
             Proxy::new(config, Arc::new(audit.clone())).context("cannot set up the egress proxy")?
         };
         atomic_write(&spec.ca_file, proxy.ca().cert_pem().as_bytes())?;
-        let (injector, placeholders) = credentials(spec.home, spec.sandbox);
+        let credentials = Arc::new(LiveCredentials::empty(spec.sandbox));
+        // A store that cannot be opened, or a secret of a service the catalog no longer knows, is reported in the
+        // supervisor log and left out: the sandbox still starts, without it.
+        if let Err(e) = credentials.reload(spec.home) {
+            eprintln!(
+                "sbx supervisor: sandbox {} starts without credentials: {e:#} (check with `sbx secret ls`)",
+                spec.sandbox
+            );
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("sbx-egress")
             .enable_all()
             .build()
             .context("cannot start the proxy's runtime")?;
-        let sandbox = proxy.sandbox(spec.sandbox, policy.clone(), injector);
+        let sandbox = proxy.sandbox(spec.sandbox, policy.clone(), credentials.clone());
         let listener = runtime
             .block_on(proxy.listen_unix(sandbox, &spec.socket, Ingress::Forward))
             .with_context(|| format!("cannot listen on {}", spec.socket.display()))?;
@@ -151,7 +160,8 @@ impl Egress {
             runtime: Some(runtime),
             listener: Some(listener),
             policy,
-            placeholders,
+            credentials,
+            home: spec.home.clone(),
             audit,
             guard: Some(guard),
             socket: spec.socket.clone(),
@@ -170,9 +180,19 @@ impl Egress {
         &self.ca_file
     }
 
-    /// Env var → placeholder for every credential of this sandbox (never a real value).
-    pub(crate) fn placeholders_env(&self) -> &[(String, String)] {
-        &self.placeholders
+    /// Env var → placeholder for every credential of this sandbox (never a real value), as of the last reload.
+    pub(crate) fn placeholders_env(&self) -> Vec<(String, String)> {
+        self.credentials.placeholders_env()
+    }
+
+    /// Re-reads the secret store and the provider catalog: a secret added while the sandbox runs is injected from
+    /// the next request on, and the next command started inside gets its placeholder.
+    pub(crate) fn reload_secrets(&self) -> Result<Changes> {
+        let changes = self.credentials.reload(&self.home)?;
+        if !changes.is_empty() {
+            eprintln!("sbx supervisor: secrets reloaded: {changes}");
+        }
+        Ok(changes)
     }
 
     /// The audit trail the proxy writes to (the supervisor records lifecycle events with it too).
@@ -222,54 +242,6 @@ impl Drop for Egress {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// The sandbox's credentials and their placeholders. A store that cannot be opened, or a secret of a service the
-/// catalog no longer knows, is reported in the supervisor log and left out: the sandbox still starts, without it.
-fn credentials(home: &Home, sandbox: &str) -> (Arc<dyn CredentialInjector>, Vec<(String, String)>) {
-    match load_credentials(home, sandbox) {
-        Ok(Some(creds)) => {
-            let env = creds.placeholders_env();
-            let injector: Arc<dyn CredentialInjector> = Arc::new(creds);
-            (injector, env)
-        }
-        Ok(None) => (Arc::new(NoCredentials), Vec::new()),
-        Err(e) => {
-            eprintln!(
-                "sbx supervisor: sandbox {sandbox} starts without credentials: {e:#} \
-                 (check with `sbx secret ls`)"
-            );
-            (Arc::new(NoCredentials), Vec::new())
-        }
-    }
-}
-
-fn load_credentials(home: &Home, sandbox: &str) -> Result<Option<sbx_secrets::SandboxCredentials>> {
-    let catalog = crate::custom_secrets::load_catalog(&home.providers_file())?;
-    if !home.secrets_dir().exists() {
-        return Ok(None);
-    }
-    let (store, _) = crate::commands::secret::open_store(home)?;
-    let secrets = store
-        .effective_for(sandbox)
-        .context("cannot read the secret store")?;
-    let mut known = Vec::new();
-    for (service, value) in secrets {
-        if catalog.get(&service).is_some() {
-            known.push((service, value));
-        } else {
-            eprintln!(
-                "sbx supervisor: secret {service} has no provider in the catalog (removed from {}?); not injected",
-                home.providers_file().display()
-            );
-        }
-    }
-    if known.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(sbx_secrets::SandboxCredentials::new(
-        sandbox, &catalog, known,
-    )?))
 }
 
 /// What identifies a version of a layer file: gone, or its inode, size and modification time.
