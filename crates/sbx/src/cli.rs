@@ -383,7 +383,7 @@ pub(crate) struct ExecArgs {
     /// Set an environment variable (repeatable).
     #[arg(short = 'e', long = "env", value_parser = parse_env)]
     pub(crate) env: Vec<(String, String)>,
-    /// Working directory inside the sandbox.
+    /// Working directory inside the sandbox (default: the sandbox's workspace; its worktree in branch mode).
     #[arg(short, long)]
     pub(crate) workdir: Option<String>,
     /// User (name or uid) to run as.
