@@ -111,12 +111,14 @@ pub enum KernelBuildError {
         options: Vec<String>,
     },
     /// `make vmlinux` failed; the log has the details.
-    #[error("make vmlinux failed ({status}); see {log}")]
+    #[error("make vmlinux failed ({status}); see {log}; its last lines:\n{tail}")]
     Make {
         /// How make ended.
         status: String,
-        /// The full build log.
+        /// make's error output.
         log: PathBuf,
+        /// The last lines of that log.
+        tail: String,
     },
 }
 
@@ -578,9 +580,13 @@ fn compile(
         let _ = thread.join();
     }
     if !status.success() {
+        let text = fs::read_to_string(&stderr_log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
         return Err(KernelBuildError::Make {
             status: status.to_string(),
             log: stderr_log,
+            tail,
         });
     }
     Ok(())
