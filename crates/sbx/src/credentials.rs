@@ -2,7 +2,8 @@
 //!
 //! The supervisor's proxy injects through a [`LiveCredentials`]: one layer per secret (an sbx-netproxy
 //! [`SecretsInjector`] over sbx-secrets credentials for that one service), swapped when the store or the provider
-//! catalog changes (`sbx secret set`/`set-custom`/`rm`/`import` ask every affected supervisor to [`reload`]). A secret
+//! catalog changes (`sbx secret set`/`set-custom`/`rm`/`import` ask every running supervisor to [`reload`]; the
+//! supervisor also notices changed store files by itself within a second, for a message it missed). A secret
 //! added while the sandbox runs gets a layer of its own, so the next command started inside sees its placeholder
 //! and the proxy injects it; the layers of secrets that did not change are kept as they are, so placeholders already
 //! handed to running processes stay valid for the life of the supervisor. A secret whose value or binding changed

@@ -109,6 +109,8 @@ pub(crate) struct Egress {
     socket: PathBuf,
     ca_file: PathBuf,
     last_check: Mutex<Instant>,
+    /// The secret store's and provider catalog's files as of the last credential reload.
+    secrets_seen: Mutex<Fingerprint>,
 }
 
 impl Egress {
@@ -138,6 +140,8 @@ impl Egress {
         };
         atomic_write(&spec.ca_file, proxy.ca().cert_pem().as_bytes())?;
         let credentials = Arc::new(LiveCredentials::empty(spec.sandbox));
+        // Taken before reading, so a change made while reading is noticed by the next look.
+        let secrets_seen = secrets_fingerprint(spec.home);
         // A store that cannot be opened, or a secret of a service the catalog no longer knows, is reported in the
         // supervisor log and left out: the sandbox still starts, without it.
         if let Err(e) = credentials.reload(spec.home) {
@@ -167,6 +171,7 @@ impl Egress {
             socket: spec.socket.clone(),
             ca_file: spec.ca_file.clone(),
             last_check: Mutex::new(Instant::now()),
+            secrets_seen: Mutex::new(secrets_seen),
         })
     }
 
@@ -217,6 +222,16 @@ impl Egress {
         if let Err(e) = self.policy.reload() {
             eprintln!("sbx supervisor: keeping the previous policy: {e:#}");
         }
+        // `sbx secret` also tells the supervisor directly; this catches a change it could not deliver (the
+        // supervisor was still starting). A keychain-backed store has no files to watch: only that message works.
+        let now = secrets_fingerprint(&self.home);
+        let changed = self
+            .secrets_seen
+            .lock()
+            .is_ok_and(|mut seen| std::mem::replace(&mut *seen, now.clone()) != now);
+        if changed && let Err(e) = self.reload_secrets() {
+            eprintln!("sbx supervisor: keeping the previous credentials: {e:#}");
+        }
     }
 
     /// Stops accepting, ends open connections, flushes the audit trail and removes the socket.
@@ -248,8 +263,27 @@ impl Drop for Egress {
 type Fingerprint = Vec<(PathBuf, Option<(u64, u64, SystemTime)>)>;
 
 fn fingerprint(home: &Home, sandbox: &str) -> Fingerprint {
+    files_fingerprint(policy_files::candidate_files(home, Some(sandbox)))
+}
+
+/// The provider catalog and the files of the secret store (not its lock files).
+fn secrets_fingerprint(home: &Home) -> Fingerprint {
+    let mut files = vec![home.providers_file()];
+    if let Ok(entries) = std::fs::read_dir(home.secrets_dir()) {
+        let mut store: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_none_or(|e| e != "lock"))
+            .collect();
+        store.sort();
+        files.extend(store);
+    }
+    files_fingerprint(files)
+}
+
+fn files_fingerprint(files: Vec<PathBuf>) -> Fingerprint {
     use std::os::unix::fs::MetadataExt;
-    policy_files::candidate_files(home, Some(sandbox))
+    files
         .into_iter()
         .map(|path| {
             let meta = std::fs::metadata(&path).ok().map(|m| {
@@ -379,6 +413,29 @@ mod tests {
         );
         assert!(live.check_network(&req("api.example.com")).allowed);
         assert!(!live.reload().unwrap(), "a broken version is reported once");
+    }
+
+    #[test]
+    fn the_secrets_fingerprint_sees_store_and_catalog_changes_but_not_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = home(dir.path());
+        let empty = secrets_fingerprint(&h);
+        std::fs::create_dir_all(h.secrets_dir()).unwrap();
+        std::fs::write(h.secrets_dir().join("secrets.lock"), "").unwrap();
+        assert_eq!(secrets_fingerprint(&h), empty, "lock files are not changes");
+        std::fs::write(h.secrets_dir().join("secrets.age"), "v1").unwrap();
+        let stored = secrets_fingerprint(&h);
+        assert_ne!(stored, empty);
+        std::fs::write(h.secrets_dir().join("secrets.age"), "version 2").unwrap();
+        assert_ne!(secrets_fingerprint(&h), stored);
+        let before = secrets_fingerprint(&h);
+        std::fs::create_dir_all(&h.config).unwrap();
+        std::fs::write(h.providers_file(), "").unwrap();
+        assert_ne!(
+            secrets_fingerprint(&h),
+            before,
+            "the provider catalog counts"
+        );
     }
 
     #[test]
