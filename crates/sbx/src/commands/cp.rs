@@ -93,10 +93,12 @@ fn run_in(
     out: &mut dyn Write,
 ) -> Result<(i32, String)> {
     // As `sbx exec` would run it: files written here belong to the user the agent runs as, not to root.
-    let request = crate::commands::exec::default_request(
+    let mut request = crate::commands::exec::default_request(
         &agent.record,
         argv.iter().map(|a| (*a).to_owned()).collect(),
     );
+    // Every path here is absolute; a workspace gone from the host must not make the copy fail.
+    request.cwd = None;
     let mut session = agent
         .client
         .exec(request)
