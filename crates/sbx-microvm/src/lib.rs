@@ -16,6 +16,10 @@
 //! * **stop**: [`MicroVm::stop`] asks the agent to stop everything, sync and power off, and reports how the VM
 //!   ended.
 //!
+//! * **guest kernel**: [`guest_kernel`] finds, checks and builds (from Debian's `linux-source`) the kernel the VM
+//!   boots, cached in `~/.cache/sbx/guest-kernel`; `sbx` builds it on the first microVM start, `cargo xtask
+//!   guest-kernel` and `cargo xtask ci` through the same code.
+//!
 //! Booting needs hardware virtualization (`kvm_intel`/`kvm_amd`); see [`sbx_vmm::kvm_hardware_virtualization`].
 //!
 //! ```no_run
@@ -38,6 +42,7 @@
 
 mod config;
 mod error;
+pub mod guest_kernel;
 pub mod initramfs;
 pub mod state_disk;
 mod vm;

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
+use sbx_microvm::guest_kernel::{self, KernelState};
 
 use crate::commands::KvmKind;
 use crate::env_vars;
@@ -22,8 +23,18 @@ pub(crate) enum IsolationChoice {
     Namespaces,
 }
 
-/// Resolves `--isolation` for this host, printing what is weaker when namespaces are chosen.
+/// Resolves `--isolation` for this host, printing what is weaker when namespaces are chosen. A microVM needs the
+/// guest kernel: it is built here on first use (one line saying so, then progress).
 pub(crate) fn choose(choice: IsolationChoice, kvm: KvmKind) -> Result<Isolation> {
+    choose_with(choice, kvm, &mut ensure_guest_kernel)
+}
+
+/// [`choose`] with the step that provides the guest kernel, which runs only once a microVM is possible at all.
+fn choose_with(
+    choice: IsolationChoice,
+    kvm: KvmKind,
+    ensure_kernel: &mut dyn FnMut() -> Result<PathBuf>,
+) -> Result<Isolation> {
     let hardware = kvm.is_hardware();
     match choice {
         IsolationChoice::Microvm if !hardware => bail!(
@@ -33,14 +44,15 @@ pub(crate) fn choose(choice: IsolationChoice, kvm: KvmKind) -> Result<Isolation>
             kvm_label(kvm)
         ),
         IsolationChoice::Microvm => {
-            guest_kernel()?;
+            ensure_kernel()?;
             Ok(Isolation::Microvm)
         }
-        IsolationChoice::Auto if hardware => match guest_kernel() {
+        IsolationChoice::Auto if hardware => match ensure_kernel() {
             Ok(_) => Ok(Isolation::Microvm),
             Err(e) => {
                 output::warning(&format!(
-                    "hardware virtualization is present, but {e:#}; using namespace isolation until it is built"
+                    "hardware virtualization is present, but the microVM guest kernel is not usable: {e:#}; \
+                     using namespace isolation"
                 ));
                 namespaces_warning();
                 Ok(Isolation::Namespaces)
@@ -152,38 +164,106 @@ pub(crate) fn template(
     Ok(root)
 }
 
-/// The microVM guest kernel: `$SBX_KERNEL`, `~/.cache/sbx/guest-kernel/vmlinux` (`cargo xtask guest-kernel`) or
-/// `/usr/libexec/sbx/vmlinux`.
-pub(crate) fn guest_kernel() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os(env_vars::SBX_KERNEL).filter(|v| !v.is_empty()) {
-        let p = PathBuf::from(p);
+/// The packaged guest kernel, used when the cache holds no usable build.
+const PACKAGED_KERNEL: &str = "/usr/libexec/sbx/vmlinux";
+
+/// Where the microVM guest kernel comes from.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum KernelPlan {
+    /// This vmlinux.
+    Use(PathBuf),
+    /// None is usable: build one into this cache (`reason` says why, for the line printed before the build).
+    Build { cache: PathBuf, reason: String },
+}
+
+/// Decides where the guest kernel comes from: `$SBX_KERNEL` (which must be a file), a build in the cache made with
+/// today's config fragment, the packaged [`PACKAGED_KERNEL`], or else a build into the cache.
+pub(crate) fn plan_kernel(
+    explicit: Option<PathBuf>,
+    cache: Result<PathBuf, guest_kernel::KernelBuildError>,
+    packaged: &Path,
+    fragment: &str,
+) -> Result<KernelPlan> {
+    if let Some(p) = explicit {
         if !p.is_file() {
             bail!(
-                "{} points at {}, which is not a file",
+                "{} points at {}, which is not a file; unset it to have sbx build the guest kernel",
                 env_vars::SBX_KERNEL,
                 p.display()
             );
         }
-        return Ok(p);
+        return Ok(KernelPlan::Use(p));
     }
-    let mut candidates = Vec::new();
-    if let Some(home) = std::env::var_os(env_vars::HOME) {
-        candidates.push(PathBuf::from(home).join(".cache/sbx/guest-kernel/vmlinux"));
+    let cache = match cache {
+        Ok(cache) => cache,
+        Err(_) if packaged.is_file() => return Ok(KernelPlan::Use(packaged.to_owned())),
+        Err(e) => return Err(e.into()),
+    };
+    let reason = match guest_kernel::inspect(&cache, fragment) {
+        KernelState::Ready(vmlinux) => return Ok(KernelPlan::Use(vmlinux)),
+        KernelState::Missing => "first use".to_owned(),
+        KernelState::Stale { vmlinux, reason } => {
+            format!("the cached {} is out of date: {reason}", vmlinux.display())
+        }
+    };
+    if packaged.is_file() {
+        return Ok(KernelPlan::Use(packaged.to_owned()));
     }
-    candidates.push(PathBuf::from("/usr/libexec/sbx/vmlinux"));
-    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
-        return Ok(found.clone());
-    }
-    bail!(
-        "the microVM guest kernel is not built (looked at {}); build it with `cargo xtask guest-kernel` (about 7 \
-         minutes on 2 cores) or set {}=/path/to/vmlinux",
-        candidates
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        env_vars::SBX_KERNEL
+    Ok(KernelPlan::Build { cache, reason })
+}
+
+fn plan_from_env() -> Result<KernelPlan> {
+    plan_kernel(
+        std::env::var_os(env_vars::SBX_KERNEL)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+        guest_kernel::default_cache_dir(),
+        Path::new(PACKAGED_KERNEL),
+        guest_kernel::CONFIG_FRAGMENT,
     )
+}
+
+/// The microVM guest kernel, without building it: `$SBX_KERNEL`, a current build in
+/// `~/.cache/sbx/guest-kernel` (`$SBX_KERNEL_CACHE`), or `/usr/libexec/sbx/vmlinux`.
+pub(crate) fn guest_kernel() -> Result<PathBuf> {
+    match plan_from_env()? {
+        KernelPlan::Use(p) => Ok(p),
+        KernelPlan::Build { cache, reason } => bail!(
+            "the microVM guest kernel is not built ({reason}; cache: {}); the first microVM sandbox builds it \
+             ({}), or build it now with `cargo xtask guest-kernel`, or set {}=/path/to/vmlinux",
+            cache.display(),
+            guest_kernel::BUILD_ESTIMATE,
+            env_vars::SBX_KERNEL
+        ),
+    }
+}
+
+/// The line printed before a kernel build starts.
+pub(crate) fn kernel_build_notice(reason: &str, cache: &Path) -> String {
+    format!(
+        "building the microVM guest kernel ({reason}): {}, once, into {}; progress follows",
+        guest_kernel::BUILD_ESTIMATE,
+        cache.display()
+    )
+}
+
+/// The guest kernel, built first when none is usable (the one line from [`kernel_build_notice`], then a line per
+/// build step). Two `sbx` commands at once build it once: the second waits for the first and uses its result.
+pub(crate) fn ensure_guest_kernel() -> Result<PathBuf> {
+    let KernelPlan::Build { cache, .. } = plan_from_env()? else {
+        return guest_kernel();
+    };
+    let _lock = FileLock::acquire(&cache.join("build"))?;
+    let KernelPlan::Build { cache, reason } = plan_from_env()? else {
+        return guest_kernel();
+    };
+    eprintln!("sbx: {}", kernel_build_notice(&reason, &cache));
+    let options = guest_kernel::BuildOptions::new(&cache);
+    let vmlinux = guest_kernel::build_cached(&options, &mut |step| {
+        eprintln!("sbx: guest kernel: {step}");
+    })
+    .context("cannot build the microVM guest kernel")?;
+    Ok(vmlinux)
 }
 
 /// Connects to the agent of a running sandbox, whichever backend runs it.
@@ -204,7 +284,7 @@ mod tests {
     #[test]
     fn microvm_without_hardware_is_a_clear_error() {
         for kvm in [KvmKind::Absent, KvmKind::Pvm, KvmKind::Unknown] {
-            let err = choose(IsolationChoice::Microvm, kvm)
+            let err = choose_with(IsolationChoice::Microvm, kvm, &mut no_kernel)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("hardware virtualization"), "{err}");
@@ -212,16 +292,111 @@ mod tests {
         }
     }
 
+    fn no_kernel() -> Result<PathBuf> {
+        panic!("no kernel may be looked for or built here")
+    }
+
     #[test]
-    fn microvm_with_hardware_needs_the_guest_kernel() {
-        // SAFETY-free env use: this test only reads SBX_KERNEL through guest_kernel(); point it at nothing.
-        match choose(IsolationChoice::Microvm, KvmKind::Intel) {
-            Ok(isolation) => assert_eq!(isolation, Isolation::Microvm),
-            Err(e) => assert!(
-                format!("{e:#}").contains("cargo xtask guest-kernel"),
-                "{e:#}"
-            ),
+    fn microvm_without_hardware_fails_before_building_anything() {
+        for kvm in [KvmKind::Absent, KvmKind::Pvm, KvmKind::Unknown] {
+            let err = choose_with(IsolationChoice::Microvm, kvm, &mut no_kernel).unwrap_err();
+            assert!(err.to_string().contains("hardware virtualization"), "{err}");
         }
+    }
+
+    #[test]
+    fn microvm_with_hardware_builds_the_kernel_first() {
+        let mut calls = 0;
+        let mut fake = || {
+            calls += 1;
+            Ok(PathBuf::from("/k/vmlinux"))
+        };
+        assert_eq!(
+            choose_with(IsolationChoice::Microvm, KvmKind::Intel, &mut fake).unwrap(),
+            Isolation::Microvm
+        );
+        assert_eq!(calls, 1);
+        let mut failing = || -> Result<PathBuf> { bail!("make failed") };
+        let err = choose_with(IsolationChoice::Microvm, KvmKind::Amd, &mut failing).unwrap_err();
+        assert!(err.to_string().contains("make failed"), "{err}");
+        // `auto` falls back to namespaces when the kernel cannot be had.
+        assert_eq!(
+            choose_with(IsolationChoice::Auto, KvmKind::Intel, &mut failing).unwrap(),
+            Isolation::Namespaces
+        );
+    }
+
+    /// A cache with one build whose recorded config is `config`, linked as `<cache>/vmlinux`.
+    fn cached(cache: &Path, config: &str) -> PathBuf {
+        let dir = cache.join("linux-source-6.1-0123");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("vmlinux"), b"\x7fELF").unwrap();
+        std::fs::write(dir.join("config"), config).unwrap();
+        let link = cache.join("vmlinux");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(dir.join("vmlinux"), &link).unwrap();
+        link
+    }
+
+    #[test]
+    fn the_kernel_plan_uses_a_current_build_and_rebuilds_a_missing_or_stale_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("cache");
+        let none = tmp.path().join("no-packaged-vmlinux");
+        let fragment = "CONFIG_VIRTIO=y\nCONFIG_VSOCKETS=y\n";
+        let plan =
+            |packaged: &Path| plan_kernel(None, Ok(cache.clone()), packaged, fragment).unwrap();
+
+        assert_eq!(
+            plan(&none),
+            KernelPlan::Build {
+                cache: cache.clone(),
+                reason: "first use".into()
+            }
+        );
+        let link = cached(&cache, "CONFIG_VIRTIO=y\nCONFIG_VSOCKETS=y\n");
+        assert_eq!(plan(&none), KernelPlan::Use(link.clone()));
+        cached(&cache, "CONFIG_VIRTIO=y\n");
+        match plan(&none) {
+            KernelPlan::Build { reason, .. } => {
+                assert!(
+                    reason.contains("out of date") && reason.contains("CONFIG_VSOCKETS=y"),
+                    "{reason}"
+                )
+            }
+            other => panic!("a stale build must be rebuilt: {other:?}"),
+        }
+        // A packaged kernel beats a rebuild.
+        let packaged = tmp.path().join("vmlinux");
+        std::fs::write(&packaged, b"\x7fELF").unwrap();
+        assert_eq!(plan(&packaged), KernelPlan::Use(packaged.clone()));
+        // $SBX_KERNEL wins, and must name a file.
+        assert_eq!(
+            plan_kernel(Some(packaged.clone()), Ok(cache.clone()), &none, fragment).unwrap(),
+            KernelPlan::Use(packaged)
+        );
+        let err = plan_kernel(
+            Some(tmp.path().join("nope")),
+            Ok(cache.clone()),
+            &none,
+            fragment,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("SBX_KERNEL") && err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn the_build_notice_says_what_and_how_long() {
+        let line = kernel_build_notice("first use", Path::new("/c"));
+        assert!(
+            line.starts_with("building the microVM guest kernel (first use)"),
+            "{line}"
+        );
+        assert!(
+            line.contains(guest_kernel::BUILD_ESTIMATE) && line.contains("/c"),
+            "{line}"
+        );
     }
 
     #[test]

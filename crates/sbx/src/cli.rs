@@ -71,7 +71,7 @@ pub(crate) enum Command {
     },
     /// Run a command in a sandbox (starting it if stopped); exits with the command's status.
     #[command(
-        after_help = "Examples:\n  sbx exec my-box ls -la\n  sbx exec -it my-box bash\n  sbx exec -e DEBUG=1 -w /tmp -u agent my-box env"
+        after_help = "Examples:\n  sbx exec my-box ls -la              # in the sandbox's workspace\n  sbx exec -it my-box bash\n  sbx exec -e DEBUG=1 -w /tmp -u agent my-box env"
     )]
     Exec(ExecArgs),
     /// Stop running sandboxes (their files are kept).
@@ -128,7 +128,7 @@ pub(crate) enum Command {
     },
     /// Copy files or directories between the host and a sandbox (`NAME:/path` names the sandbox side).
     #[command(
-        after_help = "Examples:\n  sbx cp ./notes.md my-box:/tmp/notes.md\n  sbx cp my-box:/home/agent/out ./out\n  sbx cp ./fixtures my-box:/work/\n\nThe sandbox side is read and written by the agent inside the sandbox, so symlinks there resolve inside\nthe sandbox and never reach host files. Symlinks copied out of a sandbox are skipped, with a warning."
+        after_help = "Examples:\n  sbx cp ./notes.md my-box:/tmp/notes.md\n  sbx cp my-box:/home/agent/out ./out\n  sbx cp ./fixtures my-box:/work/\n\nLike `cp -r`: an existing destination directory receives the source by name (an existing copy there is\nmerged into). The sandbox side is read and written by the agent inside the sandbox, as the sandbox's default\nuser, so copied-in files belong to it and symlinks there resolve inside the sandbox, never reaching host\nfiles. Symlinks copied out of a sandbox are skipped, with a warning."
     )]
     Cp {
         /// Source: a host path or NAME:/path.
@@ -383,7 +383,7 @@ pub(crate) struct ExecArgs {
     /// Set an environment variable (repeatable).
     #[arg(short = 'e', long = "env", value_parser = parse_env)]
     pub(crate) env: Vec<(String, String)>,
-    /// Working directory inside the sandbox.
+    /// Working directory inside the sandbox (default: the sandbox's workspace; its worktree in branch mode).
     #[arg(short, long)]
     pub(crate) workdir: Option<String>,
     /// User (name or uid) to run as.

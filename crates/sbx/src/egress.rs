@@ -8,7 +8,9 @@
 //! - the installation's CA (`$STATE/proxy/ca-bundle.pem`, created once); the sandbox gets its certificate as
 //!   `<sandbox dir>/ca.pem` for its trust stores;
 //! - the sandbox's credentials from the secret store (global + sandbox scope), whose placeholders go into the
-//!   environment of every command run inside ([`Egress::placeholders_env`]);
+//!   environment of every command run inside ([`Egress::placeholders_env`]); re-read when `sbx secret` changes
+//!   the store ([`Egress::reload_secrets`], see [`crate::credentials`]), so a secret added to a running sandbox
+//!   works without a restart;
 //! - the audit trail in `$STATE/audit`.
 //!
 //! Extra upstream CAs (a corporate inspection CA, a test server's CA) and an upstream proxy are read from
@@ -26,13 +28,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use sbx_audit::{AuditHandle, WriterConfig, WriterGuard};
-use sbx_netproxy::{
-    CredentialInjector, EgressPolicy, Ingress, NetworkRequest, NoCredentials, Proxy, ProxyConfig,
-    Verdict,
-};
+use sbx_netproxy::{EgressPolicy, Ingress, NetworkRequest, Proxy, ProxyConfig, Verdict};
 use sbx_policy::Policy;
 use serde::Deserialize;
 
+use crate::credentials::{Changes, LiveCredentials};
 use crate::fsutil::{FileLock, atomic_write};
 use crate::home::Home;
 use crate::policy_files;
@@ -102,12 +102,15 @@ pub(crate) struct Egress {
     runtime: Option<tokio::runtime::Runtime>,
     listener: Option<sbx_netproxy::Listener>,
     policy: Arc<LivePolicy>,
-    placeholders: Vec<(String, String)>,
+    credentials: Arc<LiveCredentials>,
+    home: Home,
     audit: AuditHandle,
     guard: Option<WriterGuard>,
     socket: PathBuf,
     ca_file: PathBuf,
     last_check: Mutex<Instant>,
+    /// The secret store's and provider catalog's files as of the last credential reload.
+    secrets_seen: Mutex<Fingerprint>,
 }
 
 impl Egress {
@@ -136,14 +139,24 @@ impl Egress {
             Proxy::new(config, Arc::new(audit.clone())).context("cannot set up the egress proxy")?
         };
         atomic_write(&spec.ca_file, proxy.ca().cert_pem().as_bytes())?;
-        let (injector, placeholders) = credentials(spec.home, spec.sandbox);
+        let credentials = Arc::new(LiveCredentials::empty(spec.sandbox));
+        // Taken before reading, so a change made while reading is noticed by the next look.
+        let secrets_seen = secrets_fingerprint(spec.home);
+        // A store that cannot be opened, or a secret of a service the catalog no longer knows, is reported in the
+        // supervisor log and left out: the sandbox still starts, without it.
+        if let Err(e) = credentials.reload(spec.home) {
+            eprintln!(
+                "sbx supervisor: sandbox {} starts without credentials: {e:#} (check with `sbx secret ls`)",
+                spec.sandbox
+            );
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("sbx-egress")
             .enable_all()
             .build()
             .context("cannot start the proxy's runtime")?;
-        let sandbox = proxy.sandbox(spec.sandbox, policy.clone(), injector);
+        let sandbox = proxy.sandbox(spec.sandbox, policy.clone(), credentials.clone());
         let listener = runtime
             .block_on(proxy.listen_unix(sandbox, &spec.socket, Ingress::Forward))
             .with_context(|| format!("cannot listen on {}", spec.socket.display()))?;
@@ -151,12 +164,14 @@ impl Egress {
             runtime: Some(runtime),
             listener: Some(listener),
             policy,
-            placeholders,
+            credentials,
+            home: spec.home.clone(),
             audit,
             guard: Some(guard),
             socket: spec.socket.clone(),
             ca_file: spec.ca_file.clone(),
             last_check: Mutex::new(Instant::now()),
+            secrets_seen: Mutex::new(secrets_seen),
         })
     }
 
@@ -170,9 +185,19 @@ impl Egress {
         &self.ca_file
     }
 
-    /// Env var → placeholder for every credential of this sandbox (never a real value).
-    pub(crate) fn placeholders_env(&self) -> &[(String, String)] {
-        &self.placeholders
+    /// Env var → placeholder for every credential of this sandbox (never a real value), as of the last reload.
+    pub(crate) fn placeholders_env(&self) -> Vec<(String, String)> {
+        self.credentials.placeholders_env()
+    }
+
+    /// Re-reads the secret store and the provider catalog: a secret added while the sandbox runs is injected from
+    /// the next request on, and the next command started inside gets its placeholder.
+    pub(crate) fn reload_secrets(&self) -> Result<Changes> {
+        let changes = self.credentials.reload(&self.home)?;
+        if !changes.is_empty() {
+            eprintln!("sbx supervisor: secrets reloaded: {changes}");
+        }
+        Ok(changes)
     }
 
     /// The audit trail the proxy writes to (the supervisor records lifecycle events with it too).
@@ -196,6 +221,16 @@ impl Egress {
         *last = Instant::now();
         if let Err(e) = self.policy.reload() {
             eprintln!("sbx supervisor: keeping the previous policy: {e:#}");
+        }
+        // `sbx secret` also tells the supervisor directly; this catches a change it could not deliver (the
+        // supervisor was still starting). A keychain-backed store has no files to watch: only that message works.
+        let now = secrets_fingerprint(&self.home);
+        let changed = self
+            .secrets_seen
+            .lock()
+            .is_ok_and(|mut seen| std::mem::replace(&mut *seen, now.clone()) != now);
+        if changed && let Err(e) = self.reload_secrets() {
+            eprintln!("sbx supervisor: keeping the previous credentials: {e:#}");
         }
     }
 
@@ -224,60 +259,31 @@ impl Drop for Egress {
     }
 }
 
-/// The sandbox's credentials and their placeholders. A store that cannot be opened, or a secret of a service the
-/// catalog no longer knows, is reported in the supervisor log and left out: the sandbox still starts, without it.
-fn credentials(home: &Home, sandbox: &str) -> (Arc<dyn CredentialInjector>, Vec<(String, String)>) {
-    match load_credentials(home, sandbox) {
-        Ok(Some(creds)) => {
-            let env = creds.placeholders_env();
-            let injector: Arc<dyn CredentialInjector> = Arc::new(creds);
-            (injector, env)
-        }
-        Ok(None) => (Arc::new(NoCredentials), Vec::new()),
-        Err(e) => {
-            eprintln!(
-                "sbx supervisor: sandbox {sandbox} starts without credentials: {e:#} \
-                 (check with `sbx secret ls`)"
-            );
-            (Arc::new(NoCredentials), Vec::new())
-        }
-    }
-}
-
-fn load_credentials(home: &Home, sandbox: &str) -> Result<Option<sbx_secrets::SandboxCredentials>> {
-    let catalog = crate::custom_secrets::load_catalog(&home.providers_file())?;
-    if !home.secrets_dir().exists() {
-        return Ok(None);
-    }
-    let (store, _) = crate::commands::secret::open_store(home)?;
-    let secrets = store
-        .effective_for(sandbox)
-        .context("cannot read the secret store")?;
-    let mut known = Vec::new();
-    for (service, value) in secrets {
-        if catalog.get(&service).is_some() {
-            known.push((service, value));
-        } else {
-            eprintln!(
-                "sbx supervisor: secret {service} has no provider in the catalog (removed from {}?); not injected",
-                home.providers_file().display()
-            );
-        }
-    }
-    if known.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(sbx_secrets::SandboxCredentials::new(
-        sandbox, &catalog, known,
-    )?))
-}
-
 /// What identifies a version of a layer file: gone, or its inode, size and modification time.
 type Fingerprint = Vec<(PathBuf, Option<(u64, u64, SystemTime)>)>;
 
 fn fingerprint(home: &Home, sandbox: &str) -> Fingerprint {
+    files_fingerprint(policy_files::candidate_files(home, Some(sandbox)))
+}
+
+/// The provider catalog and the files of the secret store (not its lock files).
+fn secrets_fingerprint(home: &Home) -> Fingerprint {
+    let mut files = vec![home.providers_file()];
+    if let Ok(entries) = std::fs::read_dir(home.secrets_dir()) {
+        let mut store: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_none_or(|e| e != "lock"))
+            .collect();
+        store.sort();
+        files.extend(store);
+    }
+    files_fingerprint(files)
+}
+
+fn files_fingerprint(files: Vec<PathBuf>) -> Fingerprint {
     use std::os::unix::fs::MetadataExt;
-    policy_files::candidate_files(home, Some(sandbox))
+    files
         .into_iter()
         .map(|path| {
             let meta = std::fs::metadata(&path).ok().map(|m| {
@@ -407,6 +413,29 @@ mod tests {
         );
         assert!(live.check_network(&req("api.example.com")).allowed);
         assert!(!live.reload().unwrap(), "a broken version is reported once");
+    }
+
+    #[test]
+    fn the_secrets_fingerprint_sees_store_and_catalog_changes_but_not_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = home(dir.path());
+        let empty = secrets_fingerprint(&h);
+        std::fs::create_dir_all(h.secrets_dir()).unwrap();
+        std::fs::write(h.secrets_dir().join("secrets.lock"), "").unwrap();
+        assert_eq!(secrets_fingerprint(&h), empty, "lock files are not changes");
+        std::fs::write(h.secrets_dir().join("secrets.age"), "v1").unwrap();
+        let stored = secrets_fingerprint(&h);
+        assert_ne!(stored, empty);
+        std::fs::write(h.secrets_dir().join("secrets.age"), "version 2").unwrap();
+        assert_ne!(secrets_fingerprint(&h), stored);
+        let before = secrets_fingerprint(&h);
+        std::fs::create_dir_all(&h.config).unwrap();
+        std::fs::write(h.providers_file(), "").unwrap();
+        assert_ne!(
+            secrets_fingerprint(&h),
+            before,
+            "the provider catalog counts"
+        );
     }
 
     #[test]

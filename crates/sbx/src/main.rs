@@ -7,6 +7,7 @@ mod audit;
 mod backend;
 mod cli;
 mod commands;
+mod credentials;
 mod custom_secrets;
 mod egress;
 mod env_vars;

@@ -4,7 +4,7 @@
 //! sandbox's egress proxy ([`crate::egress`]: the sandbox's only way out), then the jail (it is the jail init's
 //! parent, so it reaps it), then serves a line protocol on `control.sock`: `ping` → `pong`, `stop` → stops the jail
 //! cleanly, answers `stopping` and exits; `env` → the credential placeholders as JSON; `reload` → re-reads the
-//! policy; `audit-exec ARGV_JSON` → records a command. If the jail dies on its own the supervisor removes its socket
+//! policy; `secrets` → re-reads the secret store (a secret added while the sandbox runs); `audit-exec ARGV_JSON` → records a command. If the jail dies on its own the supervisor removes its socket
 //! and exits, so `sbx ls` sees the sandbox as crashed. Commands reach the agent directly over the jail's agent
 //! socket; the supervisor is only the owner of the processes.
 
@@ -185,12 +185,19 @@ pub(crate) fn handle(stream: UnixStream, egress: &Egress, record: &Record) -> Re
         "stop" => (Request::Stop, "stopping".to_owned()),
         "env" => (
             Request::Other,
-            serde_json::to_string(egress.placeholders_env()).unwrap_or_else(|_| "[]".into()),
+            serde_json::to_string(&egress.placeholders_env()).unwrap_or_else(|_| "[]".into()),
         ),
         "reload" => (
             Request::Other,
             match egress.reload() {
                 Ok(_) => "reloaded".to_owned(),
+                Err(e) => format!("error {e:#}").replace('\n', " "),
+            },
+        ),
+        "secrets" => (
+            Request::Other,
+            match egress.reload_secrets() {
+                Ok(changes) => format!("reloaded {changes}"),
                 Err(e) => format!("error {e:#}").replace('\n', " "),
             },
         ),
@@ -215,9 +222,14 @@ pub(crate) fn handle(stream: UnixStream, egress: &Egress, record: &Record) -> Re
 
 /// Sends one request and returns the answer line.
 pub(crate) fn request(socket: &Path, what: &str) -> Result<String> {
+    request_within(socket, what, Duration::from_secs(2))
+}
+
+/// [`request`] with a longer wait for the answer, for requests that do real work (opening the secret store).
+fn request_within(socket: &Path, what: &str, timeout: Duration) -> Result<String> {
     let stream = UnixStream::connect(socket)
         .with_context(|| format!("cannot connect to {}", socket.display()))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    stream.set_read_timeout(Some(timeout)).ok();
     (&stream)
         .write_all(format!("{what}\n").as_bytes())
         .context("cannot send to the supervisor")?;
@@ -239,6 +251,15 @@ pub(crate) fn placeholders_env(dir: &SandboxDir) -> Result<Vec<(String, String)>
 /// Asks a running supervisor to re-read the policy now (it also notices changes by itself within a second).
 pub(crate) fn reload_policy(dir: &SandboxDir) -> Result<()> {
     let answer = request(&dir.control_socket(), "reload")?;
+    match answer.strip_prefix("error ") {
+        Some(e) => bail!("{e}"),
+        None => Ok(()),
+    }
+}
+
+/// Asks a running supervisor to re-read the secret store now (after `sbx secret set`, `set-custom`, `rm`, `import`).
+pub(crate) fn reload_secrets(dir: &SandboxDir) -> Result<()> {
+    let answer = request_within(&dir.control_socket(), "secrets", Duration::from_secs(15))?;
     match answer.strip_prefix("error ") {
         Some(e) => bail!("{e}"),
         None => Ok(()),

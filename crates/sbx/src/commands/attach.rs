@@ -3,7 +3,7 @@
 //! (the agent replays what the session printed meanwhile).
 
 use anyhow::{Context, Result, bail};
-use sbx_proto::{ClientError, ExecRequest, WindowSize};
+use sbx_proto::{ClientError, WindowSize};
 
 use crate::commands::exec::{self, ExecArgs};
 use crate::home::Home;
@@ -50,19 +50,23 @@ pub(crate) fn run(home: &Home, name: &str) -> Result<i32> {
 pub(crate) fn start_detached(home: &Home, args: ExecArgs) -> Result<i32> {
     let record = crate::commands::sandbox::ensure_running(home, &args.name)?;
     let dir = SandboxDir::new(home, &args.name)?;
-    let client = sbx_jail::connect(&sbx_jail::StateDir::new(dir.jail()))
+    let client = crate::backend::connect_agent(&dir, &record)
         .with_context(|| format!("cannot reach the agent of sandbox {}", args.name))?;
-    let mut env = record.env.clone();
+    // As `sbx exec` does: the credential placeholders in force now, then `-e` from creation and from here.
+    let mut env = crate::supervisor::placeholders_env(&dir)?;
+    env.extend(record.env.iter().cloned());
     env.extend(args.env.iter().cloned());
-    let request = ExecRequest {
-        argv: args.argv.clone(),
-        env,
-        cwd: args.workdir.clone(),
-        user: args.user.clone(),
-        tty: Some(terminal_size().unwrap_or(WindowSize { rows: 24, cols: 80 })),
-        detached: true,
-        background: true,
-    };
+    let mut request = exec::default_request(&record, args.argv.clone());
+    request.env = env;
+    if let Some(workdir) = &args.workdir {
+        request.cwd = Some(workdir.clone());
+    }
+    if let Some(user) = &args.user {
+        request.user = Some(user.clone());
+    }
+    request.tty = Some(terminal_size().unwrap_or(WindowSize { rows: 24, cols: 80 }));
+    request.detached = true;
+    request.background = true;
     let mut session = client.exec(request).map_err(|e| {
         anyhow::anyhow!(
             "cannot start `{}` in sandbox {}: {e}",

@@ -2,10 +2,15 @@
 //!
 //! The sandbox side is always read and written by the agent inside the sandbox (`find`, `cat`, `mkdir` over the
 //! agent protocol), never through host paths into the sandbox's state: a symlink in the sandbox resolves in the
-//! sandbox's own mount namespace, so `link -> /etc/shadow` names the sandbox's file, not the host's. On the host
-//! side, files copied out are created fresh (`O_EXCL | O_NOFOLLOW`) in directories this command created itself,
-//! entry names are checked (no `..`, no absolute paths), and symlinks found inside a copied directory are skipped,
-//! so a listing the sandbox controls cannot steer a write outside the destination.
+//! sandbox's own mount namespace, so `link -> /etc/shadow` names the sandbox's file, not the host's. Commands run
+//! as `sbx exec` runs them (the sandbox's default user), so files copied in belong to the user the agent runs as.
+//!
+//! Directories follow `cp -r`: `sbx cp NAME:/dir out` with an existing `out/` writes `out/dir/...`, merging into
+//! `out/dir` when that exists too (files in it are replaced); the same holds when copying in. On the host side, new
+//! files are created fresh (`O_EXCL | O_NOFOLLOW`) and existing ones replaced by rename (which never follows a
+//! symlink), only inside real directories (an existing symlink in the way is refused); entry names are checked (no
+//! `..`, no absolute paths), and symlinks found inside a copied directory are skipped, so a listing the sandbox
+//! controls cannot steer a write outside the destination.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -15,13 +20,13 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use sbx_proto::{Client, ClientError, ExecRequest, Message};
+use sbx_proto::{Client, ClientError, Message};
 
 use crate::commands::sandbox;
 use crate::home::Home;
 use crate::names;
 use crate::output;
-use crate::sandboxes::SandboxDir;
+use crate::sandboxes::{Record, SandboxDir};
 
 /// One side of a copy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,12 +53,12 @@ fn parse_side(arg: &str) -> Side {
 pub(crate) fn run(home: &Home, src: &str, dst: &str) -> Result<i32> {
     match (parse_side(src), parse_side(dst)) {
         (Side::Sandbox { name, path }, Side::Host(to)) => {
-            let client = connect(home, &name)?;
-            copy_out(&client, &name, &path, &to)?;
+            let agent = connect(home, &name)?;
+            copy_out(&agent, &name, &path, &to)?;
         }
         (Side::Host(from), Side::Sandbox { name, path }) => {
-            let client = connect(home, &name)?;
-            copy_in(&client, &name, &from, &path)?;
+            let agent = connect(home, &name)?;
+            copy_in(&agent, &name, &from, &path)?;
         }
         (Side::Host(_), Side::Host(_)) => bail!(
             "neither side names a sandbox; write the sandbox side as NAME:/path, e.g. `sbx cp ./f my-box:/tmp/f`"
@@ -65,26 +70,37 @@ pub(crate) fn run(home: &Home, src: &str, dst: &str) -> Result<i32> {
     Ok(0)
 }
 
-fn connect(home: &Home, name: &str) -> Result<Client> {
-    sandbox::ensure_running(home, name)?;
+/// The agent of a running sandbox and the request every copy command is built from (the sandbox's default user).
+struct Agent {
+    client: Client,
+    record: Record,
+}
+
+fn connect(home: &Home, name: &str) -> Result<Agent> {
+    let record = sandbox::ensure_running(home, name)?;
     let dir = SandboxDir::new(home, name)?;
-    sbx_jail::connect(&sbx_jail::StateDir::new(dir.jail()))
-        .with_context(|| format!("cannot reach the agent of sandbox {name}"))
+    let client = crate::backend::connect_agent(&dir, &record)
+        .with_context(|| format!("cannot reach the agent of sandbox {name}"))?;
+    Ok(Agent { client, record })
 }
 
 /// Runs `argv` in the sandbox, streaming stdout into `out` and `stdin` (if any) into the command. Returns the exit
 /// code and stderr.
 fn run_in(
-    client: &Client,
+    agent: &Agent,
     argv: &[&str],
     stdin: Option<&mut dyn Read>,
     out: &mut dyn Write,
 ) -> Result<(i32, String)> {
-    let request = ExecRequest {
-        argv: argv.iter().map(|a| (*a).to_owned()).collect(),
-        ..ExecRequest::default()
-    };
-    let mut session = client
+    // As `sbx exec` would run it: files written here belong to the user the agent runs as, not to root.
+    let mut request = crate::commands::exec::default_request(
+        &agent.record,
+        argv.iter().map(|a| (*a).to_owned()).collect(),
+    );
+    // Every path here is absolute; a workspace gone from the host must not make the copy fail.
+    request.cwd = None;
+    let mut session = agent
+        .client
         .exec(request)
         .map_err(|e| anyhow::anyhow!("cannot run {} in the sandbox: {e}", argv[0]))?;
     if let Some(input) = stdin {
@@ -173,11 +189,11 @@ fn base_name(path: &str) -> Result<String> {
 }
 
 /// Sandbox → host.
-fn copy_out(client: &Client, name: &str, path: &str, to: &Path) -> Result<()> {
+fn copy_out(agent: &Agent, name: &str, path: &str, to: &Path) -> Result<()> {
     let mut listing = Vec::new();
     // -H: the path given may itself be a symlink, resolved inside the sandbox; nothing below it is followed.
     let (code, err) = run_in(
-        client,
+        agent,
         &["find", "-H", path, "-printf", "%y %m %P\\0"],
         None,
         &mut listing,
@@ -191,11 +207,10 @@ fn copy_out(client: &Client, name: &str, path: &str, to: &Path) -> Result<()> {
     };
     let target = host_target(to, &base_name(path)?);
     match root.kind {
-        'f' => copy_file_out(client, name, path, root.mode, &target, true),
+        'f' => copy_file_out(agent, name, path, root.mode, &target, true),
         'd' => {
-            std::fs::create_dir(&target).with_context(|| {
-                format!("cannot create {} (it must not exist yet)", target.display())
-            })?;
+            // Like `cp -r`: an existing directory of that name receives the tree (files in it are replaced).
+            create_or_reuse_dir(&target)?;
             let mut made: HashSet<PathBuf> = HashSet::from([PathBuf::new()]);
             for entry in entries.iter().skip(1) {
                 let parent = entry
@@ -211,11 +226,13 @@ fn copy_out(client: &Client, name: &str, path: &str, to: &Path) -> Result<()> {
                 let inside = format!("{}/{}", path.trim_end_matches('/'), entry.rel.display());
                 match entry.kind {
                     'd' => {
-                        std::fs::create_dir(&dest)
-                            .with_context(|| format!("cannot create {}", dest.display()))?;
+                        create_or_reuse_dir(&dest)?;
                         made.insert(entry.rel.clone());
                     }
-                    'f' => copy_file_out(client, name, &inside, entry.mode, &dest, false)?,
+                    'f' => {
+                        let exists = std::fs::symlink_metadata(&dest).is_ok();
+                        copy_file_out(agent, name, &inside, entry.mode, &dest, exists)?;
+                    }
                     other => output::warning(&format!(
                         "skipped {name}:{inside}: {} are not copied out of a sandbox",
                         kind_name(other)
@@ -228,6 +245,32 @@ fn copy_out(client: &Client, name: &str, path: &str, to: &Path) -> Result<()> {
             "{name}:{path} is {}; only files and directories are copied",
             kind_name(other)
         ),
+    }
+}
+
+/// Creates `dir`, or accepts it when it already is a real directory. A symlink is refused even when it points at a
+/// directory: writing through it would land outside the destination the user named.
+fn create_or_reuse_dir(dir: &Path) -> Result<()> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let meta = std::fs::symlink_metadata(dir)
+                .with_context(|| format!("cannot read {}", dir.display()))?;
+            if meta.is_dir() {
+                Ok(())
+            } else if meta.file_type().is_symlink() {
+                bail!(
+                    "{} is a symlink; copy to the directory it points at instead",
+                    dir.display()
+                )
+            } else {
+                bail!(
+                    "{} exists and is not a directory; remove it or copy to another path",
+                    dir.display()
+                )
+            }
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", dir.display())),
     }
 }
 
@@ -244,7 +287,7 @@ fn kind_name(kind: char) -> &'static str {
 /// Streams one sandbox file into a new host file. `replace`: the user's own target path may exist and is replaced
 /// atomically (rename never follows a symlink at the target); inside a copied directory files are created fresh.
 fn copy_file_out(
-    client: &Client,
+    agent: &Agent,
     name: &str,
     inside: &str,
     mode: u32,
@@ -268,7 +311,7 @@ fn copy_file_out(
         .open(&tmp)
         .with_context(|| format!("cannot create {}", tmp.display()))?;
     let result = (|| -> Result<()> {
-        let (code, err) = run_in(client, &["cat", "--", inside], None, &mut file)?;
+        let (code, err) = run_in(agent, &["cat", "--", inside], None, &mut file)?;
         if code != 0 {
             bail!("cannot read {name}:{inside}: {err}");
         }
@@ -287,30 +330,30 @@ fn copy_file_out(
 }
 
 /// Host → sandbox.
-fn copy_in(client: &Client, name: &str, from: &Path, path: &str) -> Result<()> {
+fn copy_in(agent: &Agent, name: &str, from: &Path, path: &str) -> Result<()> {
     let meta =
         std::fs::metadata(from).with_context(|| format!("cannot read {}", from.display()))?;
     let source_name = from
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .with_context(|| format!("{} has no file name to copy", from.display()))?;
-    let (is_dir, _) = run_in(client, &["test", "-d", path], None, &mut std::io::sink())?;
+    let (is_dir, _) = run_in(agent, &["test", "-d", path], None, &mut std::io::sink())?;
     let target = if is_dir == 0 {
         format!("{}/{source_name}", path.trim_end_matches('/'))
     } else {
         path.to_owned()
     };
     if meta.is_dir() {
-        copy_dir_in(client, name, from, &target)
+        copy_dir_in(agent, name, from, &target)
     } else {
-        copy_file_in(client, name, from, &target, meta.permissions().mode())
+        copy_file_in(agent, name, from, &target, meta.permissions().mode())
     }
 }
 
-fn copy_file_in(client: &Client, name: &str, from: &Path, target: &str, mode: u32) -> Result<()> {
+fn copy_file_in(agent: &Agent, name: &str, from: &Path, target: &str, mode: u32) -> Result<()> {
     let mut file = File::open(from).with_context(|| format!("cannot read {}", from.display()))?;
     let (code, err) = run_in(
-        client,
+        agent,
         &[
             "sh",
             "-c",
@@ -328,9 +371,9 @@ fn copy_file_in(client: &Client, name: &str, from: &Path, target: &str, mode: u3
     Ok(())
 }
 
-fn copy_dir_in(client: &Client, name: &str, from: &Path, target: &str) -> Result<()> {
+fn copy_dir_in(agent: &Agent, name: &str, from: &Path, target: &str) -> Result<()> {
     let (code, err) = run_in(
-        client,
+        agent,
         &["mkdir", "-p", "--", target],
         None,
         &mut std::io::sink(),
@@ -349,9 +392,9 @@ fn copy_dir_in(client: &Client, name: &str, from: &Path, target: &str) -> Result
         let inside = format!("{}/{file_name}", target.trim_end_matches('/'));
         let meta = std::fs::symlink_metadata(&path)?;
         if meta.is_dir() {
-            copy_dir_in(client, name, &path, &inside)?;
+            copy_dir_in(agent, name, &path, &inside)?;
         } else if meta.is_file() {
-            copy_file_in(client, name, &path, &inside, meta.permissions().mode())?;
+            copy_file_in(agent, name, &path, &inside, meta.permissions().mode())?;
         } else {
             output::warning(&format!(
                 "skipped {}: only files and directories are copied",

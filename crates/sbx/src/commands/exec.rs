@@ -10,7 +10,7 @@ use sbx_proto::{ClientError, ExecRequest, Message, WindowSize};
 
 use crate::commands::sandbox;
 use crate::home::Home;
-use crate::sandboxes::SandboxDir;
+use crate::sandboxes::{Record, SandboxDir};
 
 /// What `sbx exec` was asked for.
 #[derive(Debug)]
@@ -47,6 +47,7 @@ pub(crate) fn run(home: &Home, args: ExecArgs) -> Result<i32> {
     let mut env = crate::supervisor::placeholders_env(&dir)?;
     env.extend(record.env.iter().cloned());
     env.extend(args.env.iter().cloned());
+<<<<<<< HEAD
     let request = ExecRequest {
         argv: args.argv.clone(),
         env,
@@ -58,6 +59,20 @@ pub(crate) fn run(home: &Home, args: ExecArgs) -> Result<i32> {
         detached: args.agent_session,
         background: false,
     };
+=======
+    let mut request = default_request(&record, args.argv.clone());
+    request.env = env;
+    if let Some(dir) = &args.workdir {
+        request.cwd = Some(dir.clone());
+    }
+    if let Some(user) = &args.user {
+        request.user = Some(user.clone());
+    }
+    request.tty = args
+        .tty
+        .then(|| window_size().unwrap_or(WindowSize { rows: 24, cols: 80 }));
+    request.detached = args.agent_session;
+>>>>>>> h/cli
     let mut session = client.exec(request).map_err(|e| exec_error(e, &args))?;
     if !args.agent_session {
         return match stream(&mut session, &args.name, args.interactive, args.tty, false)? {
@@ -75,6 +90,26 @@ pub(crate) fn run(home: &Home, args: ExecArgs) -> Result<i32> {
         args.interactive,
         args.tty,
     )
+}
+
+/// What `sbx exec NAME ARGV...` sends without `-e`, `-w`, `-u`: the sandbox's default user (the agent's own; the
+/// sandbox's agent picks it when none is named) in [`default_workdir`]. `sbx cp` writes through the same request,
+/// so copied files belong to the user the agent runs as.
+pub(crate) fn default_request(record: &Record, argv: Vec<String>) -> ExecRequest {
+    ExecRequest {
+        argv,
+        cwd: default_workdir(record).map(|p| p.display().to_string()),
+        ..ExecRequest::default()
+    }
+}
+
+/// Where commands start without `-w`: the sandbox's first workspace, or in branch and clone mode its worktree
+/// (never the user's own checkout); `None` for a sandbox without a workspace (the agent's home then).
+pub(crate) fn default_workdir(record: &Record) -> Option<std::path::PathBuf> {
+    match &record.git {
+        Some(git) => Some(git.workdir()),
+        None => record.workspaces.first().map(|w| w.path.clone()),
+    }
 }
 
 /// Streams the agent's session until it exits (forgetting its id) or the user detaches (keeping it).

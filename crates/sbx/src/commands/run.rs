@@ -54,10 +54,7 @@ pub(crate) fn run(home: &Home, args: RunArgs) -> Result<i32> {
     argv.extend(args.agent_args);
     // Branch and clone mode: the agent starts in its worktree, not in the user's checkout.
     let record = dir.load()?;
-    let workdir = match &record.git {
-        Some(git) => Some(git.workdir().display().to_string()),
-        None => workspaces.first().map(|w| w.path.display().to_string()),
-    };
+    let workdir = exec::default_workdir(&record).map(|p| p.display().to_string());
     let exec_args = ExecArgs {
         name,
         argv,

@@ -200,6 +200,11 @@ fn start_locked(dir: &SandboxDir, mut record: Record) -> Result<bool> {
         }
         Status::Stopped => supervisor::kill_orphaned_init(dir),
     }
+    if record.isolation == sandboxes::Isolation::Microvm && backend::host_kvm().is_hardware() {
+        // A kernel removed from the cache, or made stale by a new config fragment, is rebuilt here (with the line
+        // and progress) rather than failing inside the detached supervisor.
+        backend::ensure_guest_kernel()?;
+    }
     let pid = supervisor::launch(dir, &record.name)?;
     record.supervisor_pid = Some(pid);
     record.started_at = Some(sandboxes::now());

@@ -82,6 +82,7 @@ fn set(home: &Home, scope: &SecretScope, service: &str, token: Option<String>) -
     let (store, _) = open_store(home)?;
     store.set(&key, &value)?;
     println!("stored {service} for {}", describe(&key.scope));
+    reload_running(home);
     Ok(0)
 }
 
@@ -107,7 +108,29 @@ fn set_custom(
         hosts.join(", "),
         describe(&key.scope)
     );
+    reload_running(home);
     Ok(0)
+}
+
+/// Tells every running sandbox's supervisor to re-read the store, so a change applies without a restart: the proxy
+/// injects a new secret from the next request on, and commands started inside from now on get its placeholder.
+fn reload_running(home: &Home) {
+    let Ok(names) = crate::sandboxes::list_names(home) else {
+        return;
+    };
+    for name in names {
+        let Ok(dir) = crate::sandboxes::SandboxDir::new(home, &name) else {
+            continue;
+        };
+        if !dir.control_socket().exists() {
+            continue;
+        }
+        if let Err(e) = crate::supervisor::reload_secrets(&dir) {
+            output::warning(&format!(
+                "sandbox {name} did not take the change; it applies after `sbx stop {name} && sbx start {name}`: {e:#}"
+            ));
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -172,6 +195,7 @@ fn rm(home: &Home, scope: &SecretScope, service: &str) -> Result<i32> {
         );
     }
     println!("removed {service} for {}", describe(&key.scope));
+    reload_running(home);
     Ok(0)
 }
 
@@ -191,5 +215,6 @@ fn import(home: &Home) -> Result<i32> {
         store.set(&SecretKey::global(&item.service)?, &item.value)?;
         println!("imported {} from {}", item.service, item.from.join(", "));
     }
+    reload_running(home);
     Ok(0)
 }

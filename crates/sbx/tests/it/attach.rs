@@ -81,7 +81,18 @@ fn detach_with_ctrl_bracket_then_attach_resumes_the_agent() {
     );
 
     // -d starts the agent in the background: what it prints at once waits for the attach (the session buffers
-    // from its first byte).
+    // from its first byte). Like `sbx exec`, the detached agent gets the secrets' placeholders (a secret added to the
+    // running sandbox included) and starts in the workspace.
+    ctx.ok(&[
+        "secret",
+        "set-custom",
+        "--host",
+        "att.invalid",
+        "--env",
+        "ATT_TOKEN",
+        "-t",
+        "att-value",
+    ]);
     let (code, out, err) = ctx.sbx(&[
         "run",
         "-d",
@@ -91,7 +102,7 @@ fn detach_with_ctrl_bracket_then_attach_resumes_the_agent() {
         ws.to_str().unwrap(),
         "--",
         "-c",
-        "echo early; read x; echo \"late:$x\"",
+        "echo early; echo \"tok:$ATT_TOKEN cwd:$(pwd)\"; read x; echo \"late:$x\"",
     ]);
     assert_eq!((code, out.trim()), (0, "att"), "{err}");
     let (code, out, err) = with_stdin(&ctx, &["attach", "att"], &[b"bye\n"]);
@@ -99,6 +110,11 @@ fn detach_with_ctrl_bracket_then_attach_resumes_the_agent() {
         out.contains("early") && out.contains("late:bye"),
         "{out}{err}"
     );
+    assert!(
+        out.contains("tok:sbx-ph-") && !out.contains("att-value"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("cwd:{}", ws.display())), "{out}");
     assert_eq!(code, 0);
 
     let (sup, init) = pids(&ctx, "att");

@@ -102,6 +102,12 @@ fn two_branch_sandboxes_on_one_repo_diff_merge_and_clean_up() {
                 .starts_with(&format!("{repo_arg}/.sbx/"))
         );
     }
+    // `sbx exec` starts in the sandbox's worktree, never in the user's checkout; `-w` still overrides.
+    assert_eq!(
+        ctx.ok(&["exec", "one", "pwd"]).trim_end(),
+        worktree_of(&ctx, "one")
+    );
+    assert_eq!(ctx.ok(&["exec", "-w", "/tmp", "one", "pwd"]), "/tmp\n");
     let table = ctx.ok(&["ls"]);
     assert!(
         table.contains("BRANCH") && table.contains("sbx/one"),

@@ -109,3 +109,98 @@ fn cp_copies_both_ways_and_never_follows_sandbox_symlinks_on_the_host() {
     wait_gone(init);
     assert!(!Path::new(&ctx.home().join("state/sandboxes/box")).exists());
 }
+
+/// `cp -r` semantics both ways (an existing destination directory receives the source by name, an existing copy is
+/// merged into), and files copied in belong to the user commands run as (what `sbx exec ... id` reports).
+#[test]
+fn cp_into_existing_directories_like_cp_r_and_copied_files_belong_to_the_sandbox_user() {
+    if !namespaces_available(
+        "cp_into_existing_directories_like_cp_r_and_copied_files_belong_to_the_sandbox_user",
+    ) {
+        return;
+    }
+    let ctx = context();
+    let _cleanup = Cleanup(&ctx);
+    ctx.ok(&["create", "-q", "--name", "box", "shell"]);
+
+    // Host → sandbox: the first copy creates /tmp/in, the second lands inside it as /tmp/in/tree.
+    let host = ctx.dir.path().join("host");
+    std::fs::create_dir_all(host.join("tree/sub")).unwrap();
+    std::fs::write(host.join("tree/sub/deep.txt"), "deep\n").unwrap();
+    let tree = host.join("tree");
+    ctx.ok(&["cp", tree.to_str().unwrap(), "box:/tmp/in"]);
+    ctx.ok(&["cp", tree.to_str().unwrap(), "box:/tmp/in"]);
+    assert_eq!(
+        ctx.ok(&["exec", "box", "cat", "/tmp/in/sub/deep.txt"]),
+        "deep\n"
+    );
+    assert_eq!(
+        ctx.ok(&["exec", "box", "cat", "/tmp/in/tree/sub/deep.txt"]),
+        "deep\n"
+    );
+    let user = ctx.ok(&["exec", "box", "sh", "-c", "echo \"$(id -u):$(id -g)\""]);
+    let owners = ctx.ok(&[
+        "exec",
+        "box",
+        "stat",
+        "-c",
+        "%u:%g",
+        "/tmp/in",
+        "/tmp/in/sub",
+        "/tmp/in/sub/deep.txt",
+        "/tmp/in/tree/sub/deep.txt",
+    ]);
+    assert_eq!(
+        owners,
+        user.repeat(4),
+        "copied files belong to the sandbox's default user"
+    );
+
+    // Sandbox → host: into an existing directory by name, then merged into the existing copy.
+    ctx.ok(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        "mkdir -p /tmp/out/d && echo one > /tmp/out/d/f",
+    ]);
+    let dest = ctx.dir.path().join("dest");
+    std::fs::create_dir_all(dest.join("out/d")).unwrap();
+    std::fs::write(dest.join("out/d/f"), "old\n").unwrap();
+    std::fs::write(dest.join("out/keep"), "kept\n").unwrap();
+    ctx.ok(&["cp", "box:/tmp/out", dest.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(dest.join("out/d/f")).unwrap(),
+        "one\n",
+        "an existing file is replaced"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("out/keep")).unwrap(),
+        "kept\n",
+        "other files stay, as with cp -r"
+    );
+    // A trailing slash names the same existing directory.
+    let slash = ctx.dir.path().join("slash");
+    std::fs::create_dir_all(&slash).unwrap();
+    ctx.ok(&["cp", "box:/tmp/out", &format!("{}/", slash.display())]);
+    assert_eq!(
+        std::fs::read_to_string(slash.join("out/d/f")).unwrap(),
+        "one\n"
+    );
+
+    // A symlink where a directory would be merged is refused, and nothing is written where it points.
+    let elsewhere = ctx.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let linked = ctx.dir.path().join("linked");
+    std::fs::create_dir_all(&linked).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, linked.join("out")).unwrap();
+    let (code, _, err) = ctx.sbx(&["cp", "box:/tmp/out", linked.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("symlink"), "{err}");
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+
+    let (sup, init) = pids(&ctx, "box");
+    ctx.ok(&["rm", "-f", "box"]);
+    wait_gone(sup);
+    wait_gone(init);
+}

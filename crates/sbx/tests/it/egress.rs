@@ -584,3 +584,98 @@ fn nothing_leaves_a_sandbox_but_through_its_proxy_and_host_files_stay_out() {
     assert_eq!(leftovers(&ctx), Vec::<String>::new());
     assert_eq!(socket_files(&ctx.home()), Vec::<PathBuf>::new());
 }
+
+/// Issue #9: a secret added while the sandbox runs takes effect without a restart: the running proxy injects it and
+/// the next command started inside gets its placeholder; the placeholder of a secret that was there before stays.
+#[test]
+fn a_secret_added_to_a_running_sandbox_is_injected_without_a_restart() {
+    if !namespaces_available("a_secret_added_to_a_running_sandbox_is_injected_without_a_restart") {
+        return;
+    }
+    let ctx = context();
+    let _cleanup = Cleanup(&ctx);
+    let server = TestServer::start();
+    let port = server.port;
+    let ca_file = ctx.dir.path().join("server-ca.pem");
+    std::fs::write(&ca_file, &server.ca_pem).unwrap();
+    ctx.write(
+        &ctx.home().join("config/proxy.toml"),
+        &format!("extra_ca = [{:?}]\n", ca_file.display().to_string()),
+    );
+    let ws = ctx.dir.path().join("project");
+    std::fs::create_dir_all(&ws).unwrap();
+    ctx.ok(&[
+        "secret",
+        "set-custom",
+        "--host",
+        "early.invalid",
+        "--env",
+        "EARLY_TOKEN",
+        "-t",
+        "early-value",
+    ]);
+    ctx.ok(&["create", "--name", "live", "shell", ws.to_str().unwrap()]);
+    ctx.ok(&["policy", "allow", "network", &format!("localhost:{port}")]);
+    let env_before = ctx.ok(&["exec", "live", "env"]);
+    let early = env_before
+        .lines()
+        .find_map(|l| l.strip_prefix("EARLY_TOKEN="))
+        .unwrap_or_else(|| panic!("EARLY_TOKEN missing: {env_before}"))
+        .to_owned();
+    assert!(!env_before.contains("LATE_TOKEN="), "{env_before}");
+
+    // Added while the sandbox runs.
+    ctx.ok(&[
+        "secret",
+        "set-custom",
+        "--host",
+        "localhost",
+        "--env",
+        "LATE_TOKEN",
+        "-t",
+        &secret(),
+    ]);
+    let env_after = ctx.ok(&["exec", "live", "env"]);
+    let late = env_after
+        .lines()
+        .find_map(|l| l.strip_prefix("LATE_TOKEN="))
+        .unwrap_or_else(|| panic!("LATE_TOKEN is not in a new command's env: {env_after}"))
+        .to_owned();
+    assert!(late.starts_with("sbx-ph-"), "{late}");
+    assert!(!env_after.contains(&secret()));
+    assert!(
+        env_after.contains(&format!("EARLY_TOKEN={early}")),
+        "the earlier placeholder is unchanged: {env_after}"
+    );
+    let url = format!("https://localhost:{port}/v1/items");
+    let (code, out, err) = sh(
+        &ctx,
+        "live",
+        &curl_via_proxy(&url, "-H \"Authorization: Bearer $LATE_TOKEN\""),
+    );
+    assert_eq!((code, status_of(&out)), (0, "200"), "{out}{err}");
+    assert_eq!(
+        server.authorizations(),
+        [format!("Bearer {}", secret())],
+        "the running proxy injected the secret added after the start"
+    );
+
+    // Removed while it runs: the placeholder is no longer replaced.
+    ctx.ok(&["secret", "rm", "late-token"]);
+    assert!(!ctx.ok(&["exec", "live", "env"]).contains("LATE_TOKEN="));
+    let (_, out, _) = sh(
+        &ctx,
+        "live",
+        &curl_via_proxy(&url, &format!("-H \"Authorization: Bearer {late}\"")),
+    );
+    assert_eq!(status_of(&out), "200", "{out}");
+    assert_eq!(
+        server.authorizations().last().cloned(),
+        Some(format!("Bearer {late}")),
+        "a removed secret is not injected any more"
+    );
+    let sup = ls_json(&ctx)[0]["supervisor_pid"].as_i64().unwrap();
+    ctx.ok(&["rm", "-f", "live"]);
+    wait_gone(sup);
+    assert_eq!(leftovers(&ctx), Vec::<String>::new(), "after rm");
+}

@@ -202,6 +202,12 @@ fn create_exec_stop_start_rm_keeps_state_and_leaves_nothing_behind() {
         ctx.ok(&["exec", "-w", ws_arg, "box", "cat", "hello.txt"]),
         "from the host\n"
     );
+    // Without -w a command starts in the workspace.
+    assert_eq!(
+        ctx.ok(&["exec", "box", "cat", "hello.txt"]),
+        "from the host\n"
+    );
+    assert_eq!(ctx.ok(&["exec", "-w", "/tmp", "box", "pwd"]), "/tmp\n");
     let mut child = ctx.cmd();
     let out = child
         .args(["exec", "-i", "box", "sh", "-c", "tr a-z A-Z"])

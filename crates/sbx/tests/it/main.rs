@@ -6,6 +6,7 @@ mod context;
 mod cp;
 mod dashboard;
 mod egress;
+mod kernel;
 mod lifecycle;
 mod policy;
 mod secret;
