@@ -30,7 +30,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The kernel config fragment merged over `tinyconfig` (virtio, vsock, virtio-fs, ext4, overlayfs, ...).
-pub const CONFIG_FRAGMENT: &str = include_str!("../../sbx-vmm/guest/kernel.config");
+pub const CONFIG_FRAGMENT: &str = sbx_vmm::GUEST_KERNEL_CONFIG;
 
 /// Where the fragment lives in the source tree, for messages.
 pub const CONFIG_FRAGMENT_PATH: &str = "crates/sbx-vmm/guest/kernel.config";

@@ -61,3 +61,9 @@ pub use error::{ConfigError, RunError, StartError};
 pub use runtime::{ExitReason, StartupReport, Vm, VmHandle};
 /// The file server behind [`VmBuilder::shared_dir`], re-exported so its settings match this crate's version.
 pub use sbx_virtiofs;
+
+/// The kernel configuration fragment a guest kernel for this VMM needs (virtio-mmio devices on the command line,
+/// virtio-blk/-vsock/-fs, the serial console, no modules): applied on top of `make tinyconfig`. Kept here, next to the
+/// devices that need it, and embedded so that builders in other crates (sbx-microvm's guest-kernel build) and the
+/// published crate carry the same text.
+pub const GUEST_KERNEL_CONFIG: &str = include_str!("../guest/kernel.config");
