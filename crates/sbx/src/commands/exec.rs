@@ -47,19 +47,6 @@ pub(crate) fn run(home: &Home, args: ExecArgs) -> Result<i32> {
     let mut env = crate::supervisor::placeholders_env(&dir)?;
     env.extend(record.env.iter().cloned());
     env.extend(args.env.iter().cloned());
-<<<<<<< HEAD
-    let request = ExecRequest {
-        argv: args.argv.clone(),
-        env,
-        cwd: args.workdir.clone(),
-        user: args.user.clone(),
-        tty: args
-            .tty
-            .then(|| window_size().unwrap_or(WindowSize { rows: 24, cols: 80 })),
-        detached: args.agent_session,
-        background: false,
-    };
-=======
     let mut request = default_request(&record, args.argv.clone());
     request.env = env;
     if let Some(dir) = &args.workdir {
@@ -72,7 +59,6 @@ pub(crate) fn run(home: &Home, args: ExecArgs) -> Result<i32> {
         .tty
         .then(|| window_size().unwrap_or(WindowSize { rows: 24, cols: 80 }));
     request.detached = args.agent_session;
->>>>>>> h/cli
     let mut session = client.exec(request).map_err(|e| exec_error(e, &args))?;
     if !args.agent_session {
         return match stream(&mut session, &args.name, args.interactive, args.tty, false)? {
