@@ -180,7 +180,7 @@ impl Inode {
 
     /// The attributes of this very inode: `fstat` of the held descriptor for directories; for other files one
     /// `fstatat` of a known name beneath its held parent (no symlink followed), accepted only if it is still the same
-    /// `(dev, ino)`. One system call, where opening the name first would take three.
+    /// `(dev, ino)` and file type. One system call, where opening the name first would take three.
     pub(crate) fn stat(&self) -> Result<rustix::fs::Stat, Errno> {
         match &self.held {
             Some(fd) => confine::stat_fd(fd),
@@ -193,9 +193,9 @@ impl Inode {
 
     /// Runs `op` on the names this file was last seen under, most recent first, until one yields this very file
     /// (`stat_of` its result has our `(dev, ino)` and our file type: a number the host recycled for a file of another
-    /// type, e.g. a symlink replacing a deleted file, is another file). Names that are gone or now belong to another file (changed on the host)
-    /// are forgotten on the way; `ESTALE` when none is left. The names are walked under their lock (no copy of the
-    /// list per operation); `op` touches no other inode's names, so this cannot deadlock.
+    /// type, e.g. a symlink replacing a deleted file, is another file). Names that are gone or now belong to another
+    /// file (changed on the host) are forgotten on the way; `ESTALE` when none is left. The names are walked under
+    /// their lock (no copy of the list per operation); `op` touches no other inode's names, so this cannot deadlock.
     fn by_name<T>(
         &self,
         op: impl Fn(BorrowedFd<'_>, &CStr) -> Result<T, Errno>,
