@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! sudo cargo run -p sbx-virtiofs --example mount -- /path/to/share /mnt/point [--ro] [--seconds N | --until-eof]
-//!     [--threads N] [--read-ahead-kb N] [--writeback-cache] [--no-keep-cache]
+//!     [--threads N] [--read-ahead-kb N] [--writeback-cache] [--no-keep-cache] [--timeout-ms N]
 //! ```
 //! It unmounts after N seconds (default 60), or with `--until-eof` when its standard input closes (how
 //! `cargo xtask bench-virtiofs` drives it).
@@ -37,11 +37,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .or(defaults.read_ahead_kb),
         ..defaults
     };
-    let cache = CachePolicy {
+    let mut cache = CachePolicy {
         writeback_cache: args.iter().any(|a| a == "--writeback-cache"),
         keep_cache: !args.iter().any(|a| a == "--no-keep-cache"),
         ..CachePolicy::default()
     };
+    // Entry and attribute timeout together (what the consistency model trades against request count).
+    if let Some(ms) = value("--timeout-ms")? {
+        cache.entry_timeout = Duration::from_millis(ms);
+        cache.attr_timeout = Duration::from_millis(ms);
+    }
     let server = Arc::new(FileServer::new(
         ShareConfig::new(root).read_only(read_only).cache(cache),
     )?);

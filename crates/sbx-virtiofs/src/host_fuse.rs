@@ -6,7 +6,7 @@
 //! the mount and hands back the `/dev/fuse` descriptor over a socket ([`MountMethod`]).
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -147,7 +147,21 @@ impl HostMount {
         };
         let dev = Arc::new(dev);
         for i in 0..options.threads.max(1) {
-            let (dev, server) = (Arc::clone(&dev), Arc::clone(&server));
+            // Each worker beyond the first reads its own clone of the session's descriptor when the kernel allows it
+            // (`FUSE_DEV_IOC_CLONE`); otherwise they share the one descriptor, which works, with more contention.
+            let own = if i == 0 {
+                None
+            } else {
+                match crate::sys::fuse_dev_clone(dev.as_fd()) {
+                    Ok(clone) => Some(clone),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot clone the /dev/fuse session; workers share one descriptor");
+                        None
+                    }
+                }
+            };
+            let dev = own.map_or_else(|| Arc::clone(&dev), Arc::new);
+            let server = Arc::clone(&server);
             let worker = std::thread::Builder::new()
                 .name(format!("sbx-fuse-{i}"))
                 .spawn(move || serve(&dev, &server))

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
@@ -60,6 +61,10 @@ pub(crate) struct Inode {
     /// The file's version when the guest last opened it: pages the guest kernel cached since then are still valid
     /// while the version is unchanged (see [`Inode::page_cache_still_valid`]).
     cached_version: Mutex<Option<FileVersion>>,
+    /// The kernel's lookup references. Incremented under the table's *read* lock (a repeated lookup of a known file,
+    /// the common case of `git status` and builds, must not serialise the workers), decremented and found zero only
+    /// under its write lock, so a reader never sees a node that is being removed.
+    nlookup: AtomicU64,
 }
 
 /// What changes whenever a file's contents change, on whichever side: size, mtime and ctime (ctime cannot be set by
@@ -100,6 +105,13 @@ impl Inode {
     /// Remembers that the file is reachable as `name` in `parent` (most recent first, bounded).
     pub(crate) fn add_location(&self, parent: &Arc<Inode>, name: &CStr) {
         if let Ok(mut locs) = self.locations.lock() {
+            // A repeated lookup under the most recent name (the common case) changes nothing: no allocation.
+            if locs
+                .first()
+                .is_some_and(|(p, n)| p.nodeid == parent.nodeid && n.as_c_str() == name)
+            {
+                return;
+            }
             locs.retain(|(p, n)| !(p.nodeid == parent.nodeid && n.as_c_str() == name));
             locs.insert(0, (Arc::clone(parent), name.to_owned()));
             locs.truncate(MAX_LOCATIONS);
@@ -136,22 +148,80 @@ impl Inode {
         }
     }
 
-    fn open_by_name(&self, flags: OFlags) -> Result<OwnedFd, Errno> {
-        let mut last_error = Errno::STALE;
-        for (parent, name) in self.locations() {
-            match confine::open_beneath(parent.dir_fd()?, &name, flags, Mode::empty()) {
-                Ok(fd) => {
+    /// [`Inode::reopen`], also returning the opened file's attributes (taken from the check of its identity, so an
+    /// open costs no separate `fstat`).
+    pub(crate) fn reopen_with_stat(
+        &self,
+        flags: OFlags,
+    ) -> Result<(OwnedFd, rustix::fs::Stat), Errno> {
+        match &self.held {
+            Some(fd) => {
+                let fd = confine::reopen_dir(fd, flags)?;
+                let st = rustix::fs::fstat(&fd)?;
+                Ok((fd, st))
+            }
+            None => self.by_name(
+                |dir, name| {
+                    let fd = confine::open_beneath(dir, name, flags, Mode::empty())?;
                     let st = confine::stat_fd(&fd)?;
-                    if (st.st_dev, st.st_ino) == self.key {
-                        return Ok(fd);
+                    Ok((fd, st))
+                },
+                |(_, st)| Ok(*st),
+            ),
+        }
+    }
+
+    fn open_by_name(&self, flags: OFlags) -> Result<OwnedFd, Errno> {
+        self.by_name(
+            |dir, name| confine::open_beneath(dir, name, flags, Mode::empty()),
+            |fd| confine::stat_fd(fd),
+        )
+    }
+
+    /// The attributes of this very inode: `fstat` of the held descriptor for directories; for other files one
+    /// `fstatat` of a known name beneath its held parent (no symlink followed), accepted only if it is still the same
+    /// `(dev, ino)` and file type. One system call, where opening the name first would take three.
+    pub(crate) fn stat(&self) -> Result<rustix::fs::Stat, Errno> {
+        match &self.held {
+            Some(fd) => confine::stat_fd(fd),
+            None => self.by_name(
+                |dir, name| rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW),
+                |st| Ok(*st),
+            ),
+        }
+    }
+
+    /// Runs `op` on the names this file was last seen under, most recent first, until one yields this very file
+    /// (`stat_of` its result has our `(dev, ino)` and our file type: a number the host recycled for a file of another
+    /// type, e.g. a symlink replacing a deleted file, is another file). Names that are gone or now belong to another
+    /// file (changed on the host) are forgotten on the way; `ESTALE` when none is left. The names are walked under
+    /// their lock (no copy of the list per operation); `op` touches no other inode's names, so this cannot deadlock.
+    fn by_name<T>(
+        &self,
+        op: impl Fn(BorrowedFd<'_>, &CStr) -> Result<T, Errno>,
+        stat_of: impl Fn(&T) -> Result<rustix::fs::Stat, Errno>,
+    ) -> Result<T, Errno> {
+        let mut locs = self.locations.lock().map_err(|_| Errno::IO)?;
+        let mut last_error = Errno::STALE;
+        let mut i = 0;
+        while let Some((parent, name)) = locs.get(i) {
+            match op(parent.dir_fd()?, name) {
+                Ok(found) => {
+                    let st = stat_of(&found)?;
+                    if (st.st_dev, st.st_ino) == self.key
+                        && confine::file_type(st.st_mode) == self.file_type
+                    {
+                        return Ok(found);
                     }
-                    // The name now belongs to another file (changed on the host): forget it, try the next.
-                    self.remove_location(&parent, &name);
+                    locs.remove(i);
                 }
                 Err(e) if e == Errno::NOENT || e == Errno::LOOP || e == Errno::NOTDIR => {
-                    self.remove_location(&parent, &name);
+                    locs.remove(i);
                 }
-                Err(e) => last_error = e,
+                Err(e) => {
+                    last_error = e;
+                    i += 1;
+                }
             }
         }
         Err(last_error)
@@ -165,7 +235,7 @@ impl Inode {
 
 #[derive(Debug, Default)]
 struct Tables {
-    by_id: HashMap<u64, (Arc<Inode>, u64)>,
+    by_id: HashMap<u64, Arc<Inode>>,
     by_key: HashMap<InodeKey, u64>,
     next_id: u64,
 }
@@ -188,12 +258,13 @@ impl InodeTable {
             file_type: confine::file_type(st.st_mode),
             locations: Mutex::new(Vec::new()),
             cached_version: Mutex::new(None),
+            nlookup: AtomicU64::new(1),
         });
         let mut t = Tables {
             next_id: ROOT_ID + 1,
             ..Tables::default()
         };
-        t.by_id.insert(ROOT_ID, (root, 1));
+        t.by_id.insert(ROOT_ID, root);
         t.by_key.insert(key, ROOT_ID);
         Ok(Self {
             tables: RwLock::new(t),
@@ -202,10 +273,34 @@ impl InodeTable {
 
     pub(crate) fn get(&self, nodeid: u64) -> Result<Arc<Inode>, Errno> {
         let t = self.tables.read().map_err(|_| Errno::IO)?;
-        t.by_id
-            .get(&nodeid)
-            .map(|(i, _)| Arc::clone(i))
-            .ok_or(Errno::STALE)
+        t.by_id.get(&nodeid).map(Arc::clone).ok_or(Errno::STALE)
+    }
+
+    /// The known inode of the file `st` describes, with one more lookup reference, if the guest holds it as the same
+    /// file type (see `insert_lookup` for why the type matters). Takes only the read lock.
+    pub(crate) fn lookup_known(
+        &self,
+        st: &rustix::fs::Stat,
+        parent: &Arc<Inode>,
+        name: &CStr,
+    ) -> Option<Arc<Inode>> {
+        let inode = {
+            let t = self.tables.read().ok()?;
+            let inode = t
+                .by_key
+                .get(&(st.st_dev, st.st_ino))
+                .and_then(|id| t.by_id.get(id))?;
+            if inode.file_type != confine::file_type(st.st_mode) {
+                return None;
+            }
+            // Under the read lock no FORGET can drop the node (that takes the write lock), so counting up is safe.
+            inode.nlookup.fetch_add(1, Ordering::Relaxed);
+            Arc::clone(inode)
+        };
+        if inode.nodeid != ROOT_ID {
+            inode.add_location(parent, name);
+        }
+        Some(inode)
     }
 
     /// Records one lookup reference to the file `st` describes (found as `name` in `parent`) and returns its inode.
@@ -223,10 +318,10 @@ impl InodeTable {
         // can come back as another file. A different file type means exactly that: the old node id must not be
         // reused (the kernel still holds it with the old type), so the number gets a fresh node below.
         if let Some(&id) = t.by_key.get(&key)
-            && let Some((inode, count)) = t.by_id.get_mut(&id)
+            && let Some(inode) = t.by_id.get(&id)
             && inode.file_type == confine::file_type(st.st_mode)
         {
-            *count = count.saturating_add(1);
+            inode.nlookup.fetch_add(1, Ordering::Relaxed);
             let inode = Arc::clone(inode);
             drop(t);
             if inode.nodeid != ROOT_ID {
@@ -248,8 +343,9 @@ impl InodeTable {
             file_type: confine::file_type(st.st_mode),
             locations: Mutex::new(vec![(Arc::clone(parent), name.to_owned())]),
             cached_version: Mutex::new(None),
+            nlookup: AtomicU64::new(1),
         });
-        t.by_id.insert(nodeid, (Arc::clone(&inode), 1));
+        t.by_id.insert(nodeid, Arc::clone(&inode));
         t.by_key.insert(key, nodeid);
         Ok(inode)
     }
@@ -262,14 +358,19 @@ impl InodeTable {
         let Ok(mut t) = self.tables.write() else {
             return;
         };
-        let remove = match t.by_id.get_mut(&nodeid) {
-            Some((_, count)) => {
-                *count = count.saturating_sub(nlookup);
-                *count == 0
+        let remove = match t.by_id.get(&nodeid) {
+            Some(inode) => {
+                // The write lock excludes every reader that could count up concurrently.
+                let left = inode
+                    .nlookup
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(nlookup);
+                inode.nlookup.store(left, Ordering::Relaxed);
+                left == 0
             }
             None => false,
         };
-        if remove && let Some((inode, _)) = t.by_id.remove(&nodeid) {
+        if remove && let Some(inode) = t.by_id.remove(&nodeid) {
             // The number may meanwhile belong to a newer node (see `insert_lookup`); leave that mapping alone.
             if t.by_key.get(&inode.key) == Some(&nodeid) {
                 t.by_key.remove(&inode.key);
@@ -308,7 +409,7 @@ impl InodeTable {
         t.by_key
             .get(&key)
             .and_then(|id| t.by_id.get(id))
-            .map(|(i, _)| Arc::clone(i))
+            .map(Arc::clone)
     }
 }
 

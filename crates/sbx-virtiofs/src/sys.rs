@@ -49,3 +49,36 @@ pub(crate) fn pread_append(
     unsafe { out.set_len(start + n) };
     Ok(n)
 }
+
+/// `FUSE_DEV_IOC_CLONE` (`_IOR(229, 0, uint32_t)`).
+const FUSE_DEV_IOC_CLONE: libc::c_ulong = 0x8004_e500;
+
+/// A second `/dev/fuse` descriptor attached to the session of `session` (`FUSE_DEV_IOC_CLONE`): each worker reading its
+/// own clone gets its own processing queue in the kernel, so replies and reads of different workers do not contend on
+/// one queue lock.
+pub(crate) fn fuse_dev_clone(session: BorrowedFd<'_>) -> Result<std::os::fd::OwnedFd, Errno> {
+    let clone = rustix::fs::open(
+        "/dev/fuse",
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let source = session.as_raw_fd() as u32;
+    // SAFETY: the ioctl reads one u32 (the session's descriptor number) from the pointer, which points at a live local
+    // for the duration of the call; `clone` is a descriptor we own.
+    let rc = unsafe {
+        libc::ioctl(
+            clone.as_raw_fd(),
+            FUSE_DEV_IOC_CLONE as _,
+            &source as *const u32,
+        )
+    };
+    if rc == 0 {
+        Ok(clone)
+    } else {
+        Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO),
+        ))
+    }
+}

@@ -156,11 +156,36 @@ impl VirtioFsQueueHandler {
         Q: QueueT,
         M: GuestMemory,
     {
-        // Both buffers live for the whole pass: after the first request of a size there is no allocation.
-        let (mut request, mut reply) = (Vec::new(), Vec::new());
+        // The request and reply buffers of this thread, kept across notifications: a 1 MiB WRITE or READ must not cost
+        // a fresh allocation, its page faults and a zero-fill every time the driver kicks the queue. A reentrant call
+        // (none is expected) falls back to fresh buffers.
+        thread_local! {
+            static BUFFERS: std::cell::RefCell<(Vec<u8>, Vec<u8>)> =
+                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+        }
+        BUFFERS.with(|buffers| match buffers.try_borrow_mut() {
+            Ok(mut buffers) => {
+                let (request, reply) = &mut *buffers;
+                self.drain_queue(queue, mem, request, reply)
+            }
+            Err(_) => self.drain_queue(queue, mem, &mut Vec::new(), &mut Vec::new()),
+        })
+    }
+
+    fn drain_queue<Q, M>(
+        &self,
+        queue: &mut Q,
+        mem: &M,
+        request: &mut Vec<u8>,
+        reply: &mut Vec<u8>,
+    ) -> Result<bool, QueueError>
+    where
+        Q: QueueT,
+        M: GuestMemory,
+    {
         while let Some(chain) = queue.pop_descriptor_chain(mem) {
             let head = chain.head_index();
-            let used = match self.process_chain_with(chain, &mut request, &mut reply) {
+            let used = match self.process_chain_with(chain, request, reply) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(error = %e, "rejected virtio-fs descriptor chain");

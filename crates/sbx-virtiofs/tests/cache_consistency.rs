@@ -314,3 +314,219 @@ fn concurrent_readers_and_writers_each_get_their_own_bytes() {
         assert!(fs::read(m.share.join(format!("f{i}"))).unwrap() == *content);
     }
 }
+
+/// Opens directory `node`, returns the reply's open flags and closes it again.
+fn opendir_close(c: &mut Client, node: u64) -> u32 {
+    let mut b = (libc::O_RDONLY as u32).to_ne_bytes().to_vec();
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    let r = c.call(opcode::OPENDIR, node, &b);
+    let flags = open_flags(&r);
+    let mut b = r.fh_at(0).to_ne_bytes().to_vec();
+    b.extend_from_slice(&[0u8; 16]);
+    assert_eq!(c.call(opcode::RELEASEDIR, node, &b).error, 0);
+    flags
+}
+
+#[test]
+fn directory_listings_are_kept_only_while_the_directory_is_unchanged() {
+    let share = tempfile::tempdir().unwrap();
+    let dir = share.path().join("d");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("a"), b"a").unwrap();
+    let mut c = Client::new(ShareConfig::new(share.path()));
+    let node = c.lookup(1, "d").nodeid();
+    let cache_dir = fopen::CACHE_DIR | fopen::KEEP_CACHE;
+
+    assert_eq!(
+        opendir_close(&mut c, node) & cache_dir,
+        fopen::CACHE_DIR,
+        "first open: the kernel may cache the listing, nothing to keep yet"
+    );
+    assert_eq!(
+        opendir_close(&mut c, node) & cache_dir,
+        cache_dir,
+        "unchanged: the cached listing is reused"
+    );
+    // Every kind of host change to the entries: create, rename, remove.
+    let host_changes: [&dyn Fn(); 3] = [
+        &|| fs::write(dir.join("b"), b"b").unwrap(),
+        &|| fs::rename(dir.join("b"), dir.join("c")).unwrap(),
+        &|| fs::remove_file(dir.join("a")).unwrap(),
+    ];
+    for change in host_changes {
+        std::thread::sleep(Duration::from_millis(20)); // a new timestamp tick, even on coarse file systems
+        change();
+        assert_eq!(
+            opendir_close(&mut c, node) & cache_dir,
+            fopen::CACHE_DIR,
+            "a host change to the directory drops the cached listing"
+        );
+        assert_eq!(opendir_close(&mut c, node) & cache_dir, cache_dir);
+    }
+    // Editing a file's contents does not change its directory: the listing stays valid.
+    fs::write(dir.join("c"), b"new contents").unwrap();
+    assert_eq!(opendir_close(&mut c, node) & cache_dir, cache_dir);
+
+    // The policy switch turns directory caching off with the file cache.
+    let policy = CachePolicy {
+        keep_cache: false,
+        ..CachePolicy::default()
+    };
+    let mut c = Client::new(ShareConfig::new(share.path()).cache(policy));
+    let node = c.lookup(1, "d").nodeid();
+    for _ in 0..2 {
+        assert_eq!(opendir_close(&mut c, node) & cache_dir, 0);
+    }
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn host_changes_to_a_listed_directory_are_seen_by_the_next_listing_through_the_kernel() {
+    let Some(m) = common::mount("dir_cache_host_edit", |c| c) else {
+        return;
+    };
+    let (host, guest) = (m.share.join("d"), m.mnt.join("d"));
+    fs::create_dir(&host).unwrap();
+    for name in ["a", "b", "c"] {
+        fs::write(host.join(name), name).unwrap();
+    }
+    // Two listings: the second is served from the kernel's cached listing.
+    assert_eq!(listing(&guest), ["a", "b", "c"]);
+    assert_eq!(listing(&guest), ["a", "b", "c"]);
+    std::thread::sleep(Duration::from_millis(20));
+    fs::write(host.join("new"), b"n").unwrap();
+    fs::rename(host.join("a"), host.join("z")).unwrap();
+    fs::remove_file(host.join("b")).unwrap();
+    assert_eq!(
+        listing(&guest),
+        listing(&host),
+        "the next listing must show the host's changes at once"
+    );
+    assert_eq!(listing(&guest), ["c", "new", "z"]);
+    // The guest's own changes too.
+    fs::write(guest.join("g"), b"g").unwrap();
+    fs::remove_file(guest.join("c")).unwrap();
+    assert_eq!(listing(&guest), ["g", "new", "z"]);
+    assert_eq!(listing(&host), ["g", "new", "z"]);
+}
+
+/// The entry and attribute timeouts of the default policy, plus a margin: the window the README documents.
+fn documented_window() -> Duration {
+    let p = CachePolicy::default();
+    p.entry_timeout.max(p.attr_timeout) + Duration::from_millis(300)
+}
+
+#[test]
+fn a_file_the_host_replaces_by_rename_is_seen_by_the_next_open_and_by_stat_after_the_timeout() {
+    let Some(m) = common::mount("host_rename_over", |c| c) else {
+        return;
+    };
+    let replace = |contents: &[u8]| {
+        fs::write(m.share.join("f.tmp"), contents).unwrap();
+        fs::rename(m.share.join("f.tmp"), m.share.join("f")).unwrap();
+    };
+    fs::write(m.share.join("f"), b"old contents").unwrap();
+    assert_eq!(fs::read(m.mnt.join("f")).unwrap(), b"old contents");
+    // A reader that keeps the old file open, as on a plain directory, keeps reading the old file.
+    let mut held = fs::File::open(m.mnt.join("f")).unwrap();
+    // Editors and git: write a new file, rename it over the old name.
+    replace(b"the new, longer contents");
+    // An open sees the new file at once: the server answers ESTALE for the old node and the kernel looks up again.
+    assert_eq!(
+        fs::read(m.mnt.join("f")).unwrap(),
+        b"the new, longer contents"
+    );
+    // A stat of a name the guest did not reopen: within the documented window.
+    replace(b"a third version");
+    std::thread::sleep(documented_window());
+    let meta = fs::metadata(m.mnt.join("f")).unwrap();
+    assert_eq!(meta.len(), b"a third version".len() as u64);
+    assert_eq!(meta.ino(), fs::metadata(m.share.join("f")).unwrap().ino());
+    assert_eq!(fs::read(m.mnt.join("f")).unwrap(), b"a third version");
+    let mut old = Vec::new();
+    std::io::Read::read_to_end(&mut held, &mut old).unwrap();
+    assert_eq!(old, b"old contents");
+}
+
+#[test]
+fn a_file_held_open_sees_host_edits_after_the_attribute_timeout() {
+    let Some(m) = common::mount("host_edit_while_open", |c| c) else {
+        return;
+    };
+    let page = |b: u8| vec![b; 64 << 10];
+    fs::write(m.share.join("f"), page(b'a')).unwrap();
+    let mut f = fs::File::open(m.mnt.join("f")).unwrap();
+    let mut buf = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut buf).unwrap();
+    assert!(buf == page(b'a'));
+    // In place, same size, while the guest holds the file open with its pages cached.
+    overwrite_in_place(&m.share.join("f"), &page(b'b'));
+    // And an append: the new size must be seen too.
+    fs::OpenOptions::new()
+        .append(true)
+        .open(m.share.join("f"))
+        .unwrap()
+        .write_all(b"tail")
+        .unwrap();
+    std::thread::sleep(documented_window());
+    f.seek(SeekFrom::Start(0)).unwrap();
+    buf.clear();
+    std::io::Read::read_to_end(&mut f, &mut buf).unwrap();
+    let mut expected = page(b'b');
+    expected.extend_from_slice(b"tail");
+    assert!(
+        buf == expected,
+        "after the attribute timeout the open file shows the host's bytes ({} bytes read)",
+        buf.len()
+    );
+}
+
+#[test]
+fn repeated_lookups_share_a_node_and_count_references_and_a_replaced_name_gets_a_new_node() {
+    let share = tempfile::tempdir().unwrap();
+    fs::create_dir(share.path().join("d")).unwrap();
+    fs::write(share.path().join("f"), b"f").unwrap();
+    let mut c = Client::new(ShareConfig::new(share.path()));
+    // Known files and directories are found again (the cheap path): same node, one reference per lookup.
+    let (d, f) = (c.lookup(1, "d").nodeid(), c.lookup(1, "f").nodeid());
+    for _ in 0..3 {
+        assert_eq!(c.lookup(1, "d").nodeid(), d);
+        assert_eq!(c.lookup(1, "f").nodeid(), f);
+    }
+    assert_eq!(c.server.stats().inodes, 3);
+    c.forget(d, 3);
+    c.forget(f, 3);
+    assert_eq!(c.server.stats().inodes, 3, "one reference each is left");
+    assert_eq!(c.call(opcode::GETATTR, d, &[0u8; 16]).error, 0);
+    c.forget(d, 1);
+    c.forget(f, 1);
+    assert_eq!(c.server.stats().inodes, 1, "only the root is left");
+
+    // The host replaces the directory with another one, and the file with a symlink: new nodes, never the old ones.
+    let d = c.lookup(1, "d").nodeid();
+    let f = c.lookup(1, "f").nodeid();
+    fs::rename(share.path().join("d"), share.path().join("d.old")).unwrap();
+    fs::create_dir(share.path().join("d")).unwrap();
+    fs::remove_file(share.path().join("f")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", share.path().join("f")).unwrap();
+    let d2 = c.lookup(1, "d");
+    assert_eq!(d2.error, 0);
+    assert_ne!(
+        d2.nodeid(),
+        d,
+        "a new directory under the old name is a new node"
+    );
+    let f2 = c.lookup(1, "f");
+    assert_eq!(f2.error, 0);
+    assert_ne!(f2.nodeid(), f);
+    // The old file node is stale now: its name belongs to the symlink.
+    assert_eq!(c.call(opcode::GETATTR, f, &[0u8; 16]).error, common::ESTALE);
+}

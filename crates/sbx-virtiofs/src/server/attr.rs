@@ -19,9 +19,9 @@ impl FileServer {
         let st = match fh.map(|fh| self.handles.get(fh)).transpose()? {
             Some(h) => match &h.kind {
                 crate::handle::HandleKind::File(fd) => rustix::fs::fstat(fd)?,
-                crate::handle::HandleKind::Dir(_) => confine::stat_fd(h.inode.path_fd()?)?,
+                crate::handle::HandleKind::Dir(_) => h.inode.stat()?,
             },
-            None => confine::stat_fd(self.inode(node)?.path_fd()?)?,
+            None => self.inode(node)?.stat()?,
         };
         encode_attr_out(
             out,
@@ -103,7 +103,7 @@ impl FileServer {
                 AtFlags::EMPTY_PATH | AtFlags::SYMLINK_NOFOLLOW,
             )?;
         }
-        let st = confine::stat_fd(inode.path_fd()?)?;
+        let st = inode.stat()?;
         encode_attr_out(
             out,
             Validity::from(self.config.cache.attr_timeout),

@@ -6,25 +6,34 @@ use rustix::fs::{OFlags, RawDir, SeekFrom};
 use rustix::io::Errno;
 
 use super::FileServer;
-use crate::abi::{DIRENTPLUS_LEN, EntryOut, encode_open_out, push_dirent};
+use crate::abi::{DIRENTPLUS_LEN, EntryOut, encode_open_out, fopen, push_dirent};
 use crate::handle::{Handle, HandleKind};
 
 /// Bytes of `getdents64` output fetched per host call.
 const GETDENTS_BUF: usize = 32 * 1024;
 
 impl FileServer {
+    /// OPENDIR. The guest kernel may cache the listing (`FOPEN_CACHE_DIR`) and reuses it at the next opendir
+    /// (`FOPEN_KEEP_CACHE`) only while the directory is unchanged: every entry created, removed or renamed in it — by
+    /// the host or by the guest — changes its mtime and ctime, so the version check of file contents applies as is.
+    /// Repeated scans of an unchanged tree (`git status`, build systems) then cost OPENDIR and RELEASEDIR only: no
+    /// READDIRPLUS and no per-entry lookups.
     pub(super) fn opendir(&self, node: u64, out: &mut Vec<u8>) -> Result<(), Errno> {
         let inode = self.inode(node)?;
         if !inode.is_dir() {
             return Err(Errno::NOTDIR);
         }
-        let fd = inode.reopen(OFlags::RDONLY)?;
+        let (fd, st) = inode.reopen_with_stat(OFlags::RDONLY)?;
+        let open_flags = if self.config.cache.keep_cache {
+            fopen::CACHE_DIR | self.keep_cache_flag(&inode, &st)
+        } else {
+            0
+        };
         let fh = self.handles.insert(Handle {
             inode,
             kind: HandleKind::Dir(std::sync::Mutex::new(fd)),
         })?;
-        // No FOPEN_CACHE_DIR: the host may change the directory at any time.
-        encode_open_out(out, fh, 0);
+        encode_open_out(out, fh, open_flags);
         Ok(())
     }
 

@@ -15,12 +15,28 @@ const PATH_MAX: usize = 4096;
 
 impl FileServer {
     /// Looks `name` up in directory `parent`, takes one lookup reference and returns the inode with its attributes.
+    ///
+    /// A file the guest already holds (the common case: `git status`, builds and READDIRPLUS revisit the same names)
+    /// costs one `fstatat` and the table's read lock: its node is found by `(dev, ino)` and, for a directory, the
+    /// descriptor it already holds is the same directory (held descriptors pin their inode numbers). Only a new
+    /// directory is opened (`O_PATH`) to be held.
     pub(super) fn lookup_inode(
         &self,
         parent: &Arc<Inode>,
         name: &CStr,
     ) -> Result<(Arc<Inode>, rustix::fs::Stat), Errno> {
-        let (fd, st) = open_child(parent.dir_fd()?, name)?;
+        let dir = parent.dir_fd()?;
+        let name = check_name(name)?;
+        let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        if let Some(inode) = self.inodes.lookup_known(&st, parent, name) {
+            return Ok((inode, st));
+        }
+        // Only a directory needs opening (to be held); its descriptor's own attributes win if the name was swapped.
+        let (fd, st) = if confine::is_dir(st.st_mode) {
+            open_child(dir, name)?
+        } else {
+            (None, st)
+        };
         let inode = self.inodes.insert_lookup(fd, &st, parent, name)?;
         Ok((inode, st))
     }

@@ -57,12 +57,14 @@ impl FileServer {
                 Errno::ACCESS
             });
         }
-        let fd = inode.reopen(self.host_open_flags(flags)?)?;
+        let (fd, st) = inode.reopen_with_stat(self.host_open_flags(flags)?)?;
+        // A mode change here changes ctime after `st` was taken: the next open then sees another version and drops
+        // the cache once more than needed, never less.
         kill_suidgid_on_trunc(&fd, flags, open_flags)?;
         // The guest kernel does its own readahead in modest windows; let the host read ahead further so large
         // sequential reads stream from disk. Advice only: failure changes nothing.
         let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::Sequential);
-        let open_flags = self.keep_cache_flag(&inode, &fd)?;
+        let open_flags = self.keep_cache_flag(&inode, &st);
         let fh = self.handles.insert(Handle {
             inode,
             kind: HandleKind::File(fd),
@@ -73,16 +75,12 @@ impl FileServer {
 
     /// `FOPEN_KEEP_CACHE` when the policy allows it and the file is at the version it had when the guest last opened
     /// it; otherwise 0, and the guest kernel drops the file's cached pages (close-to-open consistency with host edits).
-    fn keep_cache_flag(&self, inode: &Inode, fd: &impl AsFd) -> Result<u32, Errno> {
-        if !self.config.cache.keep_cache {
-            return Ok(0);
-        }
-        let version = FileVersion::of(&rustix::fs::fstat(fd)?);
-        Ok(if inode.page_cache_still_valid(version) {
+    pub(super) fn keep_cache_flag(&self, inode: &Inode, st: &rustix::fs::Stat) -> u32 {
+        if self.config.cache.keep_cache && inode.page_cache_still_valid(FileVersion::of(st)) {
             fopen::KEEP_CACHE
         } else {
             0
-        })
+        }
     }
 
     /// CREATE: create-and-open in one step, confined like every other name.

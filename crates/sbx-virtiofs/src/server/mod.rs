@@ -41,6 +41,8 @@ pub struct CachePolicy {
     /// Let the guest keep a file's cached pages across opens while the file's version (size, mtime, ctime) is what
     /// it was at the previous open (`FOPEN_KEEP_CACHE`); any change, by the host or the guest, drops them at the next
     /// open. On by default: re-reading unchanged files (headers, sources, tools) then costs no requests at all.
+    /// The same check governs directory listings (`FOPEN_CACHE_DIR`): kept while the directory's version (mtime,
+    /// ctime: every entry created, removed or renamed changes them) is unchanged.
     pub keep_cache: bool,
 }
 
