@@ -258,7 +258,11 @@ fn output_racing_a_detach_is_neither_lost_nor_doubled() {
             let mut s = client
                 .exec_as(
                     id,
-                    req(&["sh", "-c", "read a; for i in 1 2 3 4 5; do echo \"$a$i\"; done"]),
+                    req(&[
+                        "sh",
+                        "-c",
+                        "read a; for i in 1 2 3 4 5; do echo \"$a$i\"; done",
+                    ]),
                 )
                 .unwrap();
             // The line and the detach leave back to back, as when Ctrl-] follows typing within one read.
