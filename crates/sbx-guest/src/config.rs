@@ -191,6 +191,24 @@ mod tests {
     }
 
     #[test]
+    fn the_default_user_comes_from_the_jail() {
+        let c =
+            parse("--mode namespace --listen unix:/run/sbx/host/agent.sock --user agent").unwrap();
+        assert_eq!(c.default_user.as_deref(), Some("agent"));
+        assert_eq!(
+            parse("--listen unix:/a --mode namespace")
+                .unwrap()
+                .default_user,
+            None,
+            "without --user a namespace sandbox runs commands as root (the single id mapping)"
+        );
+        let err = parse("--listen unix:/a --user a:b")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--user"), "{err}");
+    }
+
+    #[test]
     fn a_hostile_share_is_refused_naming_the_flag() {
         let err = parse("--listen vsock:1024 --share ws0=/a/../../etc")
             .unwrap_err()
