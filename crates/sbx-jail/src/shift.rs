@@ -299,6 +299,38 @@ fn chown_keeping_privileges(e: &Entry, uid: u32, gid: u32) -> std::io::Result<()
     Ok(())
 }
 
+/// Removes `path` (a template or state directory) from a user namespace with `mapping`, where an unprivileged
+/// caller may delete what belongs to its subordinate range (files root inside created, a shifted template).
+/// Root needs no help: use `std::fs::remove_dir_all`.
+pub fn remove_tree(path: &Path, mapping: &UserMapping) -> Result<(), JailError> {
+    let failed = |detail: String| JailError::Prepare {
+        step: format!("remove {}", path.display()),
+        source: std::io::Error::other(detail),
+    };
+    let rm = ["/usr/bin/rm", "/bin/rm"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .ok_or_else(|| failed("no rm in /usr/bin or /bin".into()))?;
+    // Program path, then argv from argv[0]: `rm -rf -- <path>`.
+    let argv = [
+        Path::new(rm),
+        Path::new("rm"),
+        Path::new("-rf"),
+        Path::new("--"),
+        path,
+    ]
+    .iter()
+    .map(cstr)
+    .collect::<Result<Vec<_>, _>>()?;
+    crate::spawn::run_in_userns(mapping, &[], Some(&argv))?;
+    if path.exists() {
+        return Err(failed(
+            "still present after removing it in the sandbox's user namespace".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The unprivileged shift: a child in a new user namespace with `mapping` re-owns each entry to its canonical ids.
 fn shift_in_userns(
     template: &Path,

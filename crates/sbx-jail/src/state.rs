@@ -108,39 +108,17 @@ impl StateDir {
             step: format!("remove {}", self.root.display()),
             source,
         };
+        // Read before deleting: removal may get as far as this file before it meets a directory it may not empty.
+        let mapping = self
+            .user_mapping()
+            .filter(|m| m.writer == crate::idmap::MapWriter::NewIdMap);
         match std::fs::remove_dir_all(&self.root) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                let Some(mapping) = self
-                    .user_mapping()
-                    .filter(|m| m.writer == crate::idmap::MapWriter::NewIdMap)
-                else {
-                    return Err(failed(e));
-                };
-                let rm = ["/usr/bin/rm", "/bin/rm"]
-                    .into_iter()
-                    .find(|p| Path::new(p).is_file())
-                    .ok_or_else(|| failed(e))?;
-                let argv = [
-                    Path::new(rm),
-                    Path::new("rm"),
-                    Path::new("-rf"),
-                    Path::new("--"),
-                    &self.root,
-                ]
-                .iter()
-                .map(crate::plan::cstr)
-                .collect::<Result<Vec<_>, _>>()?;
-                // argv[0] is the program path, the rest its arguments (`rm -rf -- <root>`).
-                crate::spawn::run_in_userns(&mapping, &[], Some(&argv))?;
-                if self.root.exists() {
-                    return Err(failed(std::io::Error::other(
-                        "still present after removing it in the sandbox's user namespace",
-                    )));
-                }
-                Ok(())
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => match mapping {
+                Some(mapping) => crate::shift::remove_tree(&self.root, &mapping),
+                None => Err(failed(e)),
+            },
             Err(source) => Err(failed(source)),
         }
     }
