@@ -386,6 +386,28 @@ fn proc_ops(root: &Path) -> Result<Vec<Op>, JailError> {
             optional,
         });
     }
+    // Files readable by their owner alone that tell about the host's memory and kernel (physical page use, slab
+    // and vmalloc layout, timers, the core image): /dev/null goes over them, as container runtimes do.
+    for path in [
+        "/proc/kcore",
+        "/proc/kpagecount",
+        "/proc/kpageflags",
+        "/proc/kpagecgroup",
+        "/proc/slabinfo",
+        "/proc/vmallocinfo",
+        "/proc/pagetypeinfo",
+        "/proc/timer_list",
+        "/proc/sched_debug",
+    ] {
+        ops.push(Op::Mount {
+            source: Some(text("/dev/null")?),
+            target: cstr(under(root, Path::new(path)))?,
+            fstype: None,
+            flags: libc::MS_BIND,
+            data: None,
+            optional: true,
+        });
+    }
     Ok(ops)
 }
 

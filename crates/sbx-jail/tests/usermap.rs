@@ -104,6 +104,16 @@ fn the_agent_is_the_host_user_and_root_is_a_subordinate_id() {
         );
         assert_ne!(code, 0, "{user:?} wrote a host sysctl");
         assert!(err.contains("Read-only file system"), "{user:?}: {err}");
+        let (code, out, err) = sh_as(
+            &sb,
+            user,
+            "for f in /proc/kpagecount /proc/slabinfo; do test -e $f || continue; head -c 8 $f | wc -c; done",
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.lines().all(|n| n.trim() == "0"),
+            "{user:?} read the host's page or slab tables: {out}"
+        );
         let (code, _, err) = sh_as(&sb, user, "chmod 666 /dev/null");
         assert_ne!(code, 0, "{user:?} changed the host's /dev/null");
         assert!(err.contains("Read-only file system"), "{user:?}: {err}");
