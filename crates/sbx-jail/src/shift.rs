@@ -421,6 +421,52 @@ mod tests {
     }
 
     #[test]
+    fn an_interrupted_shift_is_named_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("rootfs");
+        std::fs::create_dir_all(&t).unwrap();
+        std::fs::write(
+            stamp_path(&t).unwrap(),
+            "shifting\nuid_map 0:0:1\ngid_map 0:0:1\n",
+        )
+        .unwrap();
+        let err = prepare_template(&t, &keep_id(100_000))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("interrupted") && err.contains("sbx template build --force"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn subordinate_owned_trees_are_removed_from_a_user_namespace() {
+        if rustix::process::geteuid().as_raw() != 0 {
+            println!("skipped: making subordinate-owned files needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("state");
+        std::fs::create_dir_all(tree.join("upper/root")).unwrap();
+        std::fs::write(tree.join("upper/root/secret"), "x").unwrap();
+        for p in ["upper/root/secret", "upper/root"] {
+            rustix::fs::chown(
+                tree.join(p),
+                Some(rustix::fs::Uid::from_raw(100_000)),
+                Some(rustix::fs::Gid::from_raw(100_000)),
+            )
+            .unwrap();
+        }
+        std::fs::set_permissions(
+            tree.join("upper/root"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        remove_tree(&tree, &keep_id(100_000)).unwrap();
+        assert!(!tree.exists());
+    }
+
+    #[test]
     fn root_shifts_once_and_restores_setuid_bits() {
         if rustix::process::geteuid().as_raw() != 0 {
             println!("skipped: only root can give files to other host ids");
