@@ -42,6 +42,8 @@ pub struct GuestConfig {
     pub ca_file: Option<PathBuf>,
     /// microVM only: the disks of the root and the workspace shares.
     pub vm: crate::microvm::VmLayout,
+    /// Who runs commands whose request names no user (`--user`); the microVM defaults to `agent`.
+    pub default_user: Option<String>,
 }
 
 /// A command-line error, naming the flag and what is wrong.
@@ -77,7 +79,7 @@ pub enum ConfigError {
 /// Usage text.
 pub const USAGE: &str = "usage: sbx-guest --listen ENDPOINT [--mode namespace|microvm|process] \
 [--proxy ENDPOINT|none] [--proxy-listen ADDR] [--ca PEMFILE] \
-[--root-disk DEV --state-disk DEV] [--share TAG=PATH[:ro]]...
+[--user NAME] [--root-disk DEV --state-disk DEV] [--share TAG=PATH[:ro]]...
 ENDPOINT: unix:/path | vsock:PORT (listen) | vsock:CID:PORT (connect)";
 
 impl GuestConfig {
@@ -89,6 +91,7 @@ impl GuestConfig {
         let mut proxy_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 3128));
         let mut ca_file = None;
         let mut vm = crate::microvm::VmLayout::default();
+        let mut default_user = None;
         let mut it = args.into_iter();
         while let Some(flag) = it.next() {
             let mut value = || {
@@ -121,6 +124,13 @@ impl GuestConfig {
                     proxy_listen = v.parse().map_err(|e| bad(&flag, &v, &format!("{e}")))?;
                 }
                 "--ca" => ca_file = Some(PathBuf::from(value()?)),
+                "--user" => {
+                    let v = value()?;
+                    if v.is_empty() || v.contains([':', '/', '\n']) {
+                        return Err(bad(&flag, &v, "expected a user name or uid"));
+                    }
+                    default_user = Some(v);
+                }
                 "--root-disk" => vm.root_disk = Some(PathBuf::from(value()?)),
                 "--state-disk" => vm.state_disk = Some(PathBuf::from(value()?)),
                 "--share" => {
@@ -138,6 +148,7 @@ impl GuestConfig {
             proxy_listen,
             ca_file,
             vm,
+            default_user,
         })
     }
 }
@@ -177,6 +188,24 @@ mod tests {
         assert_eq!(c.vm.shares.len(), 2);
         assert_eq!(c.vm.shares[0].path, "/home/me/my project");
         assert!(c.vm.shares[1].read_only && !c.vm.shares[0].read_only);
+    }
+
+    #[test]
+    fn the_default_user_comes_from_the_jail() {
+        let c =
+            parse("--mode namespace --listen unix:/run/sbx/host/agent.sock --user agent").unwrap();
+        assert_eq!(c.default_user.as_deref(), Some("agent"));
+        assert_eq!(
+            parse("--listen unix:/a --mode namespace")
+                .unwrap()
+                .default_user,
+            None,
+            "without --user a namespace sandbox runs commands as root (the single id mapping)"
+        );
+        let err = parse("--listen unix:/a --user a:b")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--user"), "{err}");
     }
 
     #[test]

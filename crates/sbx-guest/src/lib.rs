@@ -120,6 +120,15 @@ pub fn run(config: GuestConfig) -> Result<(), StartError> {
         .listen
         .listen()
         .map_err(step("listening for the host"))?;
+    if config.mode == Mode::Namespace
+        && let transport::Endpoint::Unix(path) = &config.listen
+    {
+        // With keep-id the socket belongs to root inside (a subordinate id on the host), and the unprivileged host
+        // user must still connect; inside, its directory (/run/sbx) is root's alone.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+            .map_err(step("opening the agent socket to the host user"))?;
+    }
     let ready = sbx_proto::Ready {
         boot_ms: started.elapsed().as_millis() as u64,
         mode: config.mode.as_str().to_owned(),
@@ -143,10 +152,22 @@ pub fn run(config: GuestConfig) -> Result<(), StartError> {
             eprintln!("sbx-guest: boot timer not written (/dev/mem: {e})");
         }
     }
-    let service = service::Service::new(
+    let default_user = match (&config.default_user, config.mode) {
+        (Some(user), _) => Some(user.clone()),
+        (None, Mode::MicroVm) => Some(users::AGENT_USER.to_owned()),
+        (None, _) => None,
+    };
+    if config.mode == Mode::Namespace
+        && let Some(name) = &default_user
+        && let Err(e) = users::ensure_home(std::path::Path::new("/etc"), name)
+    {
+        eprintln!("sbx-guest: home of {name}: {e}");
+    }
+    let service = service::Service::with_default_user(
         config.mode,
         env::base_env(proxy_url.as_deref(), ca.as_ref()),
         ready,
+        default_user,
     );
     let table = Arc::clone(&service.table);
     session::spawn_named("sbx-reaper", move || table.reap_forever());

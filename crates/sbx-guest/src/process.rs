@@ -111,23 +111,46 @@ pub fn spawn(
     }
 }
 
+/// Gives the command's end of a pipe or its terminal to the user it runs as. Opening `/dev/stdout`, `/dev/stderr`
+/// or `/proc/self/fd/N` re-opens the object with a permission check, and a pipe or pty made by the agent (root)
+/// is root's, mode 0600/0620: without this, `curl -o /dev/stderr` as the agent user fails.
+fn give_to(fd: &impl std::os::fd::AsFd, user: Option<&UserInfo>) -> io::Result<()> {
+    if let Some(u) = user {
+        rustix::fs::fchown(
+            fd,
+            Some(rustix::fs::Uid::from_raw(u.uid)),
+            Some(rustix::fs::Gid::from_raw(u.gid)),
+        )?;
+    }
+    Ok(())
+}
+
 fn spawn_pipes(mut cmd: Command, user: Option<UserInfo>) -> io::Result<Spawned> {
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+    let (stdin_r, stdin_w) = io::pipe()?;
+    let (stdout_r, stdout_w) = io::pipe()?;
+    let (stderr_r, stderr_w) = io::pipe()?;
+    for end in [
+        OwnedFd::from(stdin_r.try_clone()?),
+        OwnedFd::from(stdout_w.try_clone()?),
+        OwnedFd::from(stderr_w.try_clone()?),
+    ] {
+        give_to(&end, user.as_ref())?;
+    }
+    cmd.stdin(Stdio::from(stdin_r))
+        .stdout(Stdio::from(stdout_w))
+        .stderr(Stdio::from(stderr_w))
         .process_group(0);
     install_user_switch(&mut cmd, user, false);
-    let mut child = cmd.spawn()?;
-    let missing = || io::Error::other("child pipes missing");
-    let stdin = child.stdin.take().ok_or_else(missing)?;
-    let stdout = child.stdout.take().ok_or_else(missing)?;
-    let stderr = child.stderr.take().ok_or_else(missing)?;
+    let child = cmd.spawn()?;
+    // The child's ends were moved into `cmd`; dropping it closes our copies, so EOF arrives when the command (and
+    // whatever inherited its output) is done.
+    drop(cmd);
     Ok(Spawned {
         pid: child.id() as i32,
-        stdin: Box::new(stdin),
+        stdin: Box::new(stdin_w),
         outputs: vec![
-            (OutputKind::Stdout, Box::new(stdout)),
-            (OutputKind::Stderr, Box::new(stderr)),
+            (OutputKind::Stdout, Box::new(stdout_r)),
+            (OutputKind::Stderr, Box::new(stderr_r)),
         ],
         pty: None,
     })
@@ -164,6 +187,7 @@ fn open_pty(size: WindowSize) -> io::Result<(File, OwnedFd)> {
 
 fn spawn_pty(mut cmd: Command, size: WindowSize, user: Option<UserInfo>) -> io::Result<Spawned> {
     let (master, slave) = open_pty(size)?;
+    give_to(&slave, user.as_ref())?;
     cmd.stdin(Stdio::from(slave.try_clone()?))
         .stdout(Stdio::from(slave.try_clone()?))
         .stderr(Stdio::from(slave));

@@ -30,17 +30,32 @@ pub struct Service {
     pub ready: Ready,
     /// Init duties (decides how shutdown stops processes).
     pub mode: Mode,
+    /// Who runs a command whose request names no user (`None`: the agent's own user).
+    pub default_user: Option<String>,
     next_conn: AtomicU64,
 }
 
 impl Service {
-    /// A service for `mode` reporting `ready` and starting commands with `base_env`.
+    /// A service for `mode` reporting `ready` and starting commands with `base_env`. Commands that name no user
+    /// run as the template's `agent` user in the microVM and as the agent's own user otherwise.
     pub fn new(mode: Mode, base_env: Vec<(String, String)>, ready: Ready) -> Arc<Self> {
+        let default_user = (mode == Mode::MicroVm).then(|| users::AGENT_USER.to_owned());
+        Self::with_default_user(mode, base_env, ready, default_user)
+    }
+
+    /// Like [`Service::new`] with an explicit default user (`--user`).
+    pub fn with_default_user(
+        mode: Mode,
+        base_env: Vec<(String, String)>,
+        ready: Ready,
+        default_user: Option<String>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             table: SessionTable::new(),
             base_env,
             ready,
             mode,
+            default_user,
             next_conn: AtomicU64::new(1),
         })
     }
@@ -140,13 +155,13 @@ impl Service {
                 users::lookup(std::path::Path::new("/etc"), spec)
                     .map_err(|e| ErrorReport::new("exec-failed", e))?,
             ),
-            // In the microVM commands run as the template's non-root `agent` user (sudo is available); `-u root`
-            // asks for root. Namespace sandboxes keep root inside (the host user, so workspace files keep their
-            // owner); see the sbx-guest README.
-            None if self.mode == crate::config::Mode::MicroVm => {
-                users::lookup(std::path::Path::new("/etc"), users::AGENT_USER).ok()
-            }
-            None => None,
+            // Commands run as the template's non-root `agent` user (sudo is available) in the microVM and in a
+            // namespace sandbox with keep-id, where the agent is the host user so workspace files keep their owner;
+            // `-u root` asks for root. With the single-mapping fallback only root exists inside.
+            None => self
+                .default_user
+                .as_deref()
+                .and_then(|name| users::lookup(std::path::Path::new("/etc"), name).ok()),
         };
         let mut env = self.base_env.clone();
         if let Some(u) = &user {

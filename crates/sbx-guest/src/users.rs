@@ -58,6 +58,32 @@ pub fn lookup(etc: &Path, spec: &str) -> Result<UserInfo, String> {
     Ok(user)
 }
 
+/// Makes sure `name`'s home directory exists and is theirs. Templates built without root (the host template of an
+/// unprivileged user) cannot give the home to the agent, so the namespace init does it, once; a home that already
+/// belongs to someone other than root is left alone.
+pub fn ensure_home(etc: &Path, name: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let user = lookup(etc, name).map_err(std::io::Error::other)?;
+    if user.uid == 0 || !user.home.starts_with('/') || user.home == "/" {
+        return Ok(());
+    }
+    let home = Path::new(&user.home);
+    match std::fs::symlink_metadata(home) {
+        Ok(m) if m.is_dir() && m.uid() == 0 => {}
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(home)?,
+        Err(e) => return Err(e),
+    }
+    rustix::fs::chownat(
+        rustix::fs::CWD,
+        home,
+        Some(rustix::fs::Uid::from_raw(user.uid)),
+        Some(rustix::fs::Gid::from_raw(user.gid)),
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    Ok(())
+}
+
 fn supplementary_groups(etc: &Path, name: &str, primary: u32) -> Vec<u32> {
     let group = std::fs::read_to_string(etc.join("group")).unwrap_or_default();
     let mut out = vec![primary];

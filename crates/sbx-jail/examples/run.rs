@@ -44,7 +44,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(client);
     print!("{}", out.stdout_text());
     eprint!("{}", out.stderr_text());
+    let mapping = sandbox.user_mapping().clone();
+    eprintln!("ids: {}", mapping.summary());
+    if let Some(w) = mapping.warning() {
+        eprintln!("warning: {w}");
+    }
     sandbox.stop(Duration::from_secs(5))?;
-    std::fs::remove_dir_all(&tmp)?;
+    // With keep-id an unprivileged user cannot delete what belongs to its subordinate range by itself.
+    if std::fs::remove_dir_all(&tmp).is_err() {
+        sbx_jail::shift::remove_tree(&tmp, &mapping)?;
+    }
     std::process::exit(out.status.shell_code());
 }

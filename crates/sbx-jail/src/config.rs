@@ -54,6 +54,9 @@ pub struct JailConfig {
     pub ca_file: Option<PathBuf>,
     /// Resource limits.
     pub limits: Limits,
+    /// Keep-id when a subordinate id range is available (default), or always the single mapping; see
+    /// [`crate::idmap`].
+    pub user_mapping: crate::idmap::MappingChoice,
 }
 
 impl JailConfig {
@@ -73,6 +76,7 @@ impl JailConfig {
             proxy_socket: None,
             ca_file: None,
             limits: Limits::default(),
+            user_mapping: crate::idmap::MappingChoice::Auto,
         }
     }
 }

@@ -16,6 +16,14 @@ pub enum JailError {
         /// Why.
         reason: String,
     },
+    /// The template cannot be prepared for the sandbox's id mapping.
+    #[error("template {template}: {detail}")]
+    Template {
+        /// The template directory.
+        template: PathBuf,
+        /// What is wrong and what to do.
+        detail: String,
+    },
     /// Host-side preparation failed (state dir, pipes, id maps).
     #[error("preparing the sandbox: {step}: {source}")]
     Prepare {

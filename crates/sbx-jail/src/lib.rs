@@ -32,12 +32,14 @@ mod error;
 pub mod idmap;
 pub mod plan;
 pub mod seccomp;
+pub mod shift;
 mod spawn;
 mod state;
 mod sys;
 
 pub use config::{JailConfig, Limits, WorkspaceMount};
 pub use error::JailError;
+pub use idmap::{MappingChoice, MappingMode, UserMapping};
 pub use spawn::{Jail, READY_TIMEOUT, Sandbox, connect};
 pub use state::StateDir;
 

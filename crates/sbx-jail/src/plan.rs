@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::JailConfig;
 use crate::error::JailError;
+use crate::idmap::UserMapping;
 use crate::state::StateDir;
 
 /// Path of the agent binary inside the sandbox.
@@ -48,6 +49,22 @@ pub enum Op {
     PivotRoot(CString),
     /// `sethostname`.
     Hostname(CString),
+    /// `lchown` (ids as seen inside the new user namespace).
+    Chown {
+        /// The path (not followed if a symlink).
+        path: CString,
+        /// New owner.
+        uid: u32,
+        /// New group.
+        gid: u32,
+    },
+    /// `chmod`.
+    Chmod {
+        /// The path.
+        path: CString,
+        /// The mode bits (including setuid/setgid/sticky).
+        mode: u32,
+    },
 }
 
 impl Op {
@@ -71,6 +88,8 @@ impl Op {
             Op::Symlink(t, l) => format!("symlink {} -> {}", s(l), s(t)),
             Op::PivotRoot(p) => format!("pivot_root into {}", s(p)),
             Op::Hostname(h) => format!("sethostname {}", s(h)),
+            Op::Chown { path, uid, gid } => format!("chown {uid}:{gid} {}", s(path)),
+            Op::Chmod { path, mode } => format!("chmod {mode:o} {}", s(path)),
         }
     }
 }
@@ -203,8 +222,18 @@ fn mount(
     })
 }
 
-/// Builds the setup plan for `config` with the root assembled as `mode`.
+/// Builds the setup plan for `config` with the root assembled as `mode` and the single id mapping.
 pub fn build(config: &JailConfig, mode: &RootMode) -> Result<Plan, JailError> {
+    let mapping = crate::idmap::choose(crate::idmap::MappingChoice::Single, &config.template);
+    build_for(config, mode, &mapping)
+}
+
+/// Builds the setup plan for `config` with the root assembled as `mode` and ids mapped by `mapping`.
+pub fn build_for(
+    config: &JailConfig,
+    mode: &RootMode,
+    mapping: &UserMapping,
+) -> Result<Plan, JailError> {
     let state = StateDir::new(&config.state_dir);
     let root = state.mountpoint();
     let mut ops = vec![Op::Mount {
@@ -217,6 +246,24 @@ pub fn build(config: &JailConfig, mode: &RootMode) -> Result<Plan, JailError> {
     }];
     match mode {
         RootMode::Overlay => {
+            // The upper layer's own directory is the root directory inside: it must belong to root inside (the host
+            // made it, so it is the host user's, which keep-id shows as the agent) and have the template root's mode.
+            let template_mode = std::fs::metadata(&config.template)
+                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+                .map_err(|e| JailError::BadPath {
+                    what: "template",
+                    path: config.template.clone(),
+                    reason: e.to_string(),
+                })?;
+            ops.push(Op::Chown {
+                path: cstr(state.upper())?,
+                uid: 0,
+                gid: 0,
+            });
+            ops.push(Op::Chmod {
+                path: cstr(state.upper())?,
+                mode: template_mode,
+            });
             let data = format!(
                 "lowerdir={},upperdir={},workdir={}",
                 overlay_option(&config.template, "template")?,
@@ -253,6 +300,7 @@ pub fn build(config: &JailConfig, mode: &RootMode) -> Result<Plan, JailError> {
         ops.push(Op::Mkdir(cstr(&target)?));
         ops.push(mount(src, &target, fstype, flags, data, optional)?);
     }
+    ops.extend(proc_ops(&root)?);
     ops.extend(dev_ops(&root)?);
     ops.extend(run_ops(config, &state, &root)?);
     for ws in &config.workspaces {
@@ -290,12 +338,77 @@ pub fn build(config: &JailConfig, mode: &RootMode) -> Result<Plan, JailError> {
         argv.push(text("--ca")?);
         argv.push(text(CA_PATH)?);
     }
+    if let Some(user) = mapping.default_user() {
+        argv.push(text("--user")?);
+        argv.push(text(user)?);
+    }
     Ok(Plan {
         ops,
         exec_path: text(GUEST_PATH)?,
         argv,
         envp: vec![text("PATH=/usr/sbin:/usr/bin:/sbin:/bin")?],
     })
+}
+
+/// Kernel-wide knobs under `/proc` are read-only inside: files there are owned by host root and checked by owner
+/// alone (sysctls, sysrq-trigger), and with keep-id run by root the agent is host uid 0.
+fn proc_ops(root: &Path) -> Result<Vec<Op>, JailError> {
+    let mut ops = Vec::new();
+    for path in [
+        "/proc/sys",
+        "/proc/sysrq-trigger",
+        "/proc/irq",
+        "/proc/bus",
+        "/proc/fs",
+    ] {
+        let target = cstr(under(root, Path::new(path)))?;
+        // /proc/sys always exists; the others depend on the kernel's configuration.
+        let optional = path != "/proc/sys";
+        ops.push(Op::Mount {
+            source: Some(target.clone()),
+            target: target.clone(),
+            fstype: None,
+            flags: libc::MS_BIND | libc::MS_REC,
+            data: None,
+            optional,
+        });
+        ops.push(Op::Mount {
+            source: None,
+            target,
+            fstype: None,
+            flags: libc::MS_BIND
+                | libc::MS_REMOUNT
+                | libc::MS_RDONLY
+                | libc::MS_NOSUID
+                | libc::MS_NODEV
+                | libc::MS_NOEXEC,
+            data: None,
+            optional,
+        });
+    }
+    // Files readable by their owner alone that tell about the host's memory and kernel (physical page use, slab
+    // and vmalloc layout, timers, the core image): /dev/null goes over them, as container runtimes do.
+    for path in [
+        "/proc/kcore",
+        "/proc/kpagecount",
+        "/proc/kpageflags",
+        "/proc/kpagecgroup",
+        "/proc/slabinfo",
+        "/proc/vmallocinfo",
+        "/proc/pagetypeinfo",
+        "/proc/timer_list",
+        "/proc/sched_debug",
+    ] {
+        ops.push(Op::Mount {
+            source: Some(text("/dev/null")?),
+            target: cstr(under(root, Path::new(path)))?,
+            fstype: None,
+            flags: libc::MS_BIND,
+            data: None,
+            optional: true,
+        });
+    }
+    Ok(ops)
 }
 
 fn dev_ops(root: &Path) -> Result<Vec<Op>, JailError> {
@@ -305,7 +418,13 @@ fn dev_ops(root: &Path) -> Result<Vec<Op>, JailError> {
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let target = dev.join(name);
         ops.push(Op::Touch(cstr(&target)?));
-        ops.extend(bind(&Path::new("/dev").join(name), &target, 0)?);
+        // Read-only: writing to a device node works on a read-only mount, but chmod/chown/utimes of the host's node
+        // do not (with keep-id as root the agent is host uid 0, the owner of /dev/null).
+        ops.extend(bind(
+            &Path::new("/dev").join(name),
+            &target,
+            libc::MS_RDONLY,
+        )?);
     }
     let pts = dev.join("pts");
     ops.push(Op::Mkdir(cstr(&pts)?));
@@ -341,7 +460,15 @@ fn dev_ops(root: &Path) -> Result<Vec<Op>, JailError> {
 
 fn run_ops(config: &JailConfig, state: &StateDir, root: &Path) -> Result<Vec<Op>, JailError> {
     let sbx = under(root, Path::new("/run/sbx"));
-    let mut ops = vec![Op::Mkdir(cstr(&sbx)?)];
+    // Root only: it holds the agent's socket (whoever connects runs commands as any user) and the proxy socket; with
+    // keep-id the agent user is the host user, so only the path can keep it out.
+    let mut ops = vec![
+        Op::Mkdir(cstr(&sbx)?),
+        Op::Chmod {
+            path: cstr(&sbx)?,
+            mode: 0o700,
+        },
+    ];
     let guest = under(root, Path::new(GUEST_PATH));
     ops.push(Op::Touch(cstr(&guest)?));
     ops.extend(bind(&config.guest_binary, &guest, libc::MS_RDONLY)?);

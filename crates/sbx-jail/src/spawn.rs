@@ -12,6 +12,7 @@ use sbx_proto::Client;
 use crate::cgroup::{self, CgroupStatus};
 use crate::config::JailConfig;
 use crate::error::JailError;
+use crate::idmap::{self, MappingMode, UserMapping};
 use crate::plan::{self, RootMode};
 use crate::seccomp;
 use crate::state::StateDir;
@@ -34,6 +35,7 @@ pub struct Sandbox {
     root_mode: RootMode,
     kill_on_drop: bool,
     startup: Duration,
+    user_mapping: UserMapping,
 }
 
 fn prepare(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> JailError {
@@ -70,12 +72,14 @@ impl Jail {
         let state = StateDir::new(&config.state_dir);
         state.create()?;
         let _ = std::fs::remove_file(state.agent_socket());
+        let mapping = prepare_mapping(config)?;
+        state.store_user_mapping(&mapping)?;
         let mut mode = if state.copy_root().is_dir() {
             RootMode::Copy
         } else {
             RootMode::Overlay
         };
-        let (pid, cgroup) = match start(config, &mode) {
+        let (pid, cgroup) = match start(config, &mode, &mapping) {
             Err(JailError::Setup { step, source })
                 if mode == RootMode::Overlay && step.contains("(overlay)") =>
             {
@@ -84,7 +88,7 @@ impl Jail {
                 );
                 copy_template(&config.template, &state.copy_root())?;
                 mode = RootMode::Copy;
-                start(config, &mode)?
+                start(config, &mode, &mapping)?
             }
             other => other?,
         };
@@ -96,6 +100,7 @@ impl Jail {
             root_mode: mode,
             kill_on_drop: false,
             startup: Duration::ZERO,
+            user_mapping: mapping,
         };
         if let Err(e) = sandbox.wait_ready(READY_TIMEOUT) {
             sandbox.kill();
@@ -103,6 +108,87 @@ impl Jail {
         }
         sandbox.startup = started.elapsed();
         Ok(sandbox)
+    }
+}
+
+/// Chooses the id mapping and makes the template's ownership match it. An unprivileged caller that cannot re-own
+/// the template (someone else built it) keeps the single mapping, as before keep-id existed, and says why.
+fn prepare_mapping(config: &JailConfig) -> Result<UserMapping, JailError> {
+    let mapping = idmap::choose(config.user_mapping, &config.template);
+    let root = rustix::process::geteuid().is_root();
+    if mapping.mode == MappingMode::Single && !root {
+        // Nothing an unprivileged caller could shift: the single mapping shows its files as root's and everything
+        // else as nobody.
+        return Ok(mapping);
+    }
+    match crate::shift::prepare_template(&config.template, &mapping) {
+        Ok(_) => Ok(mapping),
+        Err(JailError::Template { detail, .. }) if !root => {
+            let mut single = idmap::choose(idmap::MappingChoice::Single, &config.template);
+            single.fallback = Some(format!(
+                "the template {} cannot be used with keep-id: {detail}",
+                config.template.display()
+            ));
+            Ok(single)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Runs `ops` in a child in a new user namespace with `mapping` (where the caller may give its files to any mapped
+/// id), waiting for it to finish.
+pub(crate) fn run_in_userns(
+    mapping: &UserMapping,
+    ops: &[plan::Op],
+    exec: Option<&[std::ffi::CString]>,
+) -> Result<(), JailError> {
+    let (go_r, go_w) = pipe()?;
+    let (report_r, report_w) = pipe()?;
+    let pid =
+        sys::clone_userns_helper(ops, exec, &go_r, &report_w).map_err(JailError::Namespaces)?;
+    drop((go_r, report_w));
+    idmap::write_maps(pid, mapping).map_err(|e| {
+        kill_and_reap(pid);
+        JailError::Prepare {
+            step: "write id maps of the helper namespace".into(),
+            source: e,
+        }
+    })?;
+    let mut go = std::fs::File::from(go_w);
+    let released = go.write_all(&[1]);
+    drop(go);
+    let mut report = Vec::new();
+    let read = std::fs::File::from(report_r).read_to_end(&mut report);
+    let status =
+        Pid::from_raw(pid).and_then(|p| waitpid(Some(p), WaitOptions::empty()).ok().flatten());
+    released
+        .and(read)
+        .map_err(prepare("run the helper in a user namespace"))?;
+    if report.len() >= 8 {
+        let step = u32::from_ne_bytes([report[0], report[1], report[2], report[3]]);
+        let errno = i32::from_ne_bytes([report[4], report[5], report[6], report[7]]);
+        let what = match step {
+            sys::STEP_IDS => "become root of the user namespace".to_owned(),
+            sys::STEP_EXEC => format!(
+                "exec {}",
+                exec.and_then(|e| e.first())
+                    .map_or_else(String::new, |p| p.to_string_lossy().into_owned())
+            ),
+            _ => ops
+                .get(step as usize)
+                .map_or_else(|| "wait for the host".to_owned(), plan::Op::describe),
+        };
+        return Err(JailError::Setup {
+            step: what,
+            source: std::io::Error::from_raw_os_error(errno),
+        });
+    }
+    match status.and_then(|s| s.1.exit_status()) {
+        Some(0) => Ok(()),
+        other => Err(JailError::Prepare {
+            step: "run the helper in a user namespace".into(),
+            source: std::io::Error::other(format!("it ended with {other:?}")),
+        }),
     }
 }
 
@@ -130,9 +216,13 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), JailError> {
 }
 
 /// Clones the init, maps ids, applies the cgroup, releases it and waits for its exec (or its failure report).
-fn start(config: &JailConfig, mode: &RootMode) -> Result<(i32, CgroupStatus), JailError> {
+fn start(
+    config: &JailConfig,
+    mode: &RootMode,
+    mapping: &UserMapping,
+) -> Result<(i32, CgroupStatus), JailError> {
     let state = StateDir::new(&config.state_dir);
-    let plan = plan::build(config, mode)?;
+    let plan = plan::build_for(config, mode, mapping)?;
     let filters = seccomp::programs()?;
     let (go_r, go_w) = pipe()?;
     let (report_r, report_w) = pipe()?;
@@ -165,7 +255,7 @@ fn start(config: &JailConfig, mode: &RootMode) -> Result<(i32, CgroupStatus), Ja
         kill_and_reap(pid);
         e
     };
-    crate::idmap::write_maps(pid).map_err(|e| {
+    idmap::write_maps(pid, mapping).map_err(|e| {
         abort(JailError::Prepare {
             step: "write id maps".into(),
             source: e,
@@ -209,6 +299,7 @@ fn describe_step(plan: &plan::Plan, step: u32) -> String {
         sys::STEP_RLIMIT => "set resource limits".into(),
         sys::STEP_SECCOMP => "install the seccomp filter".into(),
         sys::STEP_EXEC => format!("exec {}", plan.exec_path.to_string_lossy()),
+        sys::STEP_IDS => "become root of the user namespace".into(),
         i => plan
             .ops
             .get(i as usize)
@@ -262,6 +353,12 @@ impl Sandbox {
     /// Whether cgroup limits apply.
     pub fn cgroup(&self) -> &CgroupStatus {
         &self.cgroup
+    }
+
+    /// How ids are mapped: keep-id (the agent user is the host user) or the single-mapping fallback, whose
+    /// [`UserMapping::warning`] the CLI shows.
+    pub fn user_mapping(&self) -> &UserMapping {
+        &self.user_mapping
     }
 
     /// How the root was assembled.

@@ -42,6 +42,8 @@ pub(crate) const STEP_RLIMIT: u32 = 10_003;
 pub(crate) const STEP_SECCOMP: u32 = 10_004;
 /// execve.
 pub(crate) const STEP_EXEC: u32 = 10_005;
+/// Becoming root of the new user namespace.
+pub(crate) const STEP_IDS: u32 = 10_006;
 
 /// Clones the sandbox init. Returns its pid in the host's pid namespace.
 pub(crate) fn clone_init(
@@ -157,6 +159,24 @@ fn sys_symlink(target: &CStr, link: &CStr) -> libc::c_int {
     unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) }
 }
 
+fn sys_lchown(p: &CStr, uid: u32, gid: u32) -> libc::c_int {
+    // SAFETY: `p` is NUL-terminated; AT_FDCWD with AT_SYMLINK_NOFOLLOW changes the link itself, never its target.
+    unsafe {
+        libc::fchownat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    }
+}
+
+fn sys_chmod(p: &CStr, mode: u32) -> libc::c_int {
+    // SAFETY: `p` is NUL-terminated.
+    unsafe { libc::chmod(p.as_ptr(), mode) }
+}
+
 fn sys_sethostname(h: &CStr) -> libc::c_int {
     // SAFETY: pointer and length describe the live string.
     unsafe { libc::sethostname(h.as_ptr(), h.to_bytes().len()) }
@@ -228,6 +248,8 @@ fn run_op(op: &Op) -> Result<(), ()> {
         }
         Op::PivotRoot(root) => return pivot(root),
         Op::Hostname(h) => sys_sethostname(h),
+        Op::Chown { path, uid, gid } => sys_lchown(path, *uid, *gid),
+        Op::Chmod { path, mode } => sys_chmod(path, *mode),
     };
     if rc == 0 { Ok(()) } else { Err(()) }
 }
@@ -243,6 +265,82 @@ fn pivot(root: &CStr) -> Result<(), ()> {
     Ok(())
 }
 
+/// Makes the child root of its user namespace. With keep-id the host user is the agent inside, so the child starts
+/// as the agent; the creator of a user namespace holds every capability in it, which lets it switch. Files the setup
+/// creates (workspace mount points in the upper layer) then belong to root inside, and the agent execs as root.
+fn become_root() -> Result<(), ()> {
+    // SAFETY: plain integer arguments.
+    if unsafe { libc::setresgid(0, 0, 0) } != 0 {
+        return Err(());
+    }
+    // Drops the host user's supplementary groups (unmapped inside). The single mapping of an unprivileged caller
+    // has setgroups denied, and it has no other groups to drop that could matter there.
+    // SAFETY: an empty list with a NULL pointer is valid for setgroups.
+    let _ = unsafe { libc::setgroups(0, std::ptr::null()) };
+    // SAFETY: plain integer arguments.
+    if unsafe { libc::setresuid(0, 0, 0) } != 0 {
+        return Err(());
+    }
+    Ok(())
+}
+
+/// Clones a child into a new user namespace only, which waits for `go` (the host writes the maps first), runs `ops`
+/// and exits 0 — or, given `exec` (program path, then argv from argv[0]), becomes root of the namespace and execs it with an empty
+/// environment. A failed op is reported on `report` (exit 127). Returns its pid.
+pub(crate) fn clone_userns_helper(
+    ops: &[Op],
+    exec: Option<&[CString]>,
+    go: &OwnedFd,
+    report: &OwnedFd,
+) -> io::Result<i32> {
+    let argv: Vec<*const libc::c_char> = exec
+        .unwrap_or_default()
+        .iter()
+        .skip(1)
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp = [std::ptr::null::<libc::c_char>()];
+    // SAFETY: as in `clone_init`: fork-like clone; the child only makes raw system calls on prepared data.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let report = report.as_raw_fd();
+        let mut byte = 0u8;
+        // SAFETY: reads one byte into a stack variable.
+        if unsafe { libc::read(go.as_raw_fd(), (&raw mut byte).cast(), 1) } != 1 {
+            fail(report, STEP_WAIT);
+        }
+        for (i, op) in ops.iter().enumerate() {
+            if run_op(op).is_err() {
+                fail(report, i as u32);
+            }
+        }
+        if let Some(program) = exec.and_then(|e| e.first()) {
+            if become_root().is_err() {
+                fail(report, STEP_IDS);
+            }
+            // SAFETY: argv is a NULL-terminated array of pointers into the caller's CStrings, envp an empty one.
+            unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+            fail(report, STEP_EXEC);
+        }
+        // SAFETY: ends the child at once without running the parent's destructors.
+        unsafe { libc::_exit(0) }
+    }
+    Ok(pid as i32)
+}
+
 fn child_main(
     plan: &Plan,
     fds: &ChildFds,
@@ -256,6 +354,9 @@ fn child_main(
     // SAFETY: reads one byte into a stack variable.
     if unsafe { libc::read(fds.go.as_raw_fd(), (&raw mut byte).cast(), 1) } != 1 {
         fail(report, STEP_WAIT);
+    }
+    if become_root().is_err() {
+        fail(report, STEP_IDS);
     }
     // SAFETY: plain flag argument.
     if unsafe { libc::unshare(libc::CLONE_NEWCGROUP) } != 0 {

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::debian::AGENT_UID;
 use crate::error::{TemplateError, io};
 use crate::tools::which;
 
@@ -156,6 +157,23 @@ pub fn host_template(dest: &Path) -> Result<(), TemplateError> {
     ];
     for (path, content) in etc {
         std::fs::write(dest.join(path), content).map_err(io("write", &dest.join(path)))?;
+    }
+    // The template's files carry the owners they have inside (the namespace backend maps them when it starts a
+    // sandbox): the agent's home is the agent's. Only root can say so; an unprivileged build leaves every file its
+    // own, which the namespace backend reads as root's, and its init gives the agent its home.
+    for sticky in ["tmp", "var/tmp"] {
+        let dir = dest.join(sticky);
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o1777))
+            .map_err(io("chmod", &dir))?;
+    }
+    if rustix::process::geteuid().is_root() {
+        let home = dest.join("home/agent");
+        rustix::fs::chown(
+            &home,
+            Some(rustix::fs::Uid::from_raw(AGENT_UID)),
+            Some(rustix::fs::Gid::from_raw(AGENT_UID)),
+        )
+        .map_err(|e| io("chown", &home)(e.into()))?;
     }
     Ok(())
 }

@@ -69,18 +69,22 @@ pub fn guest_binary() -> PathBuf {
     .clone()
 }
 
-/// A host template shared by the tests of one process.
+/// A host template shared by the tests of one process (in a directory of its own, like a template store's
+/// `<name>/rootfs`, so its id-map stamp goes away with it).
 pub fn template() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("sbx-tpl")
-            .tempdir()
-            .expect("temp dir");
-        sbx_template::host_template(dir.path()).expect("host template");
-        dir
-    })
-    .path()
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DIR.get_or_init(new_template).1
+}
+
+/// A fresh host template (for tests that must not share one, e.g. with another id mapping).
+pub fn new_template() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix("sbx-tpl")
+        .tempdir()
+        .expect("temp dir");
+    let root = dir.path().join("rootfs");
+    sbx_template::host_template(&root).expect("host template");
+    (dir, root)
 }
 
 /// A config with a fresh state dir (kept alive by the returned guard).
@@ -98,6 +102,24 @@ pub fn spawn(config: &JailConfig) -> Sandbox {
     let mut sb = Jail::spawn(config).unwrap_or_else(|e| panic!("spawn failed: {e}"));
     sb.set_kill_on_drop(true);
     sb
+}
+
+/// Runs `sh -c script` as `user` (`None`: the sandbox's default user). Returns (exit code, stdout, stderr).
+pub fn sh_as(sb: &Sandbox, user: Option<&str>, script: &str) -> (i32, String, String) {
+    let req = sbx_proto::ExecRequest {
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        user: user.map(str::to_owned),
+        ..Default::default()
+    };
+    let client = sb.connect().expect("connect");
+    let session = client.exec(req).expect("exec");
+    session.close_stdin().expect("close stdin");
+    let out = session.wait_output().expect("output");
+    (
+        out.status.shell_code(),
+        out.stdout_text(),
+        out.stderr_text(),
+    )
 }
 
 /// Runs `sh -c script` in the sandbox and returns (exit code, stdout, stderr).

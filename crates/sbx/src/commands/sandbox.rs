@@ -284,6 +284,11 @@ pub(crate) fn rm(home: &Home, names: &[String], force: bool, all: bool) -> Resul
             crate::gitmode::remove(name, git, force)?;
         }
         drop(lock);
+        // The jail's state first: with keep-id, what root inside wrote belongs to subordinate ids that an
+        // unprivileged host user removes only through sbx-jail.
+        sbx_jail::StateDir::new(dir.jail())
+            .remove()
+            .with_context(|| format!("cannot remove {}", dir.jail().display()))?;
         std::fs::remove_dir_all(dir.root())
             .with_context(|| format!("cannot remove {}", dir.root().display()))?;
         crate::audit::record_or_warn(home, removed);

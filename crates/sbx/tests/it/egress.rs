@@ -360,14 +360,17 @@ fn proxy_injects_credentials_applies_policy_live_and_logs_without_the_secret() {
         "box",
         "sh",
         "-c",
-        &format!("env > {}/env.txt; env > /root/env.txt", ws.display()),
+        &format!(
+            "env > {}/env.txt; env > ${{HOME:-/root}}/env.txt",
+            ws.display()
+        ),
     ]);
     let (code, out, _) = sh(
         &ctx,
         "box",
         &format!(
             "v={SECRET_HEAD}; v=\"${{v}}{SECRET_TAIL}\"; grep -rIl -- \"$v\" / --exclude-dir=proc --exclude-dir=sys \
-             --exclude-dir=dev 2>/dev/null; grep -c -- \"$TEST_TOKEN\" /root/env.txt"
+             --exclude-dir=dev 2>/dev/null; grep -c -- \"$TEST_TOKEN\" ${{HOME:-/root}}/env.txt"
         ),
     );
     assert_eq!(code, 0, "{out}");
@@ -430,7 +433,7 @@ fn proxy_injects_credentials_applies_policy_live_and_logs_without_the_secret() {
     assert_eq!(leftovers(&ctx), Vec::<String>::new(), "after stop");
     ctx.ok(&["start", "box"]);
     assert!(
-        ctx.ok(&["exec", "box", "cat", "/root/env.txt"])
+        ctx.ok(&["exec", "box", "sh", "-c", "cat ${HOME:-/root}/env.txt"])
             .contains("TEST_TOKEN=sbx-ph-")
     );
     let (code, out, err) = sh(&ctx, "box", &curl_via_proxy(&url, with_token));

@@ -266,7 +266,15 @@ fn create_exec_stop_start_rm_keeps_state_and_leaves_nothing_behind() {
     );
 
     // State written inside survives stop/start (the root overlay lives in the state dir).
-    ctx.ok(&["exec", "box", "sh", "-c", "echo kept > /root/state.txt"]);
+    ctx.ok(&[
+        "exec",
+        "-u",
+        "root",
+        "box",
+        "sh",
+        "-c",
+        "echo kept > /root/state.txt",
+    ]);
     ctx.ok(&["stop", "box"]);
     wait_gone(sup);
     wait_gone(init);
@@ -275,11 +283,17 @@ fn create_exec_stop_start_rm_keeps_state_and_leaves_nothing_behind() {
 
     ctx.ok(&["start", "box"]);
     assert_eq!(row(&ls_json(&ctx), "box")["status"], "running");
-    assert_eq!(ctx.ok(&["exec", "box", "cat", "/root/state.txt"]), "kept\n");
+    assert_eq!(
+        ctx.ok(&["exec", "-u", "root", "box", "cat", "/root/state.txt"]),
+        "kept\n"
+    );
 
     // exec starts a stopped sandbox.
     ctx.ok(&["stop", "box"]);
-    assert_eq!(ctx.ok(&["exec", "box", "cat", "/root/state.txt"]), "kept\n");
+    assert_eq!(
+        ctx.ok(&["exec", "-u", "root", "box", "cat", "/root/state.txt"]),
+        "kept\n"
+    );
 
     // rm refuses a running sandbox without -f, then removes everything.
     let (code, _, err) = ctx.sbx(&["rm", "box"]);
@@ -317,7 +331,15 @@ fn crashed_supervisor_is_reported_and_start_recovers_state() {
         .trim(),
         "crashy"
     );
-    ctx.ok(&["exec", "crashy", "sh", "-c", "echo survived > /var/note"]);
+    ctx.ok(&[
+        "exec",
+        "-u",
+        "root",
+        "crashy",
+        "sh",
+        "-c",
+        "echo survived > /var/note",
+    ]);
     let (sup, init) = pids(&ctx, "crashy");
     Command::new("kill")
         .args(["-KILL", &sup.to_string()])
@@ -525,6 +547,8 @@ fn sigterm_to_the_supervisor_stops_the_jail_and_start_recovers() {
     ctx.ok(&["create", "-q", "--name", "termed", "shell"]);
     ctx.ok(&[
         "exec",
+        "-u",
+        "root",
         "termed",
         "sh",
         "-c",
