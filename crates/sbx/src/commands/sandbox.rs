@@ -206,10 +206,20 @@ fn start_locked(dir: &SandboxDir, mut record: Record) -> Result<bool> {
         backend::ensure_guest_kernel()?;
     }
     let pid = supervisor::launch(dir, &record.name)?;
+    if let Some(warning) = user_mapping(dir, &record).and_then(|m| m.warning()) {
+        output::warning(&format!("sandbox {}: {warning}", record.name));
+    }
     record.supervisor_pid = Some(pid);
     record.started_at = Some(sandboxes::now());
     dir.save(&record)?;
     Ok(true)
+}
+
+/// How a namespace sandbox mapped its user ids when it last started (`None` for microVMs and before a first start).
+fn user_mapping(dir: &SandboxDir, record: &Record) -> Option<sbx_jail::UserMapping> {
+    (record.isolation == sandboxes::Isolation::Namespaces)
+        .then(|| sbx_jail::StateDir::new(dir.jail()).user_mapping())
+        .flatten()
 }
 
 /// Starts `name` if needed (used by `start`, `exec`, `run`).
@@ -324,6 +334,11 @@ struct Row {
     /// Seconds since start, when running.
     uptime_secs: Option<u64>,
     supervisor_pid: Option<i32>,
+    /// Namespace sandboxes: how user ids are mapped (keep-id, or the single-mapping fallback where the agent is
+    /// root inside).
+    users: Option<String>,
+    /// Namespace sandboxes on the single-mapping fallback: the agent runs as root inside (the host user).
+    agent_is_root: bool,
 }
 
 /// `sbx ls [--json]`.
@@ -339,6 +354,7 @@ pub(crate) fn ls(home: &Home, json: bool) -> Result<i32> {
             }
         };
         let st = status(&dir, &record);
+        let mapping = user_mapping(&dir, &record);
         rows.push(Row {
             name,
             agent: record.agent.clone(),
@@ -355,6 +371,8 @@ pub(crate) fn ls(home: &Home, json: bool) -> Result<i32> {
                 _ => None,
             },
             supervisor_pid: record.supervisor_pid.filter(|_| st != Status::Stopped),
+            users: mapping.as_ref().map(|m| m.summary()),
+            agent_is_root: mapping.is_some_and(|m| m.warning().is_some()),
         });
     }
     let mut out = std::io::stdout().lock();
@@ -374,6 +392,9 @@ pub(crate) fn ls(home: &Home, json: bool) -> Result<i32> {
                     s => s.as_str().into(),
                 },
                 match r.isolation.as_str() {
+                    "namespaces" if r.agent_is_root => {
+                        "namespaces (shares host kernel; agent is root inside)".into()
+                    }
                     "namespaces" => "namespaces (shares host kernel)".into(),
                     other => other.into(),
                 },

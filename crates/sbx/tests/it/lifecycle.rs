@@ -257,6 +257,27 @@ fn create_exec_stop_start_rm_keeps_state_and_leaves_nothing_behind() {
     assert_eq!(r["agent"], "shell");
     assert_eq!(r["isolation"], "namespaces");
     assert_eq!(r["workspace"][0], ws_arg);
+    // The id mapping is shown: keep-id where subordinate ids exist (always as root, as in CI), else the fallback
+    // where the agent is root inside, flagged.
+    let users = r["users"].as_str().unwrap_or_default();
+    // The test's temp dir belongs to whoever runs the tests.
+    let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(ctx.dir.path()).unwrap());
+    let keep_id = ctx.ok(&["exec", "box", "id", "-u"]).trim() != "0";
+    assert_eq!(r["agent_is_root"], !keep_id, "{r}");
+    if keep_id {
+        assert!(
+            users.starts_with("agent (uid ") && users.contains(&format!("= host uid {uid} ")),
+            "{users}"
+        );
+    } else {
+        assert!(users.starts_with("single mapping"), "{users}");
+    }
+    if uid == 0 {
+        assert!(
+            keep_id,
+            "as root the agent must run as a non-root user inside: {users}"
+        );
+    }
     let (sup, init) = pids(&ctx, "box");
     assert!(pid_alive(sup) && pid_alive(init));
     let table = ctx.ok(&["ls"]);
