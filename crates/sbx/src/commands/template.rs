@@ -81,6 +81,7 @@ pub(crate) fn run(cmd: TemplateCommand) -> Result<i32> {
         }
         TemplateCommand::Ls { json } => ls(&store, json),
         TemplateCommand::Rm { name } => {
+            remove_shifted_rootfs(&store, &name)?;
             store.remove(&name)?;
             eprintln!("removed template {name}");
             Ok(0)
@@ -291,4 +292,25 @@ mod tests {
         assert_eq!(human(1536), "1.5 KiB");
         assert_eq!(human(3 << 30), "3.0 GiB");
     }
+}
+
+/// A template that namespace sandboxes used was shifted to their id mapping: most of its files then belong to the
+/// user's subordinate ids, which an unprivileged user can delete only from a user namespace with that mapping. Root
+/// deletes anything, so only unprivileged callers with a shifted rootfs go this way.
+fn remove_shifted_rootfs(store: &TemplateStore, name: &str) -> Result<()> {
+    let Some(template) = store.get(name)? else {
+        return Ok(());
+    };
+    let rootfs = template.rootfs();
+    let shifted = sbx_jail::shift::stamp_path(&rootfs).is_ok_and(|stamp| stamp.exists());
+    if !shifted || rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    let mapping = sbx_jail::idmap::choose(sbx_jail::MappingChoice::Auto, &rootfs);
+    sbx_jail::shift::remove_tree(&rootfs, &mapping).with_context(|| {
+        format!(
+            "cannot remove template {name}'s root directory {}",
+            rootfs.display()
+        )
+    })
 }
