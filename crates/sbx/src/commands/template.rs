@@ -282,18 +282,6 @@ impl Progress for Bar {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_like_a_human_wrote_them() {
-        assert_eq!(human(512), "512 B");
-        assert_eq!(human(1536), "1.5 KiB");
-        assert_eq!(human(3 << 30), "3.0 GiB");
-    }
-}
-
 /// A template that namespace sandboxes used was shifted to their id mapping: most of its files then belong to the
 /// user's subordinate ids, which an unprivileged user can delete only from a user namespace with that mapping. Root
 /// deletes anything, so only unprivileged callers with a shifted rootfs go this way.
@@ -313,4 +301,16 @@ fn remove_shifted_rootfs(store: &TemplateStore, name: &str) -> Result<()> {
             rootfs.display()
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_a_human_wrote_them() {
+        assert_eq!(human(512), "512 B");
+        assert_eq!(human(1536), "1.5 KiB");
+        assert_eq!(human(3 << 30), "3.0 GiB");
+    }
 }
