@@ -30,6 +30,54 @@ pub fn loopback_up() -> io::Result<()> {
     loopback_up_with(sock.as_raw_fd())
 }
 
+/// Makes the sandbox's own hostname resolve (to 127.0.1.1, as Debian does), since the sandbox has no DNS: without it
+/// `sudo` and other programs that look up their host name stall, then warn.
+pub fn name_host_in(etc_hosts: &std::path::Path) -> io::Result<()> {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy().into_owned();
+    let existing = match std::fs::read_to_string(etc_hosts) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    match hosts_naming(&existing, &name) {
+        Some(text) => std::fs::write(etc_hosts, text),
+        None => Ok(()),
+    }
+}
+
+/// `hosts` with lines for localhost and `name` added where missing; `None` when nothing is missing (or `name` is
+/// not a plain host name).
+fn hosts_naming(hosts: &str, name: &str) -> Option<String> {
+    let plain = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    let named = |wanted: &str| {
+        hosts.lines().any(|line| {
+            let line = line.split('#').next().unwrap_or_default();
+            line.split_whitespace().skip(1).any(|n| n == wanted)
+        })
+    };
+    let mut add = String::new();
+    if !named("localhost") {
+        add.push_str("127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n");
+    }
+    if plain && !named(name) {
+        add.push_str(&format!("127.0.1.1\t{name}\n"));
+    }
+    if add.is_empty() {
+        return None;
+    }
+    let mut text = hosts.to_owned();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&add);
+    Some(text)
+}
+
 fn loopback_up_with(fd: i32) -> io::Result<()> {
     // SAFETY: ifreq is a plain C struct; all-zero is valid.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -128,5 +176,40 @@ fn signal_all(sig: i32) {
     // SAFETY: kill(-1, sig) takes plain integers; as init it reaches every other process of the sandbox only.
     unsafe {
         libc::kill(-1, sig);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hosts_naming;
+
+    #[test]
+    fn the_sandbox_name_is_added_once_and_comments_do_not_count() {
+        let debian =
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n# 127.0.1.1 box\n";
+        let named = hosts_naming(debian, "box").unwrap();
+        assert_eq!(named, format!("{debian}127.0.1.1\tbox\n"));
+        assert_eq!(hosts_naming(&named, "box"), None);
+    }
+
+    #[test]
+    fn an_empty_or_missing_file_gets_localhost_too() {
+        let text = hosts_naming("", "box").unwrap();
+        assert!(text.starts_with("127.0.0.1\tlocalhost\n"), "{text}");
+        assert!(text.ends_with("127.0.1.1\tbox\n"), "{text}");
+        // A last line without its newline is completed, not joined.
+        assert_eq!(
+            hosts_naming("127.0.0.1 localhost", "b").unwrap(),
+            "127.0.0.1 localhost\n127.0.1.1\tb\n"
+        );
+    }
+
+    #[test]
+    fn names_that_are_not_host_names_are_not_written() {
+        assert_eq!(
+            hosts_naming("127.0.0.1 localhost\n", "a b\n127.0.0.1 evil"),
+            None
+        );
+        assert_eq!(hosts_naming("127.0.0.1 localhost\n", ""), None);
     }
 }

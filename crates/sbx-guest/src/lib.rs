@@ -97,6 +97,9 @@ pub fn run(config: GuestConfig) -> Result<(), StartError> {
     }
     if config.mode != Mode::Process {
         init::loopback_up().map_err(step("bringing up the loopback interface"))?;
+        if let Err(e) = init::name_host_in(std::path::Path::new("/etc/hosts")) {
+            eprintln!("sbx-guest: cannot add the sandbox's host name to /etc/hosts: {e}");
+        }
     }
     let ca = match &config.ca_file {
         Some(ca) => Some(
