@@ -4,8 +4,10 @@
 //! the frame);
 //! the writer takes the whole buffer at once by swapping it with an empty one, so a hand-off costs a lock and a
 //! `memcpy` per event, and one lock per batch on the writer's side. Nobody is woken per event: a caller signals
-//! the writer only when the writer said it is going to sleep, and the writer signals callers only when one waits
-//! for room.
+//! the writer only when the writer sleeps waiting for work, and the writer signals callers only when one waits
+//! for room. While the writer sleeps through a drain window ([`Sleep::Lazy`], the batching delay of the durability
+//! mode) callers do not wake it at all unless the queue grows long: waking a thread costs more than recording the
+//! event, and a proxy recording one event per request would otherwise pay it on every request.
 //!
 //! Flush requests and the close mark travel in the same locked state, so everything queued before a flush (or
 //! before close) is in the batch that carries it, or in an earlier one.
@@ -23,6 +25,24 @@ const LEN_BYTES: usize = 4;
 /// A batch this long (or a quarter of the capacity, if less) means the writer is not keeping up: at the writer's
 /// pace between batches (a few hundred microseconds) a writer that keeps up takes far fewer.
 const BEHIND_EVENTS: usize = 4096;
+
+/// A writer sleeping through its drain window is woken early once this many events (or a quarter of the queue's
+/// capacity, if less) ...
+const WAKE_EVENTS: usize = 1024;
+/// ... or this many bytes are queued, so batches stay bounded under load.
+const WAKE_BYTES: usize = 256 * 1024;
+
+/// How the writer sleeps in [`Queue::take`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sleep {
+    /// Not sleeping.
+    #[default]
+    Awake,
+    /// Waiting for work: the next event wakes it.
+    ForWork,
+    /// Sleeping through a drain window: only a long queue, a flush, close or a caller waiting for room wakes it.
+    Lazy,
+}
 
 /// A flush request: the writer answers with `Err(message)` if it could not write.
 pub(crate) type FlushAck = SyncSender<Result<(), String>>;
@@ -54,6 +74,8 @@ pub(crate) struct Queue {
     /// Set when the writer last took at least `behind_at` events at once: it is not keeping up.
     behind: AtomicBool,
     behind_at: usize,
+    /// Events that wake a lazily sleeping writer.
+    wake_at: usize,
 }
 
 #[derive(Debug, Default)]
@@ -63,7 +85,7 @@ struct State {
     flushes: Vec<FlushAck>,
     dropped: u64,
     closed: bool,
-    writer_sleeping: bool,
+    writer: Sleep,
     callers_waiting: usize,
 }
 
@@ -118,6 +140,7 @@ impl Queue {
             policy,
             behind: AtomicBool::new(false),
             behind_at: (capacity / 4).clamp(1, BEHIND_EVENTS),
+            wake_at: (capacity / 4).clamp(1, WAKE_EVENTS),
         }
     }
 
@@ -147,6 +170,7 @@ impl Queue {
                     return Pushed::Dropped;
                 }
                 FullPolicy::Block => {
+                    self.wake_writer(&mut state);
                     state.callers_waiting += 1;
                     state = self.room.wait(state).unwrap_or_else(|e| e.into_inner());
                     state.callers_waiting -= 1;
@@ -160,7 +184,9 @@ impl Queue {
         state.frames.extend_from_slice(&len.to_le_bytes());
         state.frames.extend_from_slice(frame);
         state.events += 1;
-        self.wake_writer(&mut state);
+        if state.writer == Sleep::ForWork || self.urgent(&state) {
+            self.wake_writer(&mut state);
+        }
         Pushed::Queued
     }
 
@@ -184,22 +210,44 @@ impl Queue {
         self.room.notify_all();
     }
 
+    /// Whether the writer should not wait out a drain window: the queue is long, or somebody waits on the writer.
+    fn urgent(&self, state: &State) -> bool {
+        state.events >= self.wake_at
+            || state.frames.len() >= WAKE_BYTES
+            || !state.flushes.is_empty()
+            || state.closed
+            || state.callers_waiting > 0
+    }
+
     fn wake_writer(&self, state: &mut State) {
-        if state.writer_sleeping {
-            state.writer_sleeping = false;
+        if state.writer != Sleep::Awake {
+            state.writer = Sleep::Awake;
             self.work.notify_one();
         }
     }
 
     /// Takes everything queued into `batch` (whose previous frames are discarded, its buffer reused), waiting up
-    /// to `timeout` (forever if `None`) when there is nothing.
-    pub(crate) fn take(&self, batch: &mut Batch, timeout: Option<Duration>) {
+    /// to `timeout` (forever if `None`) when there is nothing. With `lazy`, the wait is a drain window: it lasts
+    /// the whole `timeout` however many events arrive, unless the queue grows long, a flush or close arrives, or a
+    /// caller waits for room.
+    pub(crate) fn take(&self, batch: &mut Batch, timeout: Option<Duration>, lazy: bool) {
         batch.frames.clear();
         batch.flushes.clear();
         let mut state = self.lock();
         let idle = |s: &State| s.events == 0 && s.dropped == 0 && s.flushes.is_empty() && !s.closed;
-        if idle(&state) {
-            state.writer_sleeping = true;
+        let asleep = |s: &State| s.writer != Sleep::Awake;
+        if lazy && timeout.is_some_and(|t| !t.is_zero()) && !self.urgent(&state) {
+            state.writer = Sleep::Lazy;
+            if let Some(t) = timeout {
+                state = self
+                    .work
+                    .wait_timeout_while(state, t, |s| asleep(s))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            state.writer = Sleep::Awake;
+        } else if idle(&state) {
+            state.writer = Sleep::ForWork;
             state = match timeout {
                 Some(t) => {
                     self.work
@@ -212,7 +260,7 @@ impl Queue {
                     .wait_while(state, |s| idle(s))
                     .unwrap_or_else(|e| e.into_inner()),
             };
-            state.writer_sleeping = false;
+            state.writer = Sleep::Awake;
         }
         batch.was_full = self.is_full(&state, 0);
         std::mem::swap(&mut batch.frames, &mut state.frames);
@@ -243,11 +291,11 @@ mod tests {
             assert_eq!(q.push(body), Pushed::Queued);
         }
         let mut batch = Batch::default();
-        q.take(&mut batch, Some(Duration::ZERO));
+        q.take(&mut batch, Some(Duration::ZERO), false);
         assert_eq!(batch.events, 3);
         let got: Vec<&[u8]> = batch.frames().collect();
         assert_eq!(got, [&b"one"[..], b"", b"three"]);
-        q.take(&mut batch, Some(Duration::from_millis(1)));
+        q.take(&mut batch, Some(Duration::from_millis(1)), false);
         assert_eq!((batch.events, batch.dropped, batch.closed), (0, 0, false));
         assert!(batch.flushes.is_empty());
     }
@@ -258,13 +306,13 @@ mod tests {
         let results: Vec<Pushed> = (0..5).map(|_| q.push(b"x")).collect();
         assert_eq!(results.iter().filter(|r| **r == Pushed::Queued).count(), 2);
         let mut batch = Batch::default();
-        q.take(&mut batch, None);
+        q.take(&mut batch, None, false);
         assert_eq!((batch.events, batch.dropped, batch.was_full), (2, 3, true));
         assert!(
             q.writer_behind(),
             "a full batch of a small queue means the writer is behind"
         );
-        q.take(&mut batch, Some(Duration::ZERO));
+        q.take(&mut batch, Some(Duration::ZERO), false);
         assert!(!q.writer_behind());
     }
 
@@ -285,14 +333,14 @@ mod tests {
             "must wait"
         );
         let mut batch = Batch::default();
-        q.take(&mut batch, None);
+        q.take(&mut batch, None, false);
         assert_eq!(batch.frames().collect::<Vec<_>>(), [b"a"]);
         assert_eq!(rx.recv().unwrap(), Pushed::Queued);
         // The queue holds "b"; "c" waits until close releases it with an error.
         std::thread::sleep(Duration::from_millis(20));
         q.close();
         assert_eq!(caller.join().unwrap(), Pushed::Closed);
-        q.take(&mut batch, None);
+        q.take(&mut batch, None, false);
         assert!(batch.closed);
         assert_eq!(batch.frames().collect::<Vec<_>>(), [b"b"]);
         assert_eq!(q.push(b"d"), Pushed::Closed);
@@ -307,11 +355,77 @@ mod tests {
             let q = q.clone();
             std::thread::spawn(move || {
                 let mut batch = Batch::default();
-                q.take(&mut batch, None);
+                q.take(&mut batch, None, false);
                 batch.events
             })
         };
         std::thread::sleep(Duration::from_millis(20));
+        q.push(b"x");
+        assert_eq!(writer.join().unwrap(), 1);
+    }
+
+    /// Runs one lazy `take` on a writer thread with a long window; returns what it took.
+    fn lazy_writer(q: &Arc<Queue>) -> std::thread::JoinHandle<Batch> {
+        let q = q.clone();
+        std::thread::spawn(move || {
+            let mut batch = Batch::default();
+            q.take(&mut batch, Some(Duration::from_secs(30)), true);
+            batch
+        })
+    }
+
+    fn wait_until_lazy(q: &Queue) {
+        while q.lock().writer != Sleep::Lazy {
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_writer_in_its_drain_window_is_woken_by_a_long_queue_not_by_each_event() {
+        let q = Arc::new(Queue::new(1 << 20, FullPolicy::Block));
+        let writer = lazy_writer(&q);
+        wait_until_lazy(&q);
+        for _ in 0..WAKE_EVENTS - 1 {
+            assert_eq!(q.push(b"e"), Pushed::Queued);
+        }
+        assert_eq!(q.lock().writer, Sleep::Lazy, "single events must not wake it");
+        assert!(!writer.is_finished());
+        q.push(b"e");
+        let batch = writer.join().unwrap();
+        assert_eq!(batch.events, WAKE_EVENTS);
+    }
+
+    #[test]
+    fn flush_and_close_end_a_drain_window() {
+        let q = Arc::new(Queue::new(1 << 20, FullPolicy::Block));
+        let writer = lazy_writer(&q);
+        wait_until_lazy(&q);
+        q.push(b"e");
+        let (ack, _rx) = mpsc::sync_channel(1);
+        assert!(q.push_flush(ack));
+        let batch = writer.join().unwrap();
+        assert_eq!((batch.events, batch.flushes.len()), (1, 1));
+
+        let writer = lazy_writer(&q);
+        wait_until_lazy(&q);
+        q.close();
+        assert!(writer.join().unwrap().closed);
+    }
+
+    #[test]
+    fn a_writer_waiting_for_work_wakes_for_the_first_event() {
+        let q = Arc::new(Queue::new(1 << 20, FullPolicy::Block));
+        let writer = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let mut batch = Batch::default();
+                q.take(&mut batch, Some(Duration::from_secs(30)), false);
+                batch.events
+            })
+        };
+        while q.lock().writer != Sleep::ForWork {
+            std::thread::yield_now();
+        }
         q.push(b"x");
         assert_eq!(writer.join().unwrap(), 1);
     }

@@ -32,11 +32,13 @@ use crate::writeback;
 /// When appended events reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// Written to the operating system as the queue drains; never fsynced except at rotation and close. Survives a
-    /// crash of the process, not of the machine.
+    /// Written to the operating system as the queue drains (at most ~10 ms after being recorded); never fsynced
+    /// except at rotation and close. Survives a crash of the process, except for events still queued in memory, not
+    /// a crash of the machine.
     Buffered,
     /// Written as the queue drains and fsynced at most `max_delay` after the first unsynced event: one fsync covers
-    /// every event that arrived meanwhile.
+    /// every event that arrived meanwhile. Events recorded while the writer is busy are collected for up to
+    /// `max_delay` before they are written, so a process crash loses at most that much.
     GroupCommit {
         /// Upper bound on how long an event waits for its fsync.
         max_delay: Duration,
@@ -375,6 +377,9 @@ const BUSY_BATCH: usize = 2;
 /// waking a parked writer (which costs more than the event itself).
 const BUSY_PAUSE: Duration = Duration::from_micros(300);
 const RETRY: Duration = Duration::from_millis(100);
+/// In buffered mode, events that arrive while the writer is busy wait at most this long before they are handed to
+/// the OS (the drain window; group commit uses its `max_delay`).
+const BUFFERED_WINDOW: Duration = Duration::from_millis(10);
 
 struct Active {
     file: File,
@@ -401,6 +406,8 @@ struct Writer {
     /// Events serialized by callers that could not be chained yet (a file could not be opened).
     backlog: VecDeque<Vec<u8>>,
     unsynced_since: Option<Instant>,
+    /// The end of the current drain window: until then, events queue up without waking the writer.
+    drain_until: Option<Instant>,
     failing: bool,
     stats: WriterStats,
 }
@@ -418,6 +425,7 @@ impl Writer {
             buf: Vec::with_capacity(WRITE_CHUNK * 2),
             backlog: VecDeque::new(),
             unsynced_since: None,
+            drain_until: None,
             failing: false,
             stats: WriterStats::default(),
         }
@@ -426,7 +434,9 @@ impl Writer {
     fn run(mut self) -> Result<WriterStats, CloseError> {
         let mut batch = Batch::default();
         loop {
-            self.shared.queue.take(&mut batch, self.next_wakeup());
+            let lazy = self.drain_until.is_some();
+            self.shared.queue.take(&mut batch, self.next_wakeup(), lazy);
+            self.open_drain_window(&batch);
             self.absorb(&batch);
             self.tick();
             if !batch.flushes.is_empty() {
@@ -491,6 +501,22 @@ impl Writer {
         }
     }
 
+    /// After a batch with events, the next ones are collected for a window rather than each waking the writer:
+    /// a steady trickle (one event per proxied request) then costs one wake-up per window, not one per event. The
+    /// first event after a quiet window still wakes the writer at once, so it reaches the OS without delay.
+    fn open_drain_window(&mut self, batch: &Batch) {
+        let window = match self.cfg.durability {
+            Durability::Buffered => BUFFERED_WINDOW,
+            Durability::GroupCommit { max_delay } => max_delay,
+            Durability::PerEvent => return,
+        };
+        let now = Instant::now();
+        let expired = self.drain_until.is_none_or(|until| now >= until);
+        if expired {
+            self.drain_until = (batch.events > 0 && !window.is_zero()).then(|| now + window);
+        }
+    }
+
     fn next_wakeup(&self) -> Option<Duration> {
         let mut wake: Option<Duration> = None;
         let mut consider = |d: Duration| wake = Some(wake.map_or(d, |w| w.min(d)));
@@ -506,6 +532,9 @@ impl Writer {
             && active.len > 0
         {
             consider(age.saturating_sub(active.opened.elapsed()));
+        }
+        if let Some(until) = self.drain_until {
+            consider(until.saturating_duration_since(Instant::now()));
         }
         wake
     }
