@@ -388,7 +388,11 @@ mod tests {
         for _ in 0..WAKE_EVENTS - 1 {
             assert_eq!(q.push(b"e"), Pushed::Queued);
         }
-        assert_eq!(q.lock().writer, Sleep::Lazy, "single events must not wake it");
+        assert_eq!(
+            q.lock().writer,
+            Sleep::Lazy,
+            "single events must not wake it"
+        );
         assert!(!writer.is_finished());
         q.push(b"e");
         let batch = writer.join().unwrap();

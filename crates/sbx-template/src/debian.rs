@@ -24,8 +24,11 @@ pub const DEFAULT_PACKAGES: &[&str] = &[
     "iproute2",
     "e2fsprogs",
 ];
-/// Extra packages of the `-docker` variant (a private dockerd inside the microVM).
-pub const DOCKER_PACKAGES: &[&str] = &["docker.io", "iptables"];
+/// Extra packages of the `-docker` variant (a private dockerd inside the microVM). Since trixie the `docker` client
+/// is its own package, only recommended by docker.io, and recommends are not installed.
+pub const DOCKER_PACKAGES: &[&str] = &["docker.io", "docker-cli", "iptables"];
+/// Programs the `-docker` variant must contain, each checked with `--version` at build time.
+const DOCKER_PROGRAMS: &[&str] = &["docker", "dockerd", "containerd", "runc"];
 /// Agent CLIs installed from npm into the default template.
 pub const AGENT_CLIS: &[&str] = &[
     "@anthropic-ai/claude-code",
@@ -213,13 +216,7 @@ pub(crate) fn build_rootfs(
     run_step(
         progress,
         "check the agent CLIs",
-        &mut in_root(
-            root,
-            "export HOME=/tmp/sbx-cli-check; mkdir -p \"$HOME\"; \
-             for c in claude codex gemini; do command -v $c >/dev/null || { echo \"$c missing\" >&2; exit 1; }; \
-             timeout 120 $c --version </dev/null || { echo \"$c --version failed: $c does not start\" >&2; exit 1; }; \
-             done",
-        ),
+        &mut in_root(root, &check_programs_script(variant)),
     )?;
     progress.step(6, total, "clean caches");
     run_step(
@@ -230,6 +227,21 @@ pub(crate) fn build_rootfs(
             "apt-get clean; rm -rf /var/lib/apt/lists/* /root/.npm /var/cache/debconf/*-old /tmp/* \
              /etc/resolv.conf; : > /etc/machine-id",
         ),
+    )
+}
+
+/// A script that fails naming the first program of the template that is missing or does not start.
+fn check_programs_script(variant: Variant) -> String {
+    let mut programs = vec!["claude", "codex", "gemini"];
+    if variant == Variant::Docker {
+        programs.extend_from_slice(DOCKER_PROGRAMS);
+    }
+    format!(
+        "export HOME=/tmp/sbx-cli-check; mkdir -p \"$HOME\"; \
+         for c in {}; do command -v $c >/dev/null || {{ echo \"$c missing\" >&2; exit 1; }}; \
+         timeout 120 $c --version </dev/null || {{ echo \"$c --version failed: $c does not start\" >&2; exit 1; }}; \
+         done",
+        programs.join(" ")
     )
 }
 
@@ -384,6 +396,18 @@ mod tests {
         ] {
             assert!(docker.contains(&p), "{p}");
         }
+    }
+
+    #[test]
+    fn the_docker_variant_checks_the_docker_client_and_daemon() {
+        assert!(packages(Variant::Docker).contains(&"docker-cli"));
+        let docker = check_programs_script(Variant::Docker);
+        let default = check_programs_script(Variant::Default);
+        for program in ["docker", "dockerd", "containerd", "runc"] {
+            assert!(docker.contains(&format!(" {program}")), "{program}");
+            assert!(!default.contains(&format!(" {program}")), "{program}");
+        }
+        assert!(default.contains("for c in claude codex gemini;"));
     }
 
     #[test]
