@@ -2,7 +2,6 @@
 //! run the load driver (`crates/sbx-netproxy/benches/proxy_load.rs`) against it and, when `mitmdump` is found (PATH,
 //! or `pip install mitmproxy`), against mitmproxy doing the same MITM, all on loopback in one run.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -22,8 +21,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if !status.success() {
         bail!("building the sbx-netproxy example failed");
     }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    // Absolute: `cargo bench` runs the driver in the package's directory, not here.
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => std::path::absolute(dir).context("resolving CARGO_TARGET_DIR")?,
+        None => crate::ci::workspace_root().join("target"),
+    };
     let proxy_bin = target.join("release/examples/proxy");
     let mut driver_args = vec!["--proxy-bin".to_owned(), proxy_bin.display().to_string()];
     let explicit = args

@@ -25,7 +25,7 @@ const APT_PACKAGES: &[(&str, &str)] = &[
 ];
 
 /// Root of the workspace (the parent of `xtask/`).
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)

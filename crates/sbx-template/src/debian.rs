@@ -207,15 +207,15 @@ pub(crate) fn build_rootfs(
     }
     run_step(progress, "npm install", &mut npm)?;
     // The checks run before cleaning: npm and the CLIs write logs and state under $HOME, which the clean removes.
-    progress.step(
-        5,
-        total,
-        "check the agent CLIs (node version, each one starts)",
-    );
+    let check = match variant {
+        Variant::Docker => "check the agent CLIs and docker (node version, each program starts)",
+        _ => "check the agent CLIs (node version, each one starts)",
+    };
+    progress.step(5, total, check);
     check_node_for_clis(root, progress)?;
     run_step(
         progress,
-        "check the agent CLIs",
+        "check the template's programs",
         &mut in_root(root, &check_programs_script(variant)),
     )?;
     progress.step(6, total, "clean caches");
