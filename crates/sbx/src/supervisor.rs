@@ -27,8 +27,10 @@ use crate::sandboxes::{Record, SandboxDir, process_alive};
 pub(crate) const SUBCOMMAND: &str = "__supervise";
 /// How long a clean stop of the jail may take before it is killed.
 pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long `sbx start` waits for the supervisor's control socket.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long `sbx start` waits for the supervisor's control socket. A start normally takes well under a second; the
+/// bound only catches a supervisor that is alive but stuck (a dead one is reported at once), so it is generous enough
+/// for a heavily loaded machine (20 s was seen to expire with a dozen compilers on 2 cores).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the supervisor checks that the jail is still alive.
 pub(crate) const POLL: Duration = Duration::from_millis(50);
 
