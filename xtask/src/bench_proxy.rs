@@ -1,6 +1,7 @@
-//! `cargo xtask bench-proxy [--mitmdump PATH] [--connections N]`: build the sbx-netproxy example in release mode and
+//! `cargo xtask bench-proxy [--mitmdump PATH] [--connections N] [--hudsucker]`: build the sbx-netproxy example in release mode and
 //! run the load driver (`crates/sbx-netproxy/benches/proxy_load.rs`) against it and, when `mitmdump` is found (PATH,
-//! or `pip install mitmproxy`), against mitmproxy doing the same MITM, all on loopback in one run.
+//! or `pip install mitmproxy`), against mitmproxy doing the same MITM, all on loopback in one run. With `--hudsucker`
+//! it also builds `xtask/hudsucker-probe` (a bare hudsucker MITM, the latency anchor) and measures it alongside.
 
 use std::process::Command;
 
@@ -39,6 +40,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             "note: mitmdump not found (pip install mitmproxy, or --mitmdump PATH); measuring without it"
         ),
     }
+    if args.iter().any(|a| a == "--hudsucker") {
+        driver_args.extend(["--hudsucker".to_owned(), build_hudsucker_probe(&target)?]);
+    }
     if let Some(i) = args.iter().position(|a| a == "--connections") {
         driver_args.extend([
             "--connections".to_owned(),
@@ -56,6 +60,26 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         bail!("the proxy load driver failed");
     }
     Ok(())
+}
+
+/// Build the hudsucker anchor (`xtask/hudsucker-probe`, its own workspace) into `TARGET/hudsucker-probe`.
+fn build_hudsucker_probe(target: &std::path::Path) -> Result<String> {
+    let probe_target = target.join("hudsucker-probe");
+    let manifest = crate::ci::workspace_root().join("xtask/hudsucker-probe/Cargo.toml");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--manifest-path"])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(&probe_target)
+        .status()
+        .context("running cargo build for the hudsucker probe")?;
+    if !status.success() {
+        bail!("building {} failed", manifest.display());
+    }
+    Ok(probe_target
+        .join("release/hudsucker-probe")
+        .display()
+        .to_string())
 }
 
 fn find_mitmdump() -> Option<String> {

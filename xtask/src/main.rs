@@ -17,7 +17,7 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   ci         install test prerequisites, then fmt --check, clippy -D warnings, the whole test suite
   deps       only install the test prerequisites (apt packages, cargo tools)
-  bench-proxy  sbx-netproxy load test vs direct and mitmproxy (results for docs/benchmarks.md)
+  bench-proxy  sbx-netproxy load test vs direct, mitmproxy and (--hudsucker) a bare hudsucker (docs/benchmarks.md)
   guest-agent [--debug]  build the statically linked in-sandbox agent (sbx-guest) and print its path
   bench-virtiofs [DIR]  sbx-virtiofs through host FUSE vs the plain directory and bindfs (root; DIR: scratch space)
   guest-kernel  build the microVM guest kernel (sbx-vmm); prints the vmlinux path last

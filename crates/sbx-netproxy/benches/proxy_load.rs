@@ -433,6 +433,7 @@ async fn main() -> Result<()> {
     };
     let proxy_bin = value("--proxy-bin").context("--proxy-bin PATH is required")?;
     let mitmdump = value("--mitmdump");
+    let hudsucker = value("--hudsucker");
     let connections: usize = value("--connections")
         .and_then(|p| p.to_str()?.parse().ok())
         .unwrap_or(5000);
@@ -461,6 +462,25 @@ async fn main() -> Result<()> {
             },
         ),
     ];
+    // The latency anchor: a bare hudsucker MITM with no-op handlers (xtask/hudsucker-probe), started the same
+    // way and writing its CA to the same place.
+    let hud = match &hudsucker {
+        Some(bin) => {
+            let hud_dir = dir.path().join("hudsucker");
+            std::fs::create_dir_all(&hud_dir)?;
+            let h = start_sbx(bin, &hud_dir, upstream, &upstream_ca).await?;
+            routes.push((
+                "hudsucker",
+                Route {
+                    proxy: Some(h.addr),
+                    upstream,
+                    tls: connector(&hud_dir.join("sbx-state/ca.pem"))?,
+                },
+            ));
+            Some(h)
+        }
+        None => None,
+    };
     let mitm = match &mitmdump {
         Some(bin) => {
             let m = start_mitm(bin, dir.path()).await?;
@@ -538,6 +558,7 @@ async fn main() -> Result<()> {
             .join(" ")
     );
     drop(mitm);
+    drop(hud);
     drop(sbx);
     Ok(())
 }
