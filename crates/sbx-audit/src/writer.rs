@@ -408,6 +408,8 @@ struct Writer {
     unsynced_since: Option<Instant>,
     /// The end of the current drain window: until then, events queue up without waking the writer.
     drain_until: Option<Instant>,
+    /// When the current drain window opened: events collected in it have waited since then at most.
+    drain_opened: Option<Instant>,
     failing: bool,
     stats: WriterStats,
 }
@@ -426,6 +428,7 @@ impl Writer {
             backlog: VecDeque::new(),
             unsynced_since: None,
             drain_until: None,
+            drain_opened: None,
             failing: false,
             stats: WriterStats::default(),
         }
@@ -436,6 +439,7 @@ impl Writer {
         loop {
             let lazy = self.drain_until.is_some();
             self.shared.queue.take(&mut batch, self.next_wakeup(), lazy);
+            self.backdate_unsynced(&batch, lazy);
             self.open_drain_window(&batch);
             self.absorb(&batch);
             self.tick();
@@ -514,7 +518,22 @@ impl Writer {
         let expired = self.drain_until.is_none_or(|until| now >= until);
         if expired {
             self.drain_until = (batch.events > 0 && !window.is_zero()).then(|| now + window);
+            self.drain_opened = self.drain_until.map(|_| now);
         }
+    }
+
+    /// Group commit promises an fsync at most `max_delay` after an event is recorded. Events collected during a
+    /// drain window may have waited since it opened, so their fsync deadline counts from then, not from their write
+    /// (otherwise an event recorded early in a window could wait for the window and then a whole `max_delay` more).
+    fn backdate_unsynced(&mut self, batch: &Batch, collected_in_window: bool) {
+        let group_commit = matches!(self.cfg.durability, Durability::GroupCommit { .. });
+        if !(group_commit && collected_in_window && batch.events > 0) {
+            return;
+        }
+        self.unsynced_since = match (self.unsynced_since, self.drain_opened) {
+            (Some(since), Some(opened)) => Some(since.min(opened)),
+            (since, opened) => since.or(opened),
+        };
     }
 
     fn next_wakeup(&self) -> Option<Duration> {
@@ -775,5 +794,84 @@ impl Writer {
 impl From<OpenError> for io::Error {
     fn from(e: OpenError) -> Self {
         io::Error::other(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(durability: Durability) -> Writer {
+        let shared = Arc::new(Shared {
+            queue: Queue::new(16, FullPolicy::Block),
+            failure: Mutex::new(None),
+            stream: 0,
+        });
+        let cfg = WriterConfig {
+            durability,
+            ..WriterConfig::default()
+        };
+        // No file is opened: these tests drive the writer's bookkeeping only.
+        Writer::new(PathBuf::from("unused"), cfg, shared)
+    }
+
+    fn batch_of(events: usize) -> Batch {
+        let mut batch = Batch::default();
+        batch.events = events;
+        batch
+    }
+
+    #[test]
+    fn events_collected_in_a_drain_window_are_due_for_fsync_when_the_window_ends() {
+        let max_delay = Duration::from_secs(60);
+        let mut w = writer(Durability::GroupCommit { max_delay });
+        // A batch was written: the drain window opens.
+        w.open_drain_window(&batch_of(1));
+        let opened = w.drain_opened.expect("a window opened");
+        assert_eq!(w.drain_until, Some(opened + max_delay));
+        // The next batch was collected in that window: its fsync deadline counts from the window's opening, so no
+        // event waits for the window and then a whole max_delay more.
+        w.backdate_unsynced(&batch_of(3), true);
+        assert_eq!(w.unsynced_since, Some(opened));
+        assert!(w.next_wakeup().expect("an fsync is pending") <= max_delay);
+        // The window has not ended, so the next batch does not open another.
+        w.open_drain_window(&batch_of(3));
+        assert_eq!(w.drain_opened, Some(opened));
+    }
+
+    #[test]
+    fn an_older_unsynced_write_keeps_its_earlier_deadline() {
+        let mut w = writer(Durability::GroupCommit {
+            max_delay: Duration::from_secs(60),
+        });
+        let older = Instant::now();
+        w.unsynced_since = Some(older);
+        w.open_drain_window(&batch_of(1));
+        w.backdate_unsynced(&batch_of(1), true);
+        assert_eq!(w.unsynced_since, Some(older));
+    }
+
+    #[test]
+    fn only_group_commit_batches_collected_in_a_window_are_backdated() {
+        let mut w = writer(Durability::GroupCommit {
+            max_delay: Duration::from_secs(60),
+        });
+        w.open_drain_window(&batch_of(1));
+        w.backdate_unsynced(&batch_of(1), false);
+        w.backdate_unsynced(&batch_of(0), true);
+        assert_eq!(w.unsynced_since, None, "not collected, or empty");
+
+        for durability in [Durability::Buffered, Durability::PerEvent] {
+            let mut w = writer(durability);
+            w.open_drain_window(&batch_of(1));
+            w.backdate_unsynced(&batch_of(1), true);
+            assert_eq!(
+                w.unsynced_since, None,
+                "{durability:?} has no fsync deadline"
+            );
+        }
+        let mut per_event = writer(Durability::PerEvent);
+        per_event.open_drain_window(&batch_of(1));
+        assert_eq!(per_event.drain_until, None, "fsync per event never waits");
     }
 }
