@@ -268,17 +268,22 @@ fn pivot(root: &CStr) -> Result<(), ()> {
 /// Makes the child root of its user namespace. With keep-id the host user is the agent inside, so the child starts
 /// as the agent; the creator of a user namespace holds every capability in it, which lets it switch. Files the setup
 /// creates (workspace mount points in the upper layer) then belong to root inside, and the agent execs as root.
+///
+/// Raw system calls, not glibc's wrappers: those broadcast the change to every thread glibc knows of (SIGSETXID)
+/// and wait for each to acknowledge. This child is a fork-like clone of a multi-threaded process, so glibc's list
+/// still names the parent's threads, which do not exist here: depending on what they were doing at the clone, the
+/// child waited on that futex forever (seen under load, pre-exec, as an orphaned copy of the supervisor).
 fn become_root() -> Result<(), ()> {
-    // SAFETY: plain integer arguments.
-    if unsafe { libc::setresgid(0, 0, 0) } != 0 {
+    // SAFETY: plain integer arguments; affects this (single-threaded) process only.
+    if unsafe { libc::syscall(libc::SYS_setresgid, 0, 0, 0) } != 0 {
         return Err(());
     }
     // Drops the host user's supplementary groups (unmapped inside). The single mapping of an unprivileged caller
     // has setgroups denied, and it has no other groups to drop that could matter there.
     // SAFETY: an empty list with a NULL pointer is valid for setgroups.
-    let _ = unsafe { libc::setgroups(0, std::ptr::null()) };
+    let _ = unsafe { libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) };
     // SAFETY: plain integer arguments.
-    if unsafe { libc::setresuid(0, 0, 0) } != 0 {
+    if unsafe { libc::syscall(libc::SYS_setresuid, 0, 0, 0) } != 0 {
         return Err(());
     }
     Ok(())
@@ -402,4 +407,31 @@ fn child_main(
         libc::execve(plan.exec_path.as_ptr(), argv.as_ptr(), envp.as_ptr());
     }
     fail(report, STEP_EXEC)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The clone children in this file run on a copy of a multi-threaded process: glibc wrappers that synchronise
+    /// with other threads (the set*id family broadcasts SIGSETXID and waits for every thread it knows of) hang
+    /// there. This keeps them out; the raw `SYS_` calls are used instead.
+    #[test]
+    fn clone_children_make_no_glibc_setxid_calls() {
+        let source = include_str!("sys.rs");
+        let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+        for wrapper in [
+            "setuid",
+            "setgid",
+            "setresuid",
+            "setresgid",
+            "setreuid",
+            "setregid",
+            "setgroups",
+        ] {
+            let call = format!("libc::{wrapper}(");
+            assert!(
+                !code.contains(&call),
+                "{call} in sys.rs: use libc::syscall(libc::SYS_{wrapper}, ...)"
+            );
+        }
+    }
 }

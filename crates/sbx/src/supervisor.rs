@@ -28,9 +28,9 @@ pub(crate) const SUBCOMMAND: &str = "__supervise";
 /// How long a clean stop of the jail may take before it is killed.
 pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `sbx start` waits for the supervisor's control socket. A start normally takes well under a second; the
-/// bound only catches a supervisor that is alive but stuck (a dead one is reported at once), so it is generous enough
-/// for a heavily loaded machine (20 s was seen to expire with a dozen compilers on 2 cores).
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// bound only catches a supervisor that is alive but stuck (a dead one is reported at once). The 20 s expiries once
+/// blamed on load were a jail init deadlocked before exec (fixed in sbx-jail); 30 s leaves room for a loaded machine.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the supervisor checks that the jail is still alive.
 pub(crate) const POLL: Duration = Duration::from_millis(50);
 
@@ -312,6 +312,11 @@ fn wait_ready(dir: &SandboxDir, child: &mut Child) -> Result<()> {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(10));
+    }
+    // The supervisor leads its own session and process group (setsid above); a jail it had begun to start is in
+    // that group until the agent runs, so killing the group leaves nothing of this sandbox behind.
+    if let Some(group) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
     }
     let _ = child.kill();
     let _ = child.wait();
