@@ -47,8 +47,9 @@ impl Agent {
             dir,
             proxy_port,
         };
+        // The socket file appears at bind(), a moment before listen(): wait until a connection is accepted.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !agent.sock().exists() {
+        while UnixStream::connect(agent.sock()).is_err() {
             assert!(Instant::now() < deadline, "agent did not start listening");
             std::thread::sleep(Duration::from_millis(5));
         }
