@@ -22,11 +22,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if !status.success() {
         bail!("building the sbx-netproxy example failed");
     }
-    // Absolute: `cargo bench` runs the driver in the package's directory, not here.
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => std::path::absolute(dir).context("resolving CARGO_TARGET_DIR")?,
-        None => crate::ci::workspace_root().join("target"),
-    };
+    let target = crate::target_dir()?;
     let proxy_bin = target.join("release/examples/proxy");
     let mut driver_args = vec!["--proxy-bin".to_owned(), proxy_bin.display().to_string()];
     let explicit = args
@@ -65,7 +61,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 /// Build the hudsucker anchor (`xtask/hudsucker-probe`, its own workspace) into `TARGET/hudsucker-probe`.
 fn build_hudsucker_probe(target: &std::path::Path) -> Result<String> {
     let probe_target = target.join("hudsucker-probe");
-    let manifest = crate::ci::workspace_root().join("xtask/hudsucker-probe/Cargo.toml");
+    let manifest = crate::workspace_root().join("xtask/hudsucker-probe/Cargo.toml");
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "--manifest-path"])
         .arg(&manifest)

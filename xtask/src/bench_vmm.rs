@@ -12,14 +12,9 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-const DEFAULT_RUNS: usize = 30;
+use crate::workspace_root;
 
-fn workspace_root() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| ".".into())
-}
+const DEFAULT_RUNS: usize = 30;
 
 /// Entry point: `cargo xtask bench-vmm [--runs N] [--kernel PATH]`.
 pub(crate) fn run(args: &[String]) -> Result<()> {
@@ -57,9 +52,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if !status.success() {
         bail!("building the bench_start example failed");
     }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map_or_else(|_| workspace_root().join("target"), Into::into);
-    let exe = target.join("release/examples/bench_start");
+    let exe = crate::target_dir()?.join("release/examples/bench_start");
     let kernel = kernel.map(std::path::PathBuf::from).or_else(|| {
         let cached = crate::guest_kernel::cache_dir().ok()?.join("vmlinux");
         cached.exists().then_some(cached)

@@ -1,10 +1,11 @@
 //! The CI pipeline: prerequisites, formatting, lints, tests.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+
+use crate::workspace_root;
 
 /// Debian packages the test suite uses, with the command whose presence shows the package is installed.
 /// Each entry says which tests need it.
@@ -23,14 +24,6 @@ const APT_PACKAGES: &[(&str, &str)] = &[
     // sbx-template: the microVM root image is made with `mkfs.ext4 -d` and checked with `debugfs`.
     ("e2fsprogs", "mkfs.ext4"),
 ];
-
-/// Root of the workspace (the parent of `xtask/`).
-pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
 
 fn have(cmd: &str) -> bool {
     Command::new("sh")

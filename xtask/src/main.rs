@@ -10,7 +10,26 @@ mod ci;
 mod guest_agent;
 mod guest_kernel;
 
-use anyhow::{Result, bail};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// Root of the workspace (the parent of `xtask/`).
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The cargo target directory, absolute: `CARGO_TARGET_DIR` if set, else the workspace's `target/`. Absolute because
+/// `cargo bench` runs a driver in its package's directory, not here.
+pub(crate) fn target_dir() -> Result<PathBuf> {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => std::path::absolute(dir).context("resolving CARGO_TARGET_DIR"),
+        None => Ok(workspace_root().join("target")),
+    }
+}
 
 const USAGE: &str = "usage: cargo xtask <task>
 

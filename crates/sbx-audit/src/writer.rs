@@ -530,10 +530,12 @@ impl Writer {
         if !(group_commit && collected_in_window && batch.events > 0) {
             return;
         }
-        self.unsynced_since = match (self.unsynced_since, self.drain_opened) {
-            (Some(since), Some(opened)) => Some(since.min(opened)),
-            (since, opened) => since.or(opened),
-        };
+        // The earlier of the two, where either is known.
+        self.unsynced_since = self
+            .unsynced_since
+            .into_iter()
+            .chain(self.drain_opened)
+            .min();
     }
 
     fn next_wakeup(&self) -> Option<Duration> {
