@@ -12,8 +12,9 @@ use crate::inode::Inode;
 /// What a handle holds.
 #[derive(Debug)]
 pub(crate) enum HandleKind {
-    /// A regular file opened for I/O (positional reads and writes only, so it is shared without a lock).
-    File(OwnedFd),
+    /// A regular file opened for I/O (positional reads and writes only, so it is shared without a lock). Shared with
+    /// the inode while open (see `Inode::remember_open`).
+    File(Arc<OwnedFd>),
     /// A directory; reading entries moves its offset, so it is locked per READDIR.
     Dir(Mutex<OwnedFd>),
 }

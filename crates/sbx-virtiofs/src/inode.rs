@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
@@ -31,6 +31,8 @@ pub(crate) type Location = (Arc<Inode>, CString);
 pub(crate) enum PathFd<'a> {
     Held(BorrowedFd<'a>),
     Opened(OwnedFd),
+    /// The descriptor of a handle the guest has open on this very file.
+    Open(Arc<OwnedFd>),
 }
 
 impl AsFd for PathFd<'_> {
@@ -38,6 +40,7 @@ impl AsFd for PathFd<'_> {
         match self {
             PathFd::Held(fd) => *fd,
             PathFd::Opened(fd) => fd.as_fd(),
+            PathFd::Open(fd) => fd.as_fd(),
         }
     }
 }
@@ -61,6 +64,11 @@ pub(crate) struct Inode {
     /// The file's version when the guest last opened it: pages the guest kernel cached since then are still valid
     /// while the version is unchanged (see [`Inode::page_cache_still_valid`]).
     cached_version: Mutex<Option<FileVersion>>,
+    /// The descriptor of the most recently opened handle on this file while it is open: a descriptor of this very
+    /// inode, so metadata operations (SETATTR, xattrs, GETATTR) use it instead of reopening a name. `tar` and
+    /// compilers set times, owner and mode on files they still hold open; each saves an `openat2` + `fstatat` +
+    /// `close`.
+    open_file: Mutex<Weak<OwnedFd>>,
     /// The kernel's lookup references. Incremented under the table's *read* lock (a repeated lookup of a known file,
     /// the common case of `git status` and builds, must not serialise the workers), decremented and found zero only
     /// under its write lock, so a reader never sees a node that is being removed.
@@ -125,16 +133,43 @@ impl Inode {
         }
     }
 
+    /// Records `fd`, a descriptor just opened on this very file for a guest handle (see [`Inode::path_fd`]).
+    pub(crate) fn remember_open(&self, fd: &Arc<OwnedFd>) {
+        if let Ok(mut open) = self.open_file.lock() {
+            *open = Arc::downgrade(fd);
+        }
+    }
+
+    /// The descriptor of a handle still open on this file, if any.
+    fn open_fd(&self) -> Option<Arc<OwnedFd>> {
+        self.open_file.lock().ok()?.upgrade()
+    }
+
+    /// A descriptor of this very inode that xattr calls and `fchmod` accept (they refuse `O_PATH`): a handle's while
+    /// the guest holds one open, else the file reopened read-only through its name.
+    pub(crate) fn io_fd(&self) -> Result<PathFd<'_>, Errno> {
+        match self.open_fd() {
+            Some(fd) if self.held.is_none() => Ok(PathFd::Open(fd)),
+            _ => self
+                .reopen(OFlags::RDONLY | OFlags::NONBLOCK)
+                .map(PathFd::Opened),
+        }
+    }
+
     /// The held descriptor of a directory, for resolving names beneath it; `ENOTDIR` for anything else.
     pub(crate) fn dir_fd(&self) -> Result<BorrowedFd<'_>, Errno> {
         self.held.as_ref().map(AsFd::as_fd).ok_or(Errno::NOTDIR)
     }
 
-    /// An `O_PATH` descriptor of this very inode (never of whatever its name points to now): the held one for
-    /// directories, else one opened through a known name and checked to be the same `(dev, ino)`.
+    /// A descriptor of this very inode (never of whatever its name points to now): the held one for directories, a
+    /// guest handle's while one is open, else an `O_PATH` one opened through a known name and checked to be the same
+    /// `(dev, ino)`.
     pub(crate) fn path_fd(&self) -> Result<PathFd<'_>, Errno> {
-        match &self.held {
-            Some(fd) => Ok(PathFd::Held(fd.as_fd())),
+        if let Some(fd) = &self.held {
+            return Ok(PathFd::Held(fd.as_fd()));
+        }
+        match self.open_fd() {
+            Some(fd) => Ok(PathFd::Open(fd)),
             None => self.open_by_name(OFlags::PATH).map(PathFd::Opened),
         }
     }
@@ -178,12 +213,15 @@ impl Inode {
         )
     }
 
-    /// The attributes of this very inode: `fstat` of the held descriptor for directories; for other files one
-    /// `fstatat` of a known name beneath its held parent (no symlink followed), accepted only if it is still the same
+    /// The attributes of this very inode: `fstat` of the held descriptor for directories or of an open handle's; for
+    /// other files one `fstatat` of a known name beneath its held parent (no symlink followed), accepted only if it is still the same
     /// `(dev, ino)` and file type. One system call, where opening the name first would take three.
     pub(crate) fn stat(&self) -> Result<rustix::fs::Stat, Errno> {
-        match &self.held {
-            Some(fd) => confine::stat_fd(fd),
+        if let Some(fd) = &self.held {
+            return confine::stat_fd(fd);
+        }
+        match self.open_fd() {
+            Some(fd) => rustix::fs::fstat(&*fd),
             None => self.by_name(
                 |dir, name| rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW),
                 |st| Ok(*st),
@@ -258,6 +296,7 @@ impl InodeTable {
             file_type: confine::file_type(st.st_mode),
             locations: Mutex::new(Vec::new()),
             cached_version: Mutex::new(None),
+            open_file: Mutex::new(Weak::new()),
             nlookup: AtomicU64::new(1),
         });
         let mut t = Tables {
@@ -343,6 +382,7 @@ impl InodeTable {
             file_type: confine::file_type(st.st_mode),
             locations: Mutex::new(vec![(Arc::clone(parent), name.to_owned())]),
             cached_version: Mutex::new(None),
+            open_file: Mutex::new(Weak::new()),
             nlookup: AtomicU64::new(1),
         });
         t.by_id.insert(nodeid, Arc::clone(&inode));

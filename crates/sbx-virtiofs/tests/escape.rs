@@ -324,6 +324,48 @@ fn hard_links_to_outside_files_are_impossible_through_the_mount() {
     assert_outside_untouched(m.tmp.path());
 }
 
+/// While the guest holds a file open, metadata changes through that descriptor (`fchmod`, `futimens`, `fchown`: the
+/// kernel sends them without a handle) go to the open file itself, through the handle's descriptor: a host that
+/// meanwhile renames the file away and plants a symlink to an outside file under its name changes nothing outside.
+#[test]
+fn metadata_changes_on_an_open_file_follow_it_not_a_swapped_in_symlink() {
+    let Some(m) = mount("open_file_swap", |c| c) else {
+        return;
+    };
+    fs::write(m.share.join("f"), b"mine").unwrap();
+    fs::set_permissions(m.share.join("f"), fs::Permissions::from_mode(0o640)).unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.mnt.join("f"))
+        .unwrap();
+    // The attacker on the host side: the name now leads outside.
+    fs::rename(m.share.join("f"), m.share.join("moved")).unwrap();
+    std::os::unix::fs::symlink(m.outside.join("secret"), m.share.join("f")).unwrap();
+
+    f.set_permissions(fs::Permissions::from_mode(0o604))
+        .unwrap();
+    let when = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    f.set_modified(when).unwrap();
+    let me = rustix::process::getuid().as_raw();
+    std::os::unix::fs::fchown(&f, Some(me), None).unwrap();
+
+    let moved = fs::metadata(m.share.join("moved")).unwrap();
+    assert_eq!(
+        moved.permissions().mode() & 0o7777,
+        0o604,
+        "the open file changed"
+    );
+    assert_eq!(moved.modified().unwrap(), when, "its mtime too");
+    assert_eq!(fs::read(m.share.join("moved")).unwrap(), b"mine");
+    assert!(
+        fs::symlink_metadata(m.share.join("f"))
+            .unwrap()
+            .is_symlink()
+    );
+    assert_outside_untouched(m.tmp.path());
+}
+
 /// Host-side attacker swaps a directory and a symlink to `outside` (and a file with a symlink to the secret) as fast
 /// as it can, while the guest creates, writes, truncates, chmods and unlinks through the swapped names.
 #[test]

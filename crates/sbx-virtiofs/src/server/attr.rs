@@ -77,7 +77,7 @@ impl FileServer {
         }
         if arg.valid & fattr::KILL_SUIDGID != 0 && confine::is_reg(inode.file_type) {
             // A truncation (or chown) by a caller without CAP_FSETID, under HANDLE_KILLPRIV_V2.
-            super::file::kill_suidgid(&inode.reopen(OFlags::RDONLY | OFlags::NONBLOCK)?)?;
+            super::file::kill_suidgid(&inode.io_fd()?)?;
         }
         if arg.valid & (fattr::ATIME | fattr::MTIME | fattr::ATIME_NOW | fattr::MTIME_NOW) != 0 {
             let times = Timestamps {
@@ -169,8 +169,7 @@ fn set_mode(inode: &Inode, mode: u32) -> Result<(), Errno> {
     }
     match crate::sys::fchmod_empty_path(std::os::fd::AsFd::as_fd(&inode.path_fd()?), mode) {
         Err(Errno::NOSYS) if confine::is_reg(inode.file_type) || inode.is_dir() => {
-            let fd = inode.reopen(OFlags::RDONLY | OFlags::NONBLOCK)?;
-            rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode(mode))
+            rustix::fs::fchmod(inode.io_fd()?, rustix::fs::Mode::from_raw_mode(mode))
         }
         other => other,
     }

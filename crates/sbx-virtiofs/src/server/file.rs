@@ -65,6 +65,8 @@ impl FileServer {
         // sequential reads stream from disk. Advice only: failure changes nothing.
         let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::Sequential);
         let open_flags = self.keep_cache_flag(&inode, &st);
+        let fd = Arc::new(fd);
+        inode.remember_open(&fd);
         let fh = self.handles.insert(Handle {
             inode,
             kind: HandleKind::File(fd),
@@ -112,12 +114,13 @@ impl FileServer {
         if !confine::is_reg(st.st_mode) {
             return Err(Errno::ISDIR);
         }
-        let (path_fd, path_st) = crate::inode::open_child(parent.dir_fd()?, name)?;
-        if (path_st.st_dev, path_st.st_ino) != (st.st_dev, st.st_ino) {
-            return Err(Errno::STALE); // the name was swapped between create and lookup
-        }
-        let inode: Arc<Inode> = self.inodes.insert_lookup(path_fd, &st, &parent, name)?;
+        // The node is the created file itself (its descriptor's identity); should the host swap the name meanwhile,
+        // operations through the name find another file and are refused (`Inode::by_name`), while the handle and
+        // its descriptor stay this file's.
+        let inode: Arc<Inode> = self.inodes.insert_lookup(None, &st, &parent, name)?;
         self.entry_out(inode.nodeid, &st).encode(out);
+        let fd = Arc::new(fd);
+        inode.remember_open(&fd);
         let fh = self.handles.insert(Handle {
             inode,
             kind: HandleKind::File(fd),

@@ -5,15 +5,14 @@
 //! those answer `EOPNOTSUPP`, which tools such as `cp -a` treat as "not supported here" rather than as a failure.
 
 use std::ffi::CStr;
-use std::os::fd::OwnedFd;
 
-use rustix::fs::{OFlags, XattrFlags};
+use rustix::fs::XattrFlags;
 use rustix::io::Errno;
 
 use super::FileServer;
 use crate::abi::encode_xattr_size;
 use crate::confine;
-use crate::inode::Inode;
+use crate::inode::{Inode, PathFd};
 
 /// Largest xattr value or list the server returns (the Linux limit).
 const XATTR_SIZE_MAX: u32 = 64 * 1024;
@@ -21,9 +20,9 @@ const XATTR_SIZE_MAX: u32 = 64 * 1024;
 impl FileServer {
     /// An I/O descriptor for xattr calls (xattr syscalls refuse `O_PATH` descriptors). `None` for symlinks and special
     /// files, which carry no user xattrs on Linux and must not be opened (a FIFO open would block).
-    fn xattr_fd(&self, inode: &Inode) -> Result<Option<OwnedFd>, Errno> {
+    fn xattr_fd<'a>(&self, inode: &'a Inode) -> Result<Option<PathFd<'a>>, Errno> {
         if confine::is_reg(inode.file_type) || inode.is_dir() {
-            inode.reopen(OFlags::RDONLY | OFlags::NONBLOCK).map(Some)
+            inode.io_fd().map(Some)
         } else {
             Ok(None)
         }
