@@ -1,7 +1,9 @@
-//! `cargo xtask bench-proxy [--mitmdump PATH] [--connections N] [--hudsucker]`: build the sbx-netproxy example in release mode and
+//! `cargo xtask bench-proxy [--mitmdump PATH] [--connections N] [--hudsucker] [--latency-rounds N]`: build the sbx-netproxy example in release mode and
 //! run the load driver (`crates/sbx-netproxy/benches/proxy_load.rs`) against it and, when `mitmdump` is found (PATH,
 //! or `pip install mitmproxy`), against mitmproxy doing the same MITM, all on loopback in one run. With `--hudsucker`
 //! it also builds `xtask/hudsucker-probe` (a bare hudsucker MITM, the latency anchor) and measures it alongside.
+//! `--latency-rounds N` measures only the single keep-alive connection, N rounds with the routes taking turns, and
+//! prints medians (for A/B comparisons of the per-request cost).
 
 use std::process::Command;
 
@@ -39,13 +41,15 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if args.iter().any(|a| a == "--hudsucker") {
         driver_args.extend(["--hudsucker".to_owned(), build_hudsucker_probe(&target)?]);
     }
-    if let Some(i) = args.iter().position(|a| a == "--connections") {
-        driver_args.extend([
-            "--connections".to_owned(),
-            args.get(i + 1)
-                .cloned()
-                .context("--connections needs a number")?,
-        ]);
+    for flag in ["--connections", "--latency-rounds"] {
+        if let Some(i) = args.iter().position(|a| a == flag) {
+            driver_args.extend([
+                flag.to_owned(),
+                args.get(i + 1)
+                    .cloned()
+                    .with_context(|| format!("{flag} needs a number"))?,
+            ]);
+        }
     }
     let status = Command::new(env!("CARGO"))
         .args(["bench", "-p", "sbx-netproxy", "--bench", "proxy_load", "--"])

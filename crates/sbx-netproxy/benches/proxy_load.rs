@@ -418,6 +418,33 @@ fn row(name: &str, s: &Stats) -> String {
     )
 }
 
+/// `--latency-rounds N`: only the single keep-alive connection, `N` rounds in which the routes take turns (so drift in
+/// load hits all alike); prints every round and each route's medians, and the added p50 against `direct`.
+async fn latency_rounds(routes: &[(&str, Route)], rounds: usize) {
+    let mut rows: Vec<(Vec<f64>, Vec<f64>)> = vec![(Vec::new(), Vec::new()); routes.len()];
+    for round in 0..rounds {
+        for (i, (name, route)) in routes.iter().enumerate() {
+            let s = keep_alive(route, 1).await;
+            println!("round {round}: {name}: {:.0} req/s, p50 {:.0} µs", s.rps, s.p50_us);
+            rows[i].0.push(s.rps);
+            rows[i].1.push(s.p50_us);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut direct = f64::NAN;
+    println!("\n| route (keep-alive, 1 connection; median of {rounds}) | req/s | p50 µs | added p50 µs |\n|---|---|---|---|");
+    for ((name, _), (rps, p50)) in routes.iter().zip(rows.iter_mut()) {
+        let (rps, p50) = (median(rps), median(p50));
+        if *name == "direct" {
+            direct = p50;
+        }
+        println!("| {name} | {rps:.0} | {p50:.0} | {:+.0} |", p50 - direct);
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -507,6 +534,11 @@ async fn main() -> Result<()> {
             .join(" "),
         fds.map(|f| f.after)
     );
+    if let Some(rounds) = value("--latency-rounds").and_then(|p| p.to_str()?.parse().ok()) {
+        latency_rounds(&routes, rounds).await;
+        drop((mitm, hud, sbx));
+        return Ok(());
+    }
     println!("| route | req/s | p50 µs | p99 µs | requests | errors |\n|---|---|---|---|---|---|");
     let mut p50 = Vec::new();
     for (conc, label) in [

@@ -84,6 +84,84 @@ fn keep_cache_is_granted_only_while_the_file_version_is_unchanged() {
     assert_eq!(open_close(&mut c, node) & fopen::KEEP_CACHE, 0);
 }
 
+/// Write-only opens bypass the guest's page cache (`FOPEN_DIRECT_IO`) only where that is safe and useful: a guest
+/// kernel that invalidates other openers' pages on such writes (protocol 7.39+), no writeback cache, write-only.
+#[test]
+fn direct_io_is_granted_only_to_write_only_opens_of_coherent_kernels() {
+    let share = tempfile::tempdir().unwrap();
+    fs::write(share.path().join("f"), b"data").unwrap();
+    let direct = |c: &mut Client, node: u64, flags: i32| {
+        let r = c.open(node, flags as u32);
+        let got = open_flags(&r) & fopen::DIRECT_IO != 0;
+        release(c, node, r.fh_at(0));
+        got
+    };
+    let mut c = Client::with_kernel_minor(ShareConfig::new(share.path()), 39);
+    let node = c.lookup(1, "f").nodeid();
+    assert!(direct(&mut c, node, libc::O_WRONLY));
+    assert!(direct(&mut c, node, libc::O_WRONLY | libc::O_APPEND));
+    assert!(!direct(&mut c, node, libc::O_RDONLY), "readers keep the page cache");
+    assert!(!direct(&mut c, node, libc::O_RDWR), "read-write opens may mmap");
+    let r = c.create(1, "new", libc::O_WRONLY as u32, 0o644);
+    assert_eq!(r.error, 0);
+    assert_ne!(r.u32_at(128 + 8) & fopen::DIRECT_IO, 0, "CREATE for writing only");
+
+    let mut old = Client::with_kernel_minor(ShareConfig::new(share.path()), 38);
+    let node = old.lookup(1, "f").nodeid();
+    assert!(!direct(&mut old, node, libc::O_WRONLY), "7.38 kernels keep stale pages");
+
+    let policy = CachePolicy {
+        writeback_cache: true,
+        ..CachePolicy::default()
+    };
+    let mut wb = Client::with_kernel_minor(ShareConfig::new(share.path()).cache(policy), 39);
+    let node = wb.lookup(1, "f").nodeid();
+    assert!(!direct(&mut wb, node, libc::O_WRONLY), "the writeback cache owns writes");
+}
+
+/// What the direct-I/O writes rely on, through the real kernel: another opener's cached pages and shared mapping
+/// see bytes written through a write-only descriptor at once, as on a plain directory.
+#[test]
+fn writes_through_a_write_only_descriptor_reach_other_openers_cached_pages_and_mappings() {
+    let Some(m) = common::mount("direct_write_coherence", |c| c) else {
+        return;
+    };
+    let path = m.mnt.join("f");
+    fs::write(&path, vec![b'a'; 8192]).unwrap();
+    let reader = fs::File::open(&path).unwrap();
+    let mut buf = [0u8; 4];
+    std::os::unix::fs::FileExt::read_exact_at(&reader, &mut buf, 4096).unwrap();
+    assert_eq!(&buf, b"aaaa");
+    let len = 8192;
+    // SAFETY: a fresh read-only shared mapping of a file we hold open; used only in this test, unmapped below.
+    let ptr = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            len,
+            rustix::mm::ProtFlags::READ,
+            rustix::mm::MapFlags::SHARED,
+            &reader,
+            0,
+        )
+        .unwrap()
+    };
+    // SAFETY: the mapping is `len` readable bytes; the kernel may change them under us, so each check copies them
+    // out with a volatile read.
+    let mapped = |at: usize| -> [u8; 4] {
+        std::array::from_fn(|i| unsafe { ptr.cast::<u8>().add(at + i).read_volatile() })
+    };
+    assert_eq!(&mapped(4096), b"aaaa");
+
+    let writer = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&writer, b"bbbb", 4096).unwrap();
+    std::os::unix::fs::FileExt::read_exact_at(&reader, &mut buf, 4096).unwrap();
+    assert_eq!(&buf, b"bbbb", "the reader's cached page was refreshed");
+    assert_eq!(&mapped(4096), b"bbbb", "the shared mapping too");
+    // SAFETY: unmapping the mapping created above; `mapped` is not called afterwards.
+    unsafe { rustix::mm::munmap(ptr, len).unwrap() };
+    assert_eq!(&fs::read(m.share.join("f")).unwrap()[4096..4100], b"bbbb");
+}
+
 #[test]
 fn keep_cache_can_be_turned_off() {
     let share = tempfile::tempdir().unwrap();

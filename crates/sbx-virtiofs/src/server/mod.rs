@@ -147,6 +147,11 @@ pub struct ServerStats {
     pub handles: usize,
 }
 
+/// The first FUSE protocol minor version (7.39, Linux 6.6) of kernels known to drop a file's cached pages (and
+/// mappings) when a `FOPEN_DIRECT_IO` descriptor writes it, so that other openers in the guest stay coherent; with
+/// older kernels write-only opens keep going through the page cache.
+const DIRECT_WRITE_COHERENT_MINOR: u32 = 39;
+
 /// The passthrough file server for one share.
 #[derive(Debug)]
 pub struct FileServer {
@@ -156,6 +161,9 @@ pub struct FileServer {
     session: Mutex<Option<InitOut>>,
     /// Whether new files must be chowned to the mapped host owner (the server runs as someone else, e.g. root).
     chown_new: bool,
+    /// Whether write-only opens may bypass the guest's page cache (see `FileServer::direct_io_flag`): decided at
+    /// INIT from the guest kernel's protocol version.
+    direct_writes: std::sync::atomic::AtomicBool,
 }
 
 impl FileServer {
@@ -180,6 +188,7 @@ impl FileServer {
             handles: HandleTable::default(),
             session: Mutex::new(None),
             chown_new,
+            direct_writes: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -340,6 +349,10 @@ impl FileServer {
     fn init(&self, kernel: KernelInit, out: &mut Vec<u8>) -> Result<Outcome, Errno> {
         match negotiate(kernel, &self.config.cache, self.config.max_pages) {
             Negotiation::Accepted(init) => {
+                self.direct_writes.store(
+                    kernel.minor >= DIRECT_WRITE_COHERENT_MINOR,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 *self.session.lock().map_err(|_| Errno::IO)? = Some(init);
                 init.encode(out);
                 Ok(Outcome::Reply)

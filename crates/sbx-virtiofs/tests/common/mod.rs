@@ -160,10 +160,15 @@ pub fn message(op: u32, nodeid: u64, unique: u64, body: &[u8]) -> Vec<u8> {
     msg
 }
 
-/// An INIT body offering everything.
+/// An INIT body offering everything, from a kernel speaking protocol 7.38 (Linux 6.2–6.5).
 pub fn init_body() -> Vec<u8> {
+    init_body_minor(38)
+}
+
+/// An INIT body offering everything, from a kernel speaking protocol 7.`minor`.
+pub fn init_body_minor(minor: u32) -> Vec<u8> {
     let mut b = Vec::new();
-    for v in [7u32, 38, 1 << 20, u32::MAX] {
+    for v in [7u32, minor, 1 << 20, u32::MAX] {
         b.extend_from_slice(&v.to_ne_bytes());
     }
     b.extend_from_slice(&[0u8; 48]);
@@ -172,9 +177,14 @@ pub fn init_body() -> Vec<u8> {
 
 impl Client {
     pub fn new(config: ShareConfig) -> Self {
+        Self::with_kernel_minor(config, 38)
+    }
+
+    /// A client whose INIT says it is a kernel speaking protocol 7.`minor`.
+    pub fn with_kernel_minor(config: ShareConfig, minor: u32) -> Self {
         let server = Arc::new(FileServer::new(config).expect("server"));
         let mut c = Self { server, unique: 0 };
-        let r = c.call(opcode::INIT, 0, &init_body());
+        let r = c.call(opcode::INIT, 0, &init_body_minor(minor));
         assert_eq!(r.error, 0);
         c
     }
