@@ -26,8 +26,6 @@ struct Target {
     name: &'static str,
     /// Short name for files of this target (all targets expose the same directory underneath).
     slug: &'static str,
-    /// The plain directory underneath, for untimed clean-up (removing a tree through bindfs takes minutes).
-    backing: PathBuf,
     dir: PathBuf,
 }
 
@@ -79,7 +77,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&base);
+    if base.exists() {
+        std::fs::remove_dir_all(&base)
+            .with_context(|| format!("removing the previous run's {}", base.display()))?;
+        stamp_deletion();
+    }
+    wait_for_deleted_inodes_to_age();
     let plain = base.join("plain");
     let (ours_mnt, bindfs_mnt) = (base.join("mnt-sbx"), base.join("mnt-bindfs"));
     for d in [&plain, &ours_mnt, &bindfs_mnt] {
@@ -107,19 +110,16 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             name: "plain directory",
             slug: "plain",
             dir: plain.clone(),
-            backing: plain.clone(),
         },
         Target {
             name: "sbx-virtiofs (host FUSE)",
             slug: "sbx",
             dir: ours_mnt.clone(),
-            backing: plain.clone(),
         },
         Target {
             name: "bindfs (libfuse passthrough)",
             slug: "bindfs",
             dir: bindfs_mnt.clone(),
-            backing: plain.clone(),
         },
     ];
     let load_before = load_average();
@@ -138,7 +138,37 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     eprintln!("bench-virtiofs: removing {}", base.display());
     let _ = std::fs::remove_dir_all(&base);
+    stamp_deletion();
     result.map(drop)
+}
+
+/// When this bench last deleted a tree (a file whose mtime is the time).
+fn deletion_stamp() -> PathBuf {
+    std::env::temp_dir().join("sbx-bench-virtiofs.deleted")
+}
+
+fn stamp_deletion() {
+    let _ = Command::new("sync").status();
+    let _ = std::fs::write(deletion_stamp(), b"");
+}
+
+/// ext4 does not reuse an inode for 60 s after its deletion has been written back (`recently_deleted` in its inode
+/// allocator), and every creation scans past such inodes: right after a mass deletion an untar of 20,000 files took
+/// 7.5 s of kernel CPU instead of 0.6 s. So the workloads start no sooner than 61 s after this bench's last deletion.
+fn wait_for_deleted_inodes_to_age() {
+    let age = std::fs::metadata(deletion_stamp())
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok());
+    if let Some(age) = age
+        && let Some(left) = Duration::from_secs(61).checked_sub(age)
+    {
+        eprintln!(
+            "bench-virtiofs: waiting {:.0} s for the inodes deleted by the previous run to age out (ext4)",
+            left.as_secs_f64()
+        );
+        std::thread::sleep(left);
+    }
 }
 
 /// Medians of one target (`None`: workload skipped).
@@ -162,8 +192,13 @@ fn interleaved(
     let mut samples = vec![Vec::with_capacity(runs); targets.len()];
     for round in 0..runs {
         for (t, target) in targets.iter().enumerate() {
-            samples[t]
-                .push(f(target, round).with_context(|| format!("{what} on {}", target.name))?);
+            let took = f(target, round).with_context(|| format!("{what} on {}", target.name))?;
+            eprintln!(
+                "bench-virtiofs: {what}, round {round}, {}: {:.3} s",
+                target.slug,
+                took.as_secs_f64()
+            );
+            samples[t].push(took);
         }
     }
     Ok(samples
@@ -225,6 +260,9 @@ fn untar_once(t: &Target, tarball: &Path, round: usize) -> Result<Duration> {
     let name = format!("untar-{}-{round}", t.slug);
     let dest = t.dir.join(&name);
     std::fs::create_dir_all(&dest)?;
+    // Untimed: write back what the preparation and the previous round left dirty (the 50,000-file repository), so each
+    // untar is timed against the same clean disk instead of against earlier writeback.
+    let _ = Command::new("sync").status();
     let start = Instant::now();
     exec(
         Command::new("tar")
@@ -233,9 +271,8 @@ fn untar_once(t: &Target, tarball: &Path, round: usize) -> Result<Duration> {
             .arg("-C")
             .arg(&dest),
     )?;
-    let took = start.elapsed();
-    std::fs::remove_dir_all(t.backing.join(&name))?;
-    Ok(took)
+    // The tree stays until the run ends: deleting it here made the next rounds' creations crawl (see `run`).
+    Ok(start.elapsed())
 }
 
 fn git_status_once(t: &Target) -> Result<Duration> {
@@ -314,7 +351,8 @@ fn make_tarball(base: &Path) -> Result<PathBuf> {
             .arg(&src)
             .arg("."),
     )?;
-    std::fs::remove_dir_all(&src)?;
+    // `src` is kept until the run ends, like the untarred trees (deleting 20,000 files slows the creations that
+    // follow; see `run`).
     Ok(tarball)
 }
 

@@ -425,7 +425,10 @@ async fn latency_rounds(routes: &[(&str, Route)], rounds: usize) {
     for round in 0..rounds {
         for (i, (name, route)) in routes.iter().enumerate() {
             let s = keep_alive(route, 1).await;
-            println!("round {round}: {name}: {:.0} req/s, p50 {:.0} µs", s.rps, s.p50_us);
+            println!(
+                "round {round}: {name}: {:.0} req/s, p50 {:.0} µs",
+                s.rps, s.p50_us
+            );
             rows[i].0.push(s.rps);
             rows[i].1.push(s.p50_us);
         }
@@ -435,7 +438,9 @@ async fn latency_rounds(routes: &[(&str, Route)], rounds: usize) {
         v[v.len() / 2]
     };
     let mut direct = f64::NAN;
-    println!("\n| route (keep-alive, 1 connection; median of {rounds}) | req/s | p50 µs | added p50 µs |\n|---|---|---|---|");
+    println!(
+        "\n| route (keep-alive, 1 connection; median of {rounds}) | req/s | p50 µs | added p50 µs |\n|---|---|---|---|"
+    );
     for ((name, _), (rps, p50)) in routes.iter().zip(rows.iter_mut()) {
         let (rps, p50) = (median(rps), median(p50));
         if *name == "direct" {

@@ -100,15 +100,28 @@ fn direct_io_is_granted_only_to_write_only_opens_of_coherent_kernels() {
     let node = c.lookup(1, "f").nodeid();
     assert!(direct(&mut c, node, libc::O_WRONLY));
     assert!(direct(&mut c, node, libc::O_WRONLY | libc::O_APPEND));
-    assert!(!direct(&mut c, node, libc::O_RDONLY), "readers keep the page cache");
-    assert!(!direct(&mut c, node, libc::O_RDWR), "read-write opens may mmap");
+    assert!(
+        !direct(&mut c, node, libc::O_RDONLY),
+        "readers keep the page cache"
+    );
+    assert!(
+        !direct(&mut c, node, libc::O_RDWR),
+        "read-write opens may mmap"
+    );
     let r = c.create(1, "new", libc::O_WRONLY as u32, 0o644);
     assert_eq!(r.error, 0);
-    assert_ne!(r.u32_at(128 + 8) & fopen::DIRECT_IO, 0, "CREATE for writing only");
+    assert_ne!(
+        r.u32_at(128 + 8) & fopen::DIRECT_IO,
+        0,
+        "CREATE for writing only"
+    );
 
     let mut old = Client::with_kernel_minor(ShareConfig::new(share.path()), 38);
     let node = old.lookup(1, "f").nodeid();
-    assert!(!direct(&mut old, node, libc::O_WRONLY), "7.38 kernels keep stale pages");
+    assert!(
+        !direct(&mut old, node, libc::O_WRONLY),
+        "7.38 kernels keep stale pages"
+    );
 
     let policy = CachePolicy {
         writeback_cache: true,
@@ -116,7 +129,10 @@ fn direct_io_is_granted_only_to_write_only_opens_of_coherent_kernels() {
     };
     let mut wb = Client::with_kernel_minor(ShareConfig::new(share.path()).cache(policy), 39);
     let node = wb.lookup(1, "f").nodeid();
-    assert!(!direct(&mut wb, node, libc::O_WRONLY), "the writeback cache owns writes");
+    assert!(
+        !direct(&mut wb, node, libc::O_WRONLY),
+        "the writeback cache owns writes"
+    );
 }
 
 /// What the direct-I/O writes rely on, through the real kernel: another opener's cached pages and shared mapping

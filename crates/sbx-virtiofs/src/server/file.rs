@@ -136,7 +136,9 @@ impl FileServer {
     /// (`DIRECT_WRITE_COHERENT_MINOR`; tested by `cache_consistency`).
     fn direct_io_flag(&self, guest_flags: u32) -> u32 {
         let write_only = OFlags::from_bits_retain(guest_flags) & OFlags::RWMODE == OFlags::WRONLY;
-        let coherent = self.direct_writes.load(std::sync::atomic::Ordering::Relaxed);
+        let coherent = self
+            .direct_writes
+            .load(std::sync::atomic::Ordering::Relaxed);
         if write_only && coherent && !self.config.cache.writeback_cache {
             fopen::DIRECT_IO
         } else {
