@@ -6,7 +6,7 @@
 //! `(parent, name)` pairs under which they were last seen (several for hard links) and are opened through one of those
 //! names for each operation — confined, symlinks refused, identity re-checked — because an `O_PATH` descriptor cannot
 //! be upgraded to a readable one without `/proc/self/fd`, and because holding one per file would exhaust the
-//! descriptor limit on large trees.
+//! descriptor limit on large trees. While the guest holds a file open, its handle's descriptor stands in for the name.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
@@ -214,8 +214,8 @@ impl Inode {
     }
 
     /// The attributes of this very inode: `fstat` of the held descriptor for directories or of an open handle's; for
-    /// other files one `fstatat` of a known name beneath its held parent (no symlink followed), accepted only if it is still the same
-    /// `(dev, ino)` and file type. One system call, where opening the name first would take three.
+    /// other files one `fstatat` of a known name beneath its held parent (no symlink followed), accepted only if it is
+    /// still the same `(dev, ino)` and file type. One system call, where opening the name first would take three.
     pub(crate) fn stat(&self) -> Result<rustix::fs::Stat, Errno> {
         if let Some(fd) = &self.held {
             return confine::stat_fd(fd);

@@ -161,10 +161,13 @@ fn writes_through_a_write_only_descriptor_reach_other_openers_cached_pages_and_m
         )
         .unwrap()
     };
-    // SAFETY: the mapping is `len` readable bytes; the kernel may change them under us, so each check copies them
-    // out with a volatile read.
+    // Volatile reads: the kernel changes the mapped bytes under us.
     let mapped = |at: usize| -> [u8; 4] {
-        std::array::from_fn(|i| unsafe { ptr.cast::<u8>().add(at + i).read_volatile() })
+        std::array::from_fn(|i| {
+            let byte = ptr.cast::<u8>().wrapping_add(at + i);
+            // SAFETY: `at + i` < `len`, so `byte` lies within the readable mapping, which lives until the munmap below.
+            unsafe { byte.read_volatile() }
+        })
     };
     assert_eq!(&mapped(4096), b"aaaa");
 
