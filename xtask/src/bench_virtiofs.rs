@@ -154,7 +154,7 @@ fn stamp_deletion() {
 
 /// ext4 does not reuse an inode for 60 s after its deletion has been written back (`recently_deleted` in its inode
 /// allocator), and every creation scans past such inodes: right after a mass deletion an untar of 20,000 files took
-/// 7.5 s of kernel CPU instead of 0.6 s. So the workloads start no sooner than 61 s after this bench's last deletion.
+/// 7.4 s of kernel CPU instead of 0.6 s. So the workloads start no sooner than 61 s after this bench's last deletion.
 fn wait_for_deleted_inodes_to_age() {
     let age = std::fs::metadata(deletion_stamp())
         .and_then(|m| m.modified())
@@ -271,7 +271,8 @@ fn untar_once(t: &Target, tarball: &Path, round: usize) -> Result<Duration> {
             .arg("-C")
             .arg(&dest),
     )?;
-    // The tree stays until the run ends: deleting it here made the next rounds' creations crawl (see `run`).
+    // The tree stays until the run ends: deleting it here made the next rounds' creations crawl
+    // (see `wait_for_deleted_inodes_to_age`).
     Ok(start.elapsed())
 }
 
@@ -352,7 +353,7 @@ fn make_tarball(base: &Path) -> Result<PathBuf> {
             .arg("."),
     )?;
     // `src` is kept until the run ends, like the untarred trees (deleting 20,000 files slows the creations that
-    // follow; see `run`).
+    // follow; see `wait_for_deleted_inodes_to_age`).
     Ok(tarball)
 }
 
