@@ -146,11 +146,11 @@ impl Inode {
     }
 
     /// A descriptor of this very inode that xattr calls and `fchmod` accept (they refuse `O_PATH`): a handle's while
-    /// the guest holds one open, else the file reopened read-only through its name.
+    /// the guest holds one open (only file handles are remembered), else the inode reopened read-only.
     pub(crate) fn io_fd(&self) -> Result<PathFd<'_>, Errno> {
         match self.open_fd() {
-            Some(fd) if self.held.is_none() => Ok(PathFd::Open(fd)),
-            _ => self
+            Some(fd) => Ok(PathFd::Open(fd)),
+            None => self
                 .reopen(OFlags::RDONLY | OFlags::NONBLOCK)
                 .map(PathFd::Opened),
         }
