@@ -2,9 +2,15 @@
 //! FUSE, side by side with the plain directory and with bindfs (a libfuse passthrough file system from Debian), in one
 //! run.
 //!
-//! Workloads: untar of a generated source tree, `git status` on a 50,000-file repository, sequential write (+ fsync)
-//! of a large file, and reading it back twice: cold (page caches dropped, root only) and warm (the file just read,
-//! opened again). Each workload runs `--runs` rounds (default 3); within a round the targets take turns, so a change in the
+//! Workloads: untar of a generated source tree, `git status` on a 50,000-file repository, an `lstat` of each of that
+//! repository's files from 20 threads (what `git status` spends most of its time on: its index preload), sequential
+//! write (+ fsync) of a large file, and reading it back twice: cold (page caches dropped, root only) and warm (the
+//! file just read, opened again).
+//!
+//! A fourth target is the transport floor: the `null_server` example of sbx-virtiofs, the same host-FUSE transport
+//! answering every request from memory (a lookup is a hash probe, a write is dropped). It runs the `lstat` and
+//! sequential workloads; what they cost through it is what the kernel's FUSE round trips cost on this machine, so
+//! no passthrough server can beat it. Each workload runs `--runs` rounds (default 3); within a round the targets take turns, so a change in the
 //! machine's load during the run hits all of them alike. The median per target is reported, with the load average
 //! before and after. `--io-only` skips untar and `git status` (a quick check of the sequential figures). Needs root
 //! (FUSE mounts, dropping caches), `bindfs`, `git` and `tar`.
@@ -20,6 +26,8 @@ const TREE_FILES: usize = 20_000;
 const STATUS_FILES: usize = 50_000;
 const SEQ_BYTES: usize = 512 << 20;
 const BLOCK: usize = 1 << 20;
+/// Threads of the `lstat` workload: `git status` preloads its index with up to 20 (one per 500 entries).
+const STAT_THREADS: usize = 20;
 
 /// One place the workloads run: its name and the directory it exposes.
 struct Target {
@@ -85,7 +93,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     wait_for_deleted_inodes_to_age();
     let plain = base.join("plain");
     let (ours_mnt, bindfs_mnt) = (base.join("mnt-sbx"), base.join("mnt-bindfs"));
-    for d in [&plain, &ours_mnt, &bindfs_mnt] {
+    let null_mnt = base.join("mnt-null");
+    for d in [&plain, &ours_mnt, &bindfs_mnt, &null_mnt] {
         std::fs::create_dir_all(d)?;
     }
     eprintln!("bench-virtiofs: preparing inputs in {}", base.display());
@@ -96,7 +105,23 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         Some(make_tarball(&base)?)
     };
 
+    let repo_files = if io_only {
+        Vec::new()
+    } else {
+        git(&plain.join("repo"), &["ls-files", "-z"])?
+            .split('\0')
+            .filter(|f| !f.is_empty())
+            .map(|f| format!("repo/{f}"))
+            .collect()
+    };
+    let manifest = base.join("null-manifest.txt");
+    std::fs::write(
+        &manifest,
+        format!("{}\nseq-null.bin\n", repo_files.join("\n")),
+    )?;
+
     let mut server = mount_sbx(&plain, &ours_mnt)?;
+    let mut null_server = mount_example("null_server", &manifest, &null_mnt)?;
     let bindfs = Command::new("bindfs")
         .arg(&plain)
         .arg(&bindfs_mnt)
@@ -121,14 +146,21 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             slug: "bindfs",
             dir: bindfs_mnt.clone(),
         },
+        Target {
+            name: "null server (transport floor)",
+            slug: "null",
+            dir: null_mnt.clone(),
+        },
     ];
     let load_before = load_average();
     let started = Instant::now();
-    let result = run_all(&targets, tarball.as_deref(), runs);
+    let result = run_all(&targets, tarball.as_deref(), &repo_files, runs);
     let load_after = load_average();
     let _ = Command::new("umount").arg(&bindfs_mnt).status();
-    drop(server.stdin.take()); // the example unmounts when its stdin closes
-    let _ = server.wait();
+    for child in [&mut server, &mut null_server] {
+        drop(child.stdin.take()); // the examples unmount when their stdin closes
+        let _ = child.wait();
+    }
     if let Ok(rows) = &result {
         print_table(rows);
         println!(
@@ -176,6 +208,7 @@ struct Row {
     target: &'static str,
     untar: Option<Duration>,
     status: Option<Duration>,
+    stat: Option<Duration>,
     write_mbs: f64,
     cold_read_mbs: f64,
     warm_read_mbs: f64,
@@ -210,24 +243,49 @@ fn interleaved(
         .collect())
 }
 
-fn run_all(targets: &[Target], tarball: Option<&Path>, runs: usize) -> Result<Vec<Row>> {
-    let (untar, status) = match tarball {
-        None => (vec![None; targets.len()], vec![None; targets.len()]),
+/// The targets that serve real files: all but the transport floor, which cannot create files or run git.
+const REAL_TARGETS: usize = 3;
+
+fn run_all(
+    targets: &[Target],
+    tarball: Option<&Path>,
+    repo_files: &[String],
+    runs: usize,
+) -> Result<Vec<Row>> {
+    let none = || vec![None; targets.len()];
+    let some = |v: Vec<Duration>| {
+        let mut v: Vec<_> = v.into_iter().map(Some).collect();
+        v.resize(targets.len(), None);
+        v
+    };
+    let (untar, status, stat) = match tarball {
+        None => (none(), none(), none()),
         Some(tarball) => {
-            let untar = interleaved(targets, runs, "untar", |t, round| {
+            let real = &targets[..REAL_TARGETS];
+            let untar = interleaved(real, runs, "untar", |t, round| {
                 untar_once(t, tarball, round)
             })?;
-            for t in targets {
+            for t in real {
                 // Warm-up: the same dentry/attribute state for every target.
                 git(&t.dir.join("repo"), &["status", "--porcelain"])?;
             }
-            let status = interleaved(targets, runs, "git status", |t, _| git_status_once(t))?;
-            (
-                untar.into_iter().map(Some).collect(),
-                status.into_iter().map(Some).collect(),
-            )
+            let status = interleaved(real, runs, "git status", |t, _| git_status_once(t))?;
+            for t in targets {
+                // Warm-up: every target's names known to the kernel (git status made them so on the three real
+                // ones), so each timed round revalidates expired entries instead of creating them.
+                stat_all(&t.dir, repo_files)?;
+            }
+            // Three times the rounds: one round takes ~2 s and single rounds swing by 20 %.
+            let stat = interleaved(
+                targets,
+                runs * 3,
+                "lstat of every repository file",
+                |t, _| stat_all(&t.dir, repo_files),
+            )?;
+            (some(untar), some(status), some(stat))
         }
     };
+    // The null server's manifest lists `seq-null.bin`; it keeps the size, not the bytes.
     let file = |t: &Target| t.dir.join(format!("seq-{}.bin", t.slug));
     let write = interleaved(targets, runs, "sequential write", |t, _| {
         sequential_write(&file(t))
@@ -240,8 +298,8 @@ fn run_all(targets: &[Target], tarball: Option<&Path>, runs: usize) -> Result<Ve
         sequential_read(&file(t))?; // the first pass fills the caches; the second is timed
         sequential_read(&file(t))
     })?;
-    for t in targets {
-        std::fs::remove_file(file(t))?;
+    for t in &targets[..REAL_TARGETS] {
+        std::fs::remove_file(file(t))?; // the null server's file is only a size
     }
     let mbs = |d: Duration| SEQ_BYTES as f64 / (1 << 20) as f64 / d.as_secs_f64();
     Ok((0..targets.len())
@@ -249,6 +307,7 @@ fn run_all(targets: &[Target], tarball: Option<&Path>, runs: usize) -> Result<Ve
             target: targets[i].name,
             untar: untar[i],
             status: status[i],
+            stat: stat[i],
             write_mbs: mbs(write[i]),
             cold_read_mbs: mbs(cold[i]),
             warm_read_mbs: mbs(warm[i]),
@@ -276,6 +335,34 @@ fn untar_once(t: &Target, tarball: &Path, round: usize) -> Result<Duration> {
     Ok(start.elapsed())
 }
 
+/// `lstat` of every file of the repository from `STAT_THREADS` threads, each a contiguous slice in index order (as
+/// git's index preload does), after the guest's entries have expired (the server's 1 s timeout).
+fn stat_all(dir: &Path, files: &[String]) -> Result<Duration> {
+    std::thread::sleep(Duration::from_millis(1100));
+    let chunk = files.len().div_ceil(STAT_THREADS).max(1);
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|slice| {
+                scope.spawn(move || -> Result<()> {
+                    for f in slice {
+                        let path = dir.join(f);
+                        std::fs::symlink_metadata(&path)
+                            .with_context(|| format!("lstat {}", path.display()))?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .map_err(|_| anyhow::anyhow!("an lstat thread panicked"))?
+        })
+    })?;
+    Ok(start.elapsed())
+}
+
 fn git_status_once(t: &Target) -> Result<Duration> {
     let repo = t.dir.join("repo");
     let start = Instant::now();
@@ -288,44 +375,58 @@ fn git_status_once(t: &Target) -> Result<Duration> {
 
 fn print_table(rows: &[Row]) {
     let secs =
-        |d: Option<Duration>| d.map_or("skipped".to_owned(), |d| format!("{:.2}", d.as_secs_f64()));
+        |d: Option<Duration>| d.map_or("n/a".to_owned(), |d| format!("{:.2}", d.as_secs_f64()));
     println!(
-        "| target | untar {TREE_FILES} files (s) | git status, {STATUS_FILES} files (s) | seq. write {} MiB + fsync (MiB/s) | seq. read, cold (MiB/s) | seq. read, warm (MiB/s) |",
+        "| target | untar {TREE_FILES} files (s) | git status, {STATUS_FILES} files (s) | lstat {STATUS_FILES} files, {STAT_THREADS} threads (s) | seq. write {} MiB + fsync (MiB/s) | seq. read, cold (MiB/s) | seq. read, warm (MiB/s) |",
         SEQ_BYTES >> 20
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
     for r in rows {
         println!(
-            "| {} | {} | {} | {:.0} | {:.0} | {:.0} |",
+            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} |",
             r.target,
             secs(r.untar),
             secs(r.status),
+            secs(r.stat),
             r.write_mbs,
             r.cold_read_mbs,
             r.warm_read_mbs
         );
     }
-    if let [plain, ours, peer] = rows {
-        println!();
-        if let (Some(pu), Some(ou), Some(ps), Some(os)) =
-            (peer.untar, ours.untar, peer.status, ours.status)
-        {
-            println!(
-                "sbx-virtiofs vs bindfs: untar {:.2}x, git status {:.2}x faster",
-                pu.as_secs_f64() / ou.as_secs_f64(),
-                ps.as_secs_f64() / os.as_secs_f64(),
-            );
-        }
-        println!(
-            "sbx-virtiofs vs plain: write {:.0}%, cold read {:.0}%, warm read {:.0}% (bindfs: {:.0}%, {:.0}%, {:.0}%)",
-            100.0 * ours.write_mbs / plain.write_mbs,
-            100.0 * ours.cold_read_mbs / plain.cold_read_mbs,
-            100.0 * ours.warm_read_mbs / plain.warm_read_mbs,
-            100.0 * peer.write_mbs / plain.write_mbs,
-            100.0 * peer.cold_read_mbs / plain.cold_read_mbs,
-            100.0 * peer.warm_read_mbs / plain.warm_read_mbs,
-        );
-    }
+    let [plain, ours, peer, floor] = rows else {
+        return;
+    };
+    println!();
+    let ratio = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+        (Some(a), Some(b)) => format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64()),
+        _ => "n/a".to_owned(),
+    };
+    println!(
+        "sbx-virtiofs vs bindfs: untar {}, git status {}, lstat {} faster",
+        ratio(peer.untar, ours.untar),
+        ratio(peer.status, ours.status),
+        ratio(peer.stat, ours.stat),
+    );
+    println!(
+        "sbx-virtiofs vs plain: write {:.0}%, cold read {:.0}%, warm read {:.0}% (bindfs: {:.0}%, {:.0}%, {:.0}%)",
+        100.0 * ours.write_mbs / plain.write_mbs,
+        100.0 * ours.cold_read_mbs / plain.cold_read_mbs,
+        100.0 * ours.warm_read_mbs / plain.warm_read_mbs,
+        100.0 * peer.write_mbs / plain.write_mbs,
+        100.0 * peer.cold_read_mbs / plain.cold_read_mbs,
+        100.0 * peer.warm_read_mbs / plain.warm_read_mbs,
+    );
+    // A passthrough server pays the round trips (at least the floor's time) and the host's own work (at least the
+    // plain directory's time), one after the other for a synchronous write: time >= floor + plain.
+    let per_mib = |mbs: f64| 1.0 / mbs;
+    println!(
+        "transport floor: lstat through any FUSE server here is at best {} faster than bindfs; a synchronous server \
+         writes at best {:.0}% of plain (floor {:.0} MiB/s + plain {:.0} MiB/s in sequence)",
+        ratio(peer.stat, floor.stat),
+        100.0 * per_mib(plain.write_mbs) / (per_mib(plain.write_mbs) + per_mib(floor.write_mbs)),
+        floor.write_mbs,
+        plain.write_mbs,
+    );
 }
 
 fn load_average() -> String {
@@ -445,6 +546,12 @@ fn exec(cmd: &mut Command) -> Result<()> {
 
 /// Mounts the share with the release build of the `mount` example and waits until the mount is live.
 fn mount_sbx(share: &Path, mnt: &Path) -> Result<Child> {
+    mount_example("mount", share, mnt)
+}
+
+/// Starts an sbx-virtiofs example (`mount` or `null_server`: `EXAMPLE INPUT MOUNTPOINT --until-eof`, release build)
+/// and waits until its mount is live.
+fn mount_example(example: &str, input: &Path, mnt: &Path) -> Result<Child> {
     let mut child = Command::new("cargo")
         .args([
             "run",
@@ -453,20 +560,20 @@ fn mount_sbx(share: &Path, mnt: &Path) -> Result<Child> {
             "-p",
             "sbx-virtiofs",
             "--example",
-            "mount",
+            example,
             "--",
         ])
-        .arg(share)
+        .arg(input)
         .arg(mnt)
         .arg("--until-eof")
         .stdin(Stdio::piped())
         .spawn()
-        .context("starting the sbx-virtiofs mount example")?;
+        .with_context(|| format!("starting the sbx-virtiofs {example} example"))?;
     let parent_dev = dev_of(mnt.parent().unwrap_or(Path::new("/")))?;
     let deadline = Instant::now() + Duration::from_secs(600);
     while dev_of(mnt)? == parent_dev {
         if let Some(status) = child.try_wait()? {
-            bail!("the mount example exited early: {status}");
+            bail!("the {example} example exited early: {status}");
         }
         if Instant::now() > deadline {
             let _ = child.kill();

@@ -211,7 +211,7 @@ impl InHeader {
 }
 
 /// Writes a `fuse_out_header` at the start of `out` (which must already hold `OUT_HEADER_LEN` reserved bytes).
-pub(crate) fn write_out_header(out: &mut [u8], error: i32, unique: u64) {
+pub fn write_out_header(out: &mut [u8], error: i32, unique: u64) {
     let len = u32::try_from(out.len()).unwrap_or(u32::MAX);
     if out.len() >= OUT_HEADER_LEN {
         out[0..4].copy_from_slice(&len.to_ne_bytes());
@@ -242,7 +242,8 @@ pub struct Attr {
 }
 
 impl Attr {
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+    /// Appends the wire form (`fuse_attr`, 88 bytes).
+    pub fn encode(&self, out: &mut Vec<u8>) {
         out.put_u64(self.ino);
         out.put_u64(self.size);
         out.put_u64(self.blocks);
@@ -296,7 +297,8 @@ pub struct EntryOut {
 }
 
 impl EntryOut {
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+    /// Appends the wire form (`fuse_entry_out`).
+    pub fn encode(&self, out: &mut Vec<u8>) {
         out.put_u64(self.nodeid);
         out.put_u64(self.generation);
         out.put_u64(self.entry_valid.secs);
@@ -308,7 +310,7 @@ impl EntryOut {
 }
 
 /// `fuse_attr_out`.
-pub(crate) fn encode_attr_out(out: &mut Vec<u8>, valid: Validity, attr: &Attr) {
+pub fn encode_attr_out(out: &mut Vec<u8>, valid: Validity, attr: &Attr) {
     out.put_u64(valid.secs);
     out.put_u32(valid.nsecs);
     out.put_u32(0);
@@ -316,14 +318,14 @@ pub(crate) fn encode_attr_out(out: &mut Vec<u8>, valid: Validity, attr: &Attr) {
 }
 
 /// `fuse_open_out`.
-pub(crate) fn encode_open_out(out: &mut Vec<u8>, fh: u64, open_flags: u32) {
+pub fn encode_open_out(out: &mut Vec<u8>, fh: u64, open_flags: u32) {
     out.put_u64(fh);
     out.put_u32(open_flags);
     out.put_u32(0);
 }
 
 /// `fuse_write_out` (also the reply of COPY_FILE_RANGE).
-pub(crate) fn encode_write_out(out: &mut Vec<u8>, size: u32) {
+pub fn encode_write_out(out: &mut Vec<u8>, size: u32) {
     out.put_u32(size);
     out.put_u32(0);
 }
@@ -378,7 +380,8 @@ pub struct InitOut {
 }
 
 impl InitOut {
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+    /// Appends the wire form (`fuse_init_out`).
+    pub fn encode(&self, out: &mut Vec<u8>) {
         out.put_u32(self.major);
         out.put_u32(self.minor);
         out.put_u32(self.max_readahead);

@@ -19,6 +19,26 @@ use rustix::mount::{MountFlags, UnmountFlags};
 
 use crate::server::{FileServer, Outcome};
 
+/// What a [`HostMount`] serves: raw FUSE requests in, raw replies out. [`FileServer`] is the one that matters; the
+/// seam exists so the same transport (workers, descriptor clones, readahead) can be measured with a handler that
+/// does no file-system work at all (`examples/null_server.rs`, the transport floor of `cargo xtask bench-virtiofs`).
+pub trait FuseHandler: Send + Sync + 'static {
+    /// Handles one raw request, writing the raw reply (header included) into `reply`.
+    fn handle(&self, request: &[u8], reply: &mut Vec<u8>) -> Outcome;
+    /// The largest request the handler accepts (the size of each worker's read buffer).
+    fn max_request_len(&self) -> usize;
+}
+
+impl FuseHandler for FileServer {
+    fn handle(&self, request: &[u8], reply: &mut Vec<u8>) -> Outcome {
+        FileServer::handle(self, request, reply)
+    }
+
+    fn max_request_len(&self) -> usize {
+        FileServer::max_request_len(self)
+    }
+}
+
 /// Default readahead window of a host mount: 8 requests of 1 MiB.
 pub const DEFAULT_READ_AHEAD_KB: u32 = 8192;
 
@@ -111,7 +131,7 @@ pub enum MountError {
     },
 }
 
-/// A live host mount of a [`FileServer`]; unmounted on [`HostMount::unmount`] or drop.
+/// A live host mount of a [`FileServer`] (or any [`FuseHandler`]); unmounted on [`HostMount::unmount`] or drop.
 #[derive(Debug)]
 pub struct HostMount {
     mountpoint: PathBuf,
@@ -123,8 +143,8 @@ pub struct HostMount {
 
 impl HostMount {
     /// Mounts `server` on `mountpoint` (an existing directory) and starts serving.
-    pub fn mount(
-        server: Arc<FileServer>,
+    pub fn mount<H: FuseHandler>(
+        server: Arc<H>,
         mountpoint: &Path,
         options: &MountOptions,
     ) -> Result<Self, MountError> {
@@ -164,7 +184,7 @@ impl HostMount {
             let server = Arc::clone(&server);
             let worker = std::thread::Builder::new()
                 .name(format!("sbx-fuse-{i}"))
-                .spawn(move || serve(&dev, &server))
+                .spawn(move || serve(&dev, &*server))
                 .map_err(|source| MountError::Spawn { source })?;
             mount.workers.push(worker);
         }
@@ -383,7 +403,7 @@ fn mount_data(dev: &OwnedFd, options: &MountOptions) -> CString {
 }
 
 /// One worker: read a request, handle it, write the reply, until the connection goes away.
-fn serve(dev: &OwnedFd, server: &FileServer) {
+fn serve<H: FuseHandler>(dev: &OwnedFd, server: &H) {
     let mut buf = vec![0u8; server.max_request_len()];
     let mut reply = Vec::with_capacity(server.max_request_len());
     loop {

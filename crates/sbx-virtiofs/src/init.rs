@@ -23,6 +23,26 @@ pub struct KernelInit {
     pub flags: u32,
 }
 
+impl KernelInit {
+    /// The kernel's offer carried by an INIT request; `None` for every other operation.
+    pub fn of(op: &crate::request::Operation<'_>) -> Option<Self> {
+        match *op {
+            crate::request::Operation::Init {
+                major,
+                minor,
+                max_readahead,
+                flags,
+            } => Some(Self {
+                major,
+                minor,
+                max_readahead,
+                flags,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// Outcome of the negotiation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Negotiation {

@@ -58,8 +58,10 @@ mod sys;
 pub mod virtio;
 mod wire;
 
-pub use host_fuse::{HostMount, MountError, MountMethod, MountOptions};
+pub use host_fuse::{FuseHandler, HostMount, MountError, MountMethod, MountOptions};
 pub use idmap::IdMapping;
 pub use request::{DecodeError, Operation, Request};
-pub use server::{CachePolicy, FileServer, Outcome, ServerError, ServerStats, ShareConfig};
+pub use server::{
+    CachePolicy, FileServer, Outcome, ServerError, ServerStats, ShareConfig, frame_reply,
+};
 pub use virtio::{ChainError, VirtioFsQueueHandler};

@@ -138,6 +138,47 @@ pub enum Outcome {
     Destroyed,
 }
 
+/// Frames the reply to one raw FUSE request: decodes it, lets `body` append the reply's body after the reserved
+/// `fuse_out_header`, and fills the header in (length, error, the request's `unique`). `body` returns the outcome, or
+/// a positive errno (`libc::ENOENT`), which becomes a header-only error reply. An undecodable request is answered
+/// with `EINVAL` when its header can be read, and not at all when even that is missing. Every
+/// [`FuseHandler`](crate::host_fuse::FuseHandler) can use it; [`FileServer::handle`] does.
+pub fn frame_reply(
+    request: &[u8],
+    reply: &mut Vec<u8>,
+    body: impl FnOnce(&Request<'_>, &mut Vec<u8>) -> Result<Outcome, i32>,
+) -> Outcome {
+    reply.clear();
+    let req = match Request::decode(request) {
+        Ok(req) => req,
+        Err(e) => {
+            tracing::debug!(error = %e, "undecodable FUSE request");
+            return match request.get(8..16) {
+                Some(u) if request.len() >= crate::abi::IN_HEADER_LEN => {
+                    let unique = u64::from_ne_bytes(u.try_into().unwrap_or([0; 8]));
+                    reply.resize(OUT_HEADER_LEN, 0);
+                    write_out_header(reply, -Errno::INVAL.raw_os_error(), unique);
+                    Outcome::Reply
+                }
+                _ => Outcome::NoReply,
+            };
+        }
+    };
+    let unique = req.header.unique;
+    reply.resize(OUT_HEADER_LEN, 0);
+    match body(&req, reply) {
+        Ok(outcome) => {
+            write_out_header(reply, 0, unique);
+            outcome
+        }
+        Err(errno) => {
+            reply.truncate(OUT_HEADER_LEN);
+            write_out_header(reply, -errno, unique);
+            Outcome::Reply
+        }
+    }
+}
+
 /// Counters useful to tests and diagnostics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerStats {
@@ -217,55 +258,15 @@ impl FileServer {
 
     /// Handles one raw FUSE request, writing the raw reply (header included) into `reply`.
     pub fn handle(&self, request: &[u8], reply: &mut Vec<u8>) -> Outcome {
-        reply.clear();
-        let req = match Request::decode(request) {
-            Ok(req) => req,
-            Err(e) => {
-                tracing::debug!(error = %e, "undecodable FUSE request");
-                return match request.get(8..16) {
-                    Some(u) if request.len() >= crate::abi::IN_HEADER_LEN => {
-                        let unique = u64::from_ne_bytes(u.try_into().unwrap_or([0; 8]));
-                        reply.resize(OUT_HEADER_LEN, 0);
-                        write_out_header(reply, -Errno::INVAL.raw_os_error(), unique);
-                        Outcome::Reply
-                    }
-                    _ => Outcome::NoReply,
-                };
-            }
-        };
-        let unique = req.header.unique;
-        reply.resize(OUT_HEADER_LEN, 0);
-        match self.dispatch(&req, reply) {
-            Ok(outcome) => {
-                write_out_header(reply, 0, unique);
-                outcome
-            }
-            Err(errno) => {
-                reply.truncate(OUT_HEADER_LEN);
-                write_out_header(reply, -errno.raw_os_error(), unique);
-                Outcome::Reply
-            }
-        }
+        frame_reply(request, reply, |req, out| {
+            self.dispatch(req, out).map_err(|e| e.raw_os_error())
+        })
     }
 
     fn dispatch(&self, req: &Request<'_>, out: &mut Vec<u8>) -> Result<Outcome, Errno> {
         let node = req.header.nodeid;
-        if let Operation::Init {
-            major,
-            minor,
-            max_readahead,
-            flags,
-        } = req.op
-        {
-            return self.init(
-                KernelInit {
-                    major,
-                    minor,
-                    max_readahead,
-                    flags,
-                },
-                out,
-            );
+        if let Some(kernel) = KernelInit::of(&req.op) {
+            return self.init(kernel, out);
         }
         if self.session().is_none() {
             return Err(Errno::IO);
