@@ -10,10 +10,12 @@
 //! A fourth target is the transport floor: the `null_server` example of sbx-virtiofs, the same host-FUSE transport
 //! answering every request from memory (a lookup is a hash probe, a write is dropped). It runs the `lstat` and
 //! sequential workloads; what they cost through it is what the kernel's FUSE round trips cost on this machine, so
-//! no passthrough server can beat it. Each workload runs `--runs` rounds (default 3); within a round the targets take turns, so a change in the
-//! machine's load during the run hits all of them alike. The median per target is reported, with the load average
-//! before and after. `--io-only` skips untar and `git status` (a quick check of the sequential figures). Needs root
-//! (FUSE mounts, dropping caches), `bindfs`, `git` and `tar`.
+//! no passthrough server can beat it.
+//!
+//! Each workload runs `--runs` rounds (default 3; the `lstat` one three times as many); within a round the targets
+//! take turns, so a change in the machine's load during the run hits all of them alike. The median per target is
+//! reported, with the load average before and after. `--io-only` skips untar, `git status` and `lstat` (a quick check
+//! of the sequential figures). Needs root (FUSE mounts, dropping caches), `bindfs`, `git` and `tar`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
