@@ -2,10 +2,10 @@
 //!
 //! It serves an in-memory tree (the files listed in a manifest, one relative path per line) through the very transport
 //! the real server uses — [`HostMount`] with the same worker threads, `/dev/fuse` clones, readahead window, negotiated
-//! features, timeouts and open flags (direct I/O for write-only opens, cached pages kept for readers) — and answers every request from memory: a LOOKUP is a hash-map probe, a WRITE is
-//! acknowledged and its bytes dropped, a FSYNC does nothing. Whatever a workload costs through this mount is what the
-//! host kernel's FUSE round trips cost on this machine; no passthrough server, which must also do the host's work,
-//! can be faster. `cargo xtask bench-virtiofs` measures it next to sbx-virtiofs and bindfs.
+//! features, timeouts and open flags (direct I/O for write-only opens, cached pages kept for readers) — and answers
+//! every request from memory: a LOOKUP is a hash-map probe, a WRITE is acknowledged and its bytes dropped, an FSYNC
+//! does nothing. Whatever a workload costs through this mount is what the host kernel's FUSE round trips cost on this
+//! machine; no passthrough server, which must also do the host's work, can be faster. `cargo xtask bench-virtiofs` measures it next to sbx-virtiofs and bindfs.
 //!
 //! ```sh
 //! sudo cargo run --release -p sbx-virtiofs --example null_server -- MANIFEST MOUNTPOINT [--seconds N | --until-eof]
