@@ -23,15 +23,13 @@ use sbx_virtiofs::abi::{
     Attr, EntryOut, ROOT_ID, Validity, encode_attr_out, encode_open_out, encode_write_out, fattr,
     fopen,
 };
-use sbx_virtiofs::init::{KernelInit, Negotiation, negotiate};
+use sbx_virtiofs::init::{DIRECT_WRITE_COHERENT_MINOR, KernelInit, Negotiation, negotiate};
+use sbx_virtiofs::request::MAX_REQUEST_LEN;
 use sbx_virtiofs::{
     CachePolicy, FuseHandler, HostMount, MountOptions, Operation, Outcome, Request, frame_reply,
 };
 
-/// The kernel minor version from which the real server opens write-only files with `FOPEN_DIRECT_IO` (see its
-/// README); the floor must get the same open flags to be a floor of the same request stream.
-const DIRECT_WRITE_COHERENT_MINOR: u32 = 39;
-/// `max_pages` of the real server's default share.
+/// `max_pages` of the real server's default share (1 MiB requests, `request::MAX_REQUEST_LEN` with headers).
 const MAX_PAGES: u16 = 256;
 
 struct Node {
@@ -143,6 +141,7 @@ impl NullServer {
                     node.size.store(0, Ordering::Relaxed);
                 }
                 let write_only = *flags as i32 & libc::O_ACCMODE == libc::O_WRONLY;
+                // The real server's rule, so that the floor sees the same request stream.
                 let direct = write_only
                     && self.kernel_minor.load(Ordering::Relaxed) >= DIRECT_WRITE_COHERENT_MINOR;
                 // Readers keep their cached pages across opens, as the real server grants for an unchanged file: the
@@ -202,7 +201,7 @@ impl FuseHandler for NullServer {
     }
 
     fn max_request_len(&self) -> usize {
-        usize::from(MAX_PAGES) * 4096 + 64 * 1024
+        MAX_REQUEST_LEN
     }
 }
 

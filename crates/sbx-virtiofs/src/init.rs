@@ -10,6 +10,11 @@ const PAGE_SIZE: u32 = 4096;
 /// The kernel's `max_pages` when the MAX_PAGES feature is not negotiated.
 const DEFAULT_MAX_PAGES: u32 = 32;
 
+/// The first FUSE protocol minor version (7.39, Linux 6.6) of kernels known to drop a file's cached pages (and
+/// mappings) when a `FOPEN_DIRECT_IO` descriptor writes it, so that other openers in the guest stay coherent; the
+/// server opens write-only files with direct I/O only for such kernels, older ones keep the page cache.
+pub const DIRECT_WRITE_COHERENT_MINOR: u32 = 39;
+
 /// What the kernel offered in FUSE_INIT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelInit {

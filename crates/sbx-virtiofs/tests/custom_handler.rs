@@ -81,7 +81,7 @@ impl FuseHandler for OneFile {
     }
 
     fn max_request_len(&self) -> usize {
-        32 * 4096 + 64 * 1024
+        sbx_virtiofs::request::MAX_REQUEST_LEN
     }
 }
 

@@ -188,11 +188,6 @@ pub struct ServerStats {
     pub handles: usize,
 }
 
-/// The first FUSE protocol minor version (7.39, Linux 6.6) of kernels known to drop a file's cached pages (and
-/// mappings) when a `FOPEN_DIRECT_IO` descriptor writes it, so that other openers in the guest stay coherent; with
-/// older kernels write-only opens keep going through the page cache.
-const DIRECT_WRITE_COHERENT_MINOR: u32 = 39;
-
 /// The passthrough file server for one share.
 #[derive(Debug)]
 pub struct FileServer {
@@ -351,7 +346,7 @@ impl FileServer {
         match negotiate(kernel, &self.config.cache, self.config.max_pages) {
             Negotiation::Accepted(init) => {
                 self.direct_writes.store(
-                    kernel.minor >= DIRECT_WRITE_COHERENT_MINOR,
+                    kernel.minor >= crate::init::DIRECT_WRITE_COHERENT_MINOR,
                     std::sync::atomic::Ordering::Relaxed,
                 );
                 *self.session.lock().map_err(|_| Errno::IO)? = Some(init);
